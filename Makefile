@@ -1,0 +1,56 @@
+# Ferry: every developer task is a make target. `make run` and `make test` are the two that matter.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV ?= uv
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## install uv if missing, then every package and tool from the lock file
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	@$(UV) sync --all-packages --frozen --quiet
+
+.PHONY: lint
+lint: setup ## ruff lint and format check, import-layer contracts
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run lint-imports
+
+.PHONY: types
+types: setup ## mypy --strict over every package
+	$(UV) run mypy libs/*/src services/*/src cli/src
+
+.PHONY: test
+test: lint types ## lint, types and every test (needs RabbitMQ and PostgreSQL on loopback)
+	$(UV) run pytest $(PYTEST_ARGS)
+
+.PHONY: fmt
+fmt: setup ## format and auto-fix
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+.PHONY: schemas
+schemas: setup ## regenerate the JSON Schemas of every event type into docs/events/
+	$(UV) run python -m ferry_events.schema docs/events
+
+.PHONY: run
+run: setup ## run every service locally against the local RabbitMQ, with a local config repo and dev token
+	$(UV) run python scripts/run_local.py
+
+.PHONY: demo
+demo: setup ## the walkthrough, against a running `make run`
+	$(UV) run python scripts/demo.py
+
+.PHONY: bench
+bench: bench-ingest bench-release bench-watch bench-notify ## every benchmark
+
+bench-%: setup ## one benchmark: bench-ingest, bench-release, bench-watch, bench-notify
+	$(UV) run python bench/$*.py $(BENCH_ARGS)
+
+.PHONY: clean
+clean: ## remove local state (.ferry/) and caches
+	rm -rf .ferry .pytest_cache .mypy_cache .ruff_cache

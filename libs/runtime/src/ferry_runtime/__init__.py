@@ -1,0 +1,52 @@
+"""Ferry's runtime kit: what every service uses so that none re-writes it."""
+
+from ferry_runtime.consumer import (
+    ATTEMPT_HEADER,
+    CODE_HEADER,
+    REASON_HEADER,
+    BatchHandler,
+    Consumer,
+    ConsumerOptions,
+    Delivery,
+    Handler,
+)
+from ferry_runtime.errors import HandlerError, PermanentError, PublishFailed, TemporaryError
+from ferry_runtime.http import HttpServer, Readiness, health_routes, operational_app
+from ferry_runtime.logging import bind_contextvars, bound_contextvars, configure_logging, get_logger
+from ferry_runtime.publisher import Publisher, build_message
+from ferry_runtime.service import BrokerUnavailable, ServiceRuntime, connect_broker
+from ferry_runtime.settings import RuntimeSettings, mask_url
+from ferry_runtime.topology import ServiceQueues, declare_exchange, declare_service_queues
+
+__all__ = [
+    "ATTEMPT_HEADER",
+    "CODE_HEADER",
+    "REASON_HEADER",
+    "BatchHandler",
+    "BrokerUnavailable",
+    "Consumer",
+    "ConsumerOptions",
+    "Delivery",
+    "Handler",
+    "HandlerError",
+    "HttpServer",
+    "PermanentError",
+    "PublishFailed",
+    "Publisher",
+    "Readiness",
+    "RuntimeSettings",
+    "ServiceQueues",
+    "ServiceRuntime",
+    "TemporaryError",
+    "bind_contextvars",
+    "bound_contextvars",
+    "build_message",
+    "configure_logging",
+    "connect_broker",
+    "declare_exchange",
+    "declare_service_queues",
+    "get_logger",
+    "health_routes",
+    "mask_url",
+    "operational_app",
+]

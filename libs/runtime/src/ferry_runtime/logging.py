@@ -1,0 +1,66 @@
+"""structlog set-up: JSON lines when not on a TTY, pretty on a TTY, correlation id on every line.
+
+Standard-library loggers (aio-pika, uvicorn, ...) are routed through the same
+processors, so every line a service prints has one shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from structlog.contextvars import bind_contextvars, bound_contextvars, merge_contextvars
+from structlog.typing import Processor
+
+__all__ = ["bind_contextvars", "bound_contextvars", "configure_logging", "get_logger"]
+
+
+def configure_logging(service: str, *, level: str = "INFO", fmt: str = "auto") -> None:
+    """Configure structlog and the standard library for ``service``."""
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    shared: list[Processor] = [
+        merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info if use_json else _identity,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiormq", "aio_pika", "git", "uvicorn.access", "kubernetes_asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    bind_contextvars(service=service)
+
+
+def _identity(_: Any, __: str, event_dict: Any) -> Any:
+    return event_dict
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    """A structlog logger; every line carries the context bound for the current message."""
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

@@ -1,0 +1,99 @@
+"""Publishing with publisher confirms, persistent messages and mandatory routing.
+
+A publish returns only once the broker has confirmed the message (written to
+disk, or to a majority of a quorum queue's replicas). Unroutable messages and
+nacks raise :class:`PublishFailed`: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
+
+from ferry_events import STRUCTURED_CONTENT_TYPE, CloudEvent, encode
+from ferry_runtime.errors import PublishFailed
+from ferry_runtime.logging import get_logger
+from ferry_runtime.metrics import PUBLISH_FAILURES, PUBLISHED
+
+log = get_logger(__name__)
+
+
+def build_message(event: CloudEvent, headers: Mapping[str, Any] | None = None) -> aio_pika.Message:
+    """A persistent structured-mode AMQP message for ``event``."""
+    return aio_pika.Message(
+        body=encode(event),
+        content_type=STRUCTURED_CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=event.id,
+        correlation_id=event.correlationid,
+        type=event.type,
+        timestamp=event.time,
+        headers=dict(headers or {}),
+    )
+
+
+class Publisher:
+    """Publishes events to the Ferry exchange and waits for each confirm."""
+
+    def __init__(
+        self, channel: AbstractChannel, exchange: AbstractExchange, *, service: str
+    ) -> None:
+        self._channel = channel
+        self._exchange = exchange
+        self._service = service
+
+    @property
+    def exchange_name(self) -> str:
+        return self._exchange.name
+
+    async def publish(self, event: CloudEvent, *, timeout: float = 30.0) -> None:
+        """Publish one event, routed by its type. Raises :class:`PublishFailed` if not confirmed."""
+        await self.publish_message(build_message(event), event.type, event.type, timeout=timeout)
+
+    async def publish_many(self, events: Iterable[CloudEvent], *, timeout: float = 30.0) -> None:
+        """Publish several events with their confirms in flight together."""
+        await asyncio.gather(*(self.publish(e, timeout=timeout) for e in events))
+
+    async def publish_message(
+        self,
+        message: aio_pika.Message,
+        routing_key: str,
+        event_type: str,
+        *,
+        exchange: AbstractExchange | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        target = exchange or self._exchange
+        try:
+            await target.publish(message, routing_key=routing_key, mandatory=True, timeout=timeout)
+        except PublishError as exc:
+            PUBLISH_FAILURES.labels(self._service, "unroutable").inc()
+            raise PublishFailed(
+                f"the broker could not route {event_type} with key {routing_key!r} on "
+                f"exchange {target.name!r}: no queue is bound for it",
+                code="unroutable",
+            ) from exc
+        except DeliveryError as exc:
+            PUBLISH_FAILURES.labels(self._service, "nack").inc()
+            raise PublishFailed(
+                f"the broker refused {event_type} (nack): {exc}", code="nack"
+            ) from exc
+        except (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError) as exc:
+            PUBLISH_FAILURES.labels(self._service, "connection").inc()
+            raise PublishFailed(
+                f"publishing {event_type} was not confirmed: {exc!r}", code="connection"
+            ) from exc
+        PUBLISHED.labels(self._service, event_type).inc()
+
+    async def send_to_queue(
+        self, queue: str, message: aio_pika.Message, event_type: str, *, timeout: float = 30.0
+    ) -> None:
+        """Publish straight to ``queue`` through the default exchange (retry and dead-letter)."""
+        await self.publish_message(
+            message, queue, event_type, exchange=self._channel.default_exchange, timeout=timeout
+        )

@@ -1,0 +1,286 @@
+"""The life of a service process: connect, declare, consume, serve, and stop cleanly.
+
+A service's composition root builds its adapters and handlers, then::
+
+    runtime = ServiceRuntime("artifact-ingest", settings)
+    runtime.consume({ArtifactPublished: handler.on_published}, concurrency=4)
+    await runtime.run()
+
+``run`` returns after SIGTERM or SIGINT (or ``stop()``): it stops consuming,
+lets in-flight messages finish and ack, returns buffered ones to the broker,
+stops the HTTP server and closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from starlette.routing import BaseRoute
+
+from ferry_events import EventData, EventRegistry, default_registry
+from ferry_runtime.consumer import BatchHandler, Consumer, ConsumerOptions, Handler
+from ferry_runtime.http import HttpServer, Readiness, health_routes, operational_app
+from ferry_runtime.logging import get_logger
+from ferry_runtime.metrics import BROKER_CONNECTED
+from ferry_runtime.publisher import Publisher
+from ferry_runtime.settings import RuntimeSettings, mask_url
+from ferry_runtime.topology import ServiceQueues, declare_exchange, declare_service_queues
+
+log = get_logger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not answer at start-up."""
+
+
+async def connect_broker(
+    url: str, *, attempts: int = 0, service: str = "ferry"
+) -> AbstractRobustConnection:
+    """Connect with backoff. ``attempts`` = 0 tries until cancelled."""
+    delay = 0.5
+    tried = 0
+    while True:
+        tried += 1
+        try:
+            return await aio_pika.connect_robust(
+                url, client_properties={"connection_name": service}
+            )
+        except (OSError, aio_pika.exceptions.AMQPError, ConnectionError) as exc:
+            if attempts and tried >= attempts:
+                raise BrokerUnavailable(
+                    f"RabbitMQ is not reachable at {mask_url(url)} ({exc!r}). "
+                    "Start one (for example "
+                    "'rabbitmq-server -detached', or 'docker compose -f deploy/docker-compose.yml "
+                    "up rabbitmq') or set FERRY_AMQP_URL."
+                ) from exc
+            log.warning(
+                "broker not reachable; retrying",
+                url=mask_url(url),
+                error=repr(exc),
+                retry_in_seconds=delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+
+class ServiceRuntime:
+    """Broker, consumer, HTTP and signals for one service process."""
+
+    def __init__(
+        self,
+        service: str,
+        settings: RuntimeSettings,
+        *,
+        registry: EventRegistry = default_registry,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.registry = registry
+        self.readiness = Readiness()
+        self.connection: AbstractRobustConnection | None = None
+        self.channel: AbstractChannel | None = None
+        self.exchange: AbstractExchange | None = None
+        self._publisher: Publisher | None = None
+        self._handlers: dict[str, Handler] | None = None
+        self._batch_handler: BatchHandler | None = None
+        self._options = ConsumerOptions(
+            max_attempts=settings.max_attempts, max_event_bytes=settings.max_event_bytes
+        )
+        self._prefetch = settings.prefetch
+        self._single_active = False
+        self._consumer: Consumer | None = None
+        self._http: HttpServer | None = None
+        self._app: Any = None
+        self._stop = asyncio.Event()
+        self._started = asyncio.Event()
+        self._on_start: list[Hook] = []
+        self._on_stop: list[Hook] = []
+        self.readiness.add("broker", self._broker_ready)
+
+    # ------------------------------------------------------------------ configuration
+
+    def consume(
+        self,
+        handlers: Mapping[type[EventData], Handler],
+        *,
+        concurrency: int = 1,
+        prefetch: int | None = None,
+    ) -> None:
+        """Handle these event types, one message at a time per worker."""
+        self._handlers = {model.event_type: handler for model, handler in handlers.items()}
+        self._options.concurrency = concurrency
+        self._prefetch = prefetch or max(self.settings.prefetch, concurrency)
+
+    def consume_batches(
+        self,
+        event_types: list[type[EventData]],
+        handler: BatchHandler,
+        *,
+        max_batch: int = 100,
+        prefetch: int | None = None,
+        single_active_consumer: bool = False,
+    ) -> None:
+        """Handle these event types in batches of whatever is waiting (up to ``max_batch``)."""
+        self._batch_handler = handler
+        self._handlers = {model.event_type: _unreachable for model in event_types}
+        self._options.max_batch = max_batch
+        self._prefetch = prefetch or max(self.settings.prefetch, max_batch)
+        self._single_active = single_active_consumer
+
+    def serve(self, app: Any) -> None:
+        """Serve this ASGI app (FastAPI or Starlette) instead of the operational-only one.
+
+        The app should include :func:`health_routes`.
+        """
+        self._app = app
+
+    def routes(self) -> list[BaseRoute]:
+        """The operational routes, to mount into a service's own app."""
+        return health_routes(self.readiness, self.service)
+
+    def on_start(self, hook: Hook) -> None:
+        """Run ``hook`` once the broker is connected, before consuming starts."""
+        self._on_start.append(hook)
+
+    def on_stop(self, hook: Hook) -> None:
+        """Run ``hook`` after consuming stopped, before the connection closes."""
+        self._on_stop.append(hook)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def publisher(self) -> Publisher:
+        if self._publisher is None:
+            raise RuntimeError("the broker is not connected yet")
+        return self._publisher
+
+    @property
+    def http_port(self) -> int:
+        return self._http.port if self._http else 0
+
+    @property
+    def started(self) -> asyncio.Event:
+        return self._started
+
+    def queues(self) -> ServiceQueues:
+        return ServiceQueues(
+            service=self.service,
+            prefix=self.settings.queue_prefix,
+            routing_keys=tuple(sorted(self._handlers or {})),
+            retry_delays=self.settings.retry_delays,
+            delivery_limit=self.settings.delivery_limit,
+            single_active_consumer=self._single_active,
+        )
+
+    async def _broker_ready(self) -> bool:
+        ready = (
+            self.connection is not None
+            and not self.connection.is_closed
+            and self.channel is not None
+            and not self.channel.is_closed
+        )
+        BROKER_CONNECTED.labels(self.service).set(1 if ready else 0)
+        return ready
+
+    def stop(self) -> None:
+        """Ask ``run`` to shut down (what SIGTERM does)."""
+        self._stop.set()
+
+    # ------------------------------------------------------------------ running
+
+    async def connect(self, *, attempts: int = 0) -> None:
+        """Connect, open a confirming channel, declare the exchange and this service's queues."""
+        self.connection = await connect_broker(
+            self.settings.amqp_url, attempts=attempts, service=self.service
+        )
+        self.channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        await self.channel.set_qos(prefetch_count=self._prefetch)
+        self.exchange = await declare_exchange(self.channel, self.settings.exchange)
+        self._publisher = Publisher(self.channel, self.exchange, service=self.service)
+        BROKER_CONNECTED.labels(self.service).set(1)
+        log.info("broker connected", url=mask_url(self.settings.amqp_url))
+
+    async def _start_consuming(self) -> None:
+        if self._handlers is None:
+            return
+        assert self.channel is not None
+        assert self.exchange is not None
+        queues = self.queues()
+        queue = await declare_service_queues(self.channel, self.exchange, queues)
+        self._consumer = Consumer(
+            service=self.service,
+            queue=queue,
+            queues=queues,
+            publisher=self.publisher,
+            registry=self.registry,
+            handlers=None if self._batch_handler else self._handlers,
+            batch_handler=self._batch_handler,
+            options=self._options,
+        )
+        await self._consumer.start()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        log.info("shutting down", signal=signal.Signals(sig).name)
+        self._stop.set()
+
+    async def run(self, *, install_signals: bool = True) -> None:
+        """Run until stopped. Logs the effective settings (secrets masked) first."""
+        log.info("starting", settings=self.settings.effective())
+        if install_signals:
+            self._install_signals()
+        app = self._app or operational_app(self.readiness, self.service)
+        self._http = HttpServer(app, self.settings.http_host, self.settings.http_port)
+        await self._http.start()
+        log.info("http listening", host=self.settings.http_host, port=self._http.port)
+        connect = asyncio.create_task(self.connect())
+        stop_wait = asyncio.create_task(self._stop.wait())
+        await asyncio.wait({connect, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            if connect.done():
+                connect.result()
+                for hook in self._on_start:
+                    await hook()
+                await self._start_consuming()
+                self._started.set()
+                log.info("ready")
+                await stop_wait
+        finally:
+            connect.cancel()
+            stop_wait.cancel()
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop(self.settings.shutdown_timeout)
+        for hook in self._on_stop:
+            try:
+                await hook()
+            except Exception:
+                log.exception("stop hook failed")
+        if self._http is not None:
+            await self._http.stop()
+        if self.connection is not None:
+            await self.connection.close()
+        BROKER_CONNECTED.labels(self.service).set(0)
+        log.info("stopped")
+
+
+async def _unreachable(_: Any) -> None:  # pragma: no cover - batch mode never calls it
+    raise RuntimeError("batch consumer dispatched a single message")

@@ -1,0 +1,93 @@
+"""The broker topology: one topic exchange, and per service a quorum queue, its delay
+queues for retries and its dead-letter queue.
+
+```
+ferry.events (topic) --<event type>--> <prefix>.<service>            quorum, durable
+                                        |  temporary error: copy to
+                                        v
+                       <prefix>.<service>.retry.<n>   quorum, x-message-ttl = delay n,
+                                        |              dead-letters back to the service queue
+                                        v
+                       <prefix>.<service>.dlq         permanent errors, retries exhausted,
+                                                      and (by the broker) deliveries over
+                                                      x-delivery-limit
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceQueues:
+    """Names and arguments of one service's queues."""
+
+    service: str
+    prefix: str
+    routing_keys: tuple[str, ...]
+    retry_delays: tuple[float, ...]
+    delivery_limit: int = 20
+    single_active_consumer: bool = False
+
+    @property
+    def main(self) -> str:
+        return f"{self.prefix}.{self.service}"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.main}.dlq"
+
+    def retry(self, level: int) -> str:
+        return f"{self.main}.retry.{level}"
+
+    def main_arguments(self) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.dead_letter,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+        if self.single_active_consumer:
+            args["x-single-active-consumer"] = True
+        return args
+
+    def retry_arguments(self, level: int) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-message-ttl": int(self.retry_delays[level] * 1000),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.main,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+
+
+async def declare_exchange(channel: AbstractChannel, name: str) -> AbstractExchange:
+    """The durable topic exchange every event goes through."""
+    return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+
+
+async def declare_service_queues(
+    channel: AbstractChannel, exchange: AbstractExchange, queues: ServiceQueues
+) -> AbstractQueue:
+    """Declare the service queue (bound to its routing keys), its retry and dead-letter queues."""
+    await channel.declare_queue(
+        queues.dead_letter, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    for level in range(len(queues.retry_delays)):
+        await channel.declare_queue(
+            queues.retry(level), durable=True, arguments=queues.retry_arguments(level)
+        )
+    queue = await channel.declare_queue(
+        queues.main, durable=True, arguments=queues.main_arguments()
+    )
+    for key in queues.routing_keys:
+        await queue.bind(exchange, routing_key=key)
+    return queue

@@ -1,0 +1,261 @@
+"""The runtime kit against the real broker: acks after the effect, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from ferry_events import (
+    Actor,
+    CloudEvent,
+    Intent,
+    ReleaseRequested,
+    ReleaseRejected,
+    encode,
+)
+from ferry_runtime import (
+    CODE_HEADER,
+    REASON_HEADER,
+    Delivery,
+    PermanentError,
+    PublishFailed,
+    RuntimeSettings,
+    ServiceRuntime,
+    TemporaryError,
+    mask_url,
+)
+from ferry_testing import BrokerNamespace, EventTap, running
+
+pytestmark = pytest.mark.amqp
+
+
+def _request(n: int = 1) -> ReleaseRequested:
+    return ReleaseRequested(
+        release_id=f"r-{n}",
+        service="payments",
+        environment="dev",
+        intent=Intent.RELEASE,
+        artifact_id="a-1",
+        actor=Actor(subject="jane"),
+        requested_at=datetime.now(UTC),
+    )
+
+
+def _runtime(ns: BrokerNamespace, service: str = "promotion") -> ServiceRuntime:
+    return ServiceRuntime(service, RuntimeSettings(**ns.settings()))
+
+
+async def test_handled_message_is_acked_and_its_result_published(
+    broker_ns: BrokerNamespace, event_tap: EventTap
+) -> None:
+    runtime = _runtime(broker_ns)
+
+    async def handle(delivery: Delivery) -> None:
+        assert isinstance(delivery.data, ReleaseRequested)
+        rejected = ReleaseRejected(
+            release_id=delivery.data.release_id,
+            service="payments",
+            environment="dev",
+            intent=Intent.RELEASE,
+            actor=delivery.data.actor,
+            violations=[],
+        )
+        await runtime.publisher.publish(
+            CloudEvent.new(rejected, source="ferry/promotion", cause=delivery.event)
+        )
+
+    runtime.consume({ReleaseRequested: handle})
+    async with running(runtime):
+        sent = await broker_ns.publish(_request())
+        result = await event_tap.wait_one("ferry.release.rejected.v1")
+    assert result.causationid == sent.id
+    assert result.correlationid == sent.correlationid
+
+
+async def test_temporary_error_is_retried_with_attempt_count(broker_ns: BrokerNamespace) -> None:
+    runtime = _runtime(broker_ns)
+    attempts: list[int] = []
+    done = asyncio.Event()
+
+    async def handle(delivery: Delivery) -> None:
+        attempts.append(delivery.attempt)
+        if delivery.attempt < 3:
+            raise TemporaryError("remote down", code="remote-down")
+        done.set()
+
+    runtime.consume({ReleaseRequested: handle})
+    async with running(runtime):
+        await broker_ns.publish(_request())
+        await asyncio.wait_for(done.wait(), 15)
+    assert attempts == [1, 2, 3]
+    assert await broker_ns.dead_letters("promotion", timeout=0.5) == []
+
+
+async def test_permanent_error_is_dead_lettered_with_its_reason(broker_ns: BrokerNamespace) -> None:
+    runtime = _runtime(broker_ns)
+    calls = 0
+
+    async def handle(_: Delivery) -> None:
+        nonlocal calls
+        calls += 1
+        raise PermanentError("artifact x does not exist", code="unknown-artifact")
+
+    runtime.consume({ReleaseRequested: handle})
+    async with running(runtime):
+        sent = await broker_ns.publish(_request())
+        [dead] = await broker_ns.dead_letters("promotion")
+    assert calls == 1
+    headers = dead.headers or {}
+    assert headers[CODE_HEADER] == "unknown-artifact"
+    assert headers[REASON_HEADER] == "artifact x does not exist"
+    assert headers["x-ferry-service"] == "promotion"
+    assert json.loads(dead.body)["id"] == sent.id
+
+
+async def test_exhausted_retries_are_dead_lettered(broker_ns: BrokerNamespace) -> None:
+    runtime = _runtime(broker_ns)
+
+    async def handle(_: Delivery) -> None:
+        raise RuntimeError("bug")
+
+    runtime.consume({ReleaseRequested: handle})
+    async with running(runtime):
+        await broker_ns.publish(_request())
+        [dead] = await broker_ns.dead_letters("promotion", timeout=20)
+    headers = dead.headers or {}
+    assert headers[CODE_HEADER] == "retries-exhausted"
+    assert "failed 4 times" in str(headers[REASON_HEADER])
+    assert headers["x-ferry-attempts"] == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{oops", "malformed-event"),
+        (b"x" * (2 * 1024 * 1024), "payload-too-large"),
+    ],
+)
+async def test_unreadable_messages_are_dead_lettered_and_service_keeps_running(
+    broker_ns: BrokerNamespace, body: bytes, code: str
+) -> None:
+    runtime = _runtime(broker_ns)
+    handled = asyncio.Event()
+
+    async def handle(_: Delivery) -> None:
+        handled.set()
+
+    runtime.consume({ReleaseRequested: handle})
+    async with running(runtime):
+        await broker_ns.publish_raw(body, routing_key="ferry.release.requested.v1")
+        [dead] = await broker_ns.dead_letters("promotion")
+        await broker_ns.publish(_request())
+        await asyncio.wait_for(handled.wait(), 10)
+    assert (dead.headers or {})[CODE_HEADER] == code
+
+
+async def test_unknown_event_type_is_dead_lettered(broker_ns: BrokerNamespace) -> None:
+    runtime = _runtime(broker_ns)
+
+    async def handle(_: Delivery) -> None:
+        return None
+
+    runtime.consume({ReleaseRequested: handle})
+    event = CloudEvent.new(_request(), source="t").model_copy(update={"type": "ferry.mystery.v1"})
+    async with running(runtime):
+        await broker_ns.publish_raw(encode(event), routing_key="ferry.release.requested.v1")
+        [dead] = await broker_ns.dead_letters("promotion")
+    assert (dead.headers or {})[CODE_HEADER] == "unknown-event-type"
+
+
+async def test_batches_take_whatever_is_waiting(broker_ns: BrokerNamespace) -> None:
+    runtime = _runtime(broker_ns, "git-writer")
+    sizes: list[int] = []
+    seen: list[str] = []
+
+    async def handle(deliveries: Sequence[Delivery]) -> list[BaseException | None]:
+        sizes.append(len(deliveries))
+        seen.extend(d.event.id for d in deliveries)
+        await asyncio.sleep(0.2)  # a slow push: the rest of the burst queues up meanwhile
+        return [None] * len(deliveries)
+
+    runtime.consume_batches([ReleaseRequested], handle, max_batch=50, single_active_consumer=True)
+    async with running(runtime):
+        sent = [await broker_ns.publish(_request(i)) for i in range(20)]
+        for _ in range(100):
+            if len(seen) == 20:
+                break
+            await asyncio.sleep(0.1)
+    assert seen == [e.id for e in sent]  # order kept
+    assert len(sizes) < 20  # batched, not one cycle each
+
+
+async def test_unroutable_publish_raises(broker_ns: BrokerNamespace) -> None:
+    runtime = _runtime(broker_ns)
+    async with running(runtime):
+        with pytest.raises(PublishFailed, match="no queue is bound"):
+            await runtime.publisher.publish(CloudEvent.new(_request(), source="t"))
+
+
+async def test_health_ready_and_metrics_endpoints(broker_ns: BrokerNamespace) -> None:
+    runtime = _runtime(broker_ns)
+
+    async def handle(_: Delivery) -> None:
+        return None
+
+    runtime.consume({ReleaseRequested: handle})
+    async with running(runtime), httpx.AsyncClient() as client:
+        base = f"http://127.0.0.1:{runtime.http_port}"
+        assert (await client.get(f"{base}/healthz")).json()["status"] == "ok"
+        ready = await client.get(f"{base}/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"broker": True}
+        metrics = (await client.get(f"{base}/metrics")).text
+        assert "ferry_broker_connected" in metrics
+
+
+async def test_stop_lets_in_flight_work_finish_and_ack(broker_ns: BrokerNamespace) -> None:
+    runtime = _runtime(broker_ns)
+    finished = asyncio.Event()
+    started = asyncio.Event()
+
+    async def handle(_: Delivery) -> None:
+        started.set()
+        await asyncio.sleep(0.5)
+        finished.set()
+
+    runtime.consume({ReleaseRequested: handle})
+    async with running(runtime):
+        await broker_ns.publish(_request())
+        await asyncio.wait_for(started.wait(), 10)
+    assert finished.is_set()
+    # nothing left to redeliver: a second runtime on the same queue gets no message
+    again = _runtime(broker_ns)
+    redelivered = asyncio.Event()
+
+    async def second(_: Delivery) -> None:
+        redelivered.set()
+
+    again.consume({ReleaseRequested: second})
+    async with running(again):
+        await asyncio.sleep(0.5)
+    assert not redelivered.is_set()
+
+
+def test_settings_mask_secrets() -> None:
+    settings = RuntimeSettings(amqp_url="amqp://ferry:hunter2@broker:5672/")
+    effective = settings.effective()
+    assert effective["amqp_url"] == "amqp://ferry:***@broker:5672/"
+    assert "hunter2" not in json.dumps(effective)
+    assert mask_url("amqp://host/") == "amqp://host/"
+
+
+async def test_broker_unreachable_is_reported_clearly() -> None:
+    from ferry_runtime import BrokerUnavailable, connect_broker
+
+    with pytest.raises(BrokerUnavailable, match="RabbitMQ is not reachable at amqp://u:\\*\\*\\*@"):
+        await connect_broker("amqp://u:p@127.0.0.1:1/", attempts=1)

@@ -1,0 +1,20 @@
+"""Test support for Ferry: real broker namespaces, git remotes, databases, loopback servers."""
+
+from ferry_testing.broker import BrokerNamespace, EventTap, resolve_amqp_url, tap
+from ferry_testing.git import clone, git, log_subjects, make_bare_remote, show, trailer_values
+from ferry_testing.services import ServiceProcess, running
+
+__all__ = [
+    "BrokerNamespace",
+    "EventTap",
+    "ServiceProcess",
+    "clone",
+    "git",
+    "log_subjects",
+    "make_bare_remote",
+    "resolve_amqp_url",
+    "running",
+    "show",
+    "tap",
+    "trailer_values",
+]

@@ -1,0 +1,72 @@
+"""Running services inside a test, in-process or as real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from ferry_runtime import ServiceRuntime
+
+
+@contextlib.asynccontextmanager
+async def running(
+    runtime: ServiceRuntime, *, timeout: float = 20.0
+) -> AsyncIterator[ServiceRuntime]:
+    """Run ``runtime`` in a task until the block ends; wait until it consumes."""
+    task = asyncio.create_task(runtime.run(install_signals=False))
+    started = asyncio.create_task(runtime.started.wait())
+    done, _ = await asyncio.wait(
+        {task, started}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+    )
+    if task in done:
+        started.cancel()
+        task.result()
+        raise RuntimeError(f"{runtime.service} stopped before it was ready")
+    if started not in done:
+        runtime.stop()
+        await task
+        raise TimeoutError(f"{runtime.service} was not ready within {timeout}s")
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+        await asyncio.wait_for(task, timeout)
+
+
+class ServiceProcess:
+    """A service started as its own OS process (``python -m <module>``), for kill tests."""
+
+    def __init__(self, module: str, env: Mapping[str, str], log_path: Path) -> None:
+        self.module = module
+        self._env = {**os.environ, **env}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module], env=self._env, stdout=log, stderr=subprocess.STDOUT
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, nothing acked that was not already."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
