@@ -254,7 +254,8 @@ class PolicyChangeRequested(EventData):
     event_type: ClassVar[str] = "ferry.policy.change.requested.v1"
     request_id: str
     service: str
-    policy: dict[str, Any] | None
+    #: None (absent on the wire, since ``to_wire`` drops nulls) asks to delete the policy.
+    policy: dict[str, Any] | None = None
     actor: Actor
 
 
@@ -264,7 +265,8 @@ class PolicyChanged(EventData):
     event_type: ClassVar[str] = "ferry.policy.changed.v1"
     request_id: str
     service: str
-    policy: dict[str, Any] | None
+    #: None (absent on the wire) when the policy was deleted.
+    policy: dict[str, Any] | None = None
     actor: Actor
     commit_sha: str
     deleted: bool = False

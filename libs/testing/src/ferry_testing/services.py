@@ -49,10 +49,14 @@ class ServiceProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServiceProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=self._env, stdout=log, stderr=subprocess.STDOUT
-        )
+        # The child keeps its own copy of the descriptor; the parent's is closed at once.
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module],
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         return self
 
     def kill(self) -> None:

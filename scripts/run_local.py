@@ -1,0 +1,257 @@
+"""`make run`: every Ferry service as a local process, logs interleaved and labelled.
+
+Creates `.ferry/` on first run: a bare config repository (`.ferry/config.git`),
+a tokens file with a development admin token (`.ferry/dev-token`) and a second
+identity for approvals (`.ferry/reviewer-token`). Without `KUBECONFIG`, it also
+starts the local Kubernetes *simulator* (it plays Flux and the kubelet), so the
+whole loop works on a laptop. Ctrl-C stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import importlib.util
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import urlopen
+
+ROOT = Path(__file__).resolve().parent.parent
+COLOURS = ["36", "33", "35", "32", "34", "91", "96"]
+
+
+@dataclass
+class Proc:
+    name: str
+    module: str
+    port: int | None
+    env: dict[str, str] = field(default_factory=dict)
+    process: asyncio.subprocess.Process | None = None
+
+
+def say(message: str) -> None:
+    sys.stderr.write(f"\033[1mferry\033[0m  {message}\n")
+
+
+def broker_answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 2):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_state(data_dir: Path) -> dict[str, str]:
+    """The bare config repo and the tokens file; returns the settings every service gets."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    repo = data_dir / "config.git"
+    if not (repo / "HEAD").exists():
+        subprocess.run(
+            ["git", "init", "--bare", "--quiet", "--initial-branch=main", str(repo)], check=True
+        )
+        say(f"created the local config repository {repo.relative_to(ROOT)}")
+    tokens_file = data_dir / "tokens.yaml"
+    if not tokens_file.exists():
+        entries = []
+        for name, email, roles in (
+            ("dev", "dev@example.com", ["admin"]),
+            (
+                "reviewer",
+                "reviewer@example.com",
+                ["developer", "releaser:staging", "releaser:prod"],
+            ),
+        ):
+            token = f"ferry-{name}-{secrets.token_urlsafe(24)}"
+            (data_dir / f"{name}-token").write_text(token + "\n", encoding="utf-8")
+            (data_dir / f"{name}-token").chmod(0o600)
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            entries.append(
+                f"  - subject: {name}\n    email: {email}\n    name: {name.title()}\n"
+                f"    roles: [{', '.join(repr(r) for r in roles)}]\n    sha256: {digest}\n"
+            )
+        tokens_file.write_text(
+            "# Development identities written by `make run`. Tokens: .ferry/*-token\ntokens:\n"
+            + "".join(entries),
+            encoding="utf-8",
+        )
+        tokens_file.chmod(0o600)
+        say("wrote development tokens: .ferry/dev-token (admin), .ferry/reviewer-token")
+    return {
+        "FERRY_DATA_DIR": str(data_dir),
+        "FERRY_CONFIG_REPO_URL": str(repo),
+        "FERRY_API_TOKENS_FILE": str(tokens_file),
+        "FERRY_LOG_FORMAT": os.environ.get("FERRY_LOG_FORMAT", "console"),
+    }
+
+
+def available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None and (
+            importlib.util.find_spec(f"{module}.__main__") is not None
+        )
+    except ModuleNotFoundError:
+        return False
+
+
+async def pump(proc: Proc, colour: str, width: int) -> None:
+    assert proc.process is not None
+    assert proc.process.stdout is not None
+    label = f"\033[{colour}m{proc.name:<{width}}\033[0m |"
+    async for raw in proc.process.stdout:
+        line = raw.decode(errors="replace").rstrip()
+        sys.stdout.write(f"{label} {line}\n")
+        sys.stdout.flush()
+
+
+async def wait_ready(procs: list[Proc], timeout: float = 60.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    pending = {p.name: p for p in procs if p.port}
+    while pending and time.monotonic() < deadline:
+        for name, proc in list(pending.items()):
+            if proc.process is not None and proc.process.returncode is not None:
+                pending.pop(name)
+                continue
+            try:
+                with urlopen(f"http://127.0.0.1:{proc.port}/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        pending.pop(name)
+            except OSError:
+                pass
+        await asyncio.sleep(0.5)
+    return sorted(pending)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(ROOT / ".ferry"))
+    args = parser.parse_args()
+
+    amqp = os.environ.get("FERRY_AMQP_URL", "amqp://guest:guest@localhost:5672/")
+    if not broker_answers(amqp):
+        say(
+            f"no RabbitMQ answers at {urlsplit(amqp).hostname}:{urlsplit(amqp).port or 5672}.\n"
+            "       Start one: 'rabbitmq-server -detached' (Debian package rabbitmq-server), or\n"
+            "       'docker compose -f deploy/docker-compose.yml up rabbitmq',\n"
+            "       or set FERRY_AMQP_URL."
+        )
+        return 3
+
+    data_dir = Path(args.data_dir).resolve()
+    env = {**os.environ, **ensure_state(data_dir), "PYTHONUNBUFFERED": "1"}
+    procs: list[Proc] = []
+    if not os.environ.get("KUBECONFIG") and available("ferry_testing.kube.simulator"):
+        kubeconfig = data_dir / "kubeconfig"
+        procs.append(
+            Proc(
+                "k8s-simulator",
+                "ferry_testing.kube.simulator",
+                None,
+                {"FERRY_SIMULATOR_KUBECONFIG_OUT": str(kubeconfig)},
+            )
+        )
+        env["KUBECONFIG"] = str(kubeconfig)
+    for name, module, port in (
+        ("artifact-ingest", "ferry_ingest", 8081),
+        ("git-writer", "ferry_gitwriter", 8082),
+        ("promotion", "ferry_promotion", 8080),
+        ("cluster-watcher", "ferry_watcher", 8083),
+        ("notifier", "ferry_notifier", 8084),
+    ):
+        if available(module):
+            procs.append(Proc(name, module, port, {"FERRY_HTTP_PORT": str(port)}))
+        else:
+            say(f"{name} is not built yet; skipping it")
+
+    width = max(len(p.name) for p in procs)
+    pumps = []
+    for index, proc in enumerate(procs):
+        if proc.module == "ferry_testing.kube.simulator":
+            argv = [
+                sys.executable, "-m", proc.module,
+                "--config-repo", env["FERRY_CONFIG_REPO_URL"],
+                "--port", "8090",
+                "--kubeconfig-out", env["KUBECONFIG"],
+            ]  # fmt: skip
+        else:
+            argv = [sys.executable, "-m", proc.module]
+        proc.process = await asyncio.create_subprocess_exec(
+            *argv,
+            env={**env, **proc.env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        pumps.append(asyncio.create_task(pump(proc, COLOURS[index % len(COLOURS)], width)))
+        if proc.module == "ferry_testing.kube.simulator":
+            for _ in range(100):  # the watcher needs the kubeconfig the simulator writes
+                if Path(env["KUBECONFIG"]).exists():
+                    break
+                await asyncio.sleep(0.1)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    not_ready = await wait_ready(procs)
+    if not_ready:
+        say(f"not ready after 60 s: {', '.join(not_ready)} (see their logs above)")
+    else:
+        say(
+            "Ferry is running.\n"
+            "       API:    http://127.0.0.1:8080  (token: .ferry/dev-token)\n"
+            "       Config: .ferry/config.git\n"
+            "       Try:    uv run ferry artifact push examples/artifact.json "
+            "--manifests examples/manifests\n"
+            "               uv run ferry status        (Ctrl-C stops everything)"
+        )
+
+    async def any_exit() -> None:
+        waits = [asyncio.create_task(p.process.wait()) for p in procs if p.process]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+
+    exit_watch = asyncio.create_task(any_exit())
+    stop_watch = asyncio.create_task(stop.wait())
+    await asyncio.wait({exit_watch, stop_watch}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if exit_watch.done() and not stop.is_set():
+        dead = [p.name for p in procs if p.process and p.process.returncode is not None]
+        say(f"{', '.join(dead)} exited; stopping the others")
+        code = 1
+    else:
+        say("stopping every service")
+    for proc in procs:
+        if proc.process and proc.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.process.send_signal(signal.SIGTERM)
+    for proc in procs:
+        if proc.process:
+            try:
+                await asyncio.wait_for(proc.process.wait(), 30)
+            except TimeoutError:
+                say(f"{proc.name} did not stop within 30 s; killing it")
+                proc.process.kill()
+                await proc.process.wait()
+    for task in pumps:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+    exit_watch.cancel()
+    stop_watch.cancel()
+    say("stopped")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
