@@ -135,6 +135,12 @@ async def wait_ready(procs: list[Proc], timeout: float = 60.0) -> list[str]:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(ROOT / ".ferry"))
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        default=8080,
+        help="promotion's API port; the other services use the next ones, the simulator +10",
+    )
     args = parser.parse_args()
 
     amqp = os.environ.get("FERRY_AMQP_URL", "amqp://guest:guest@localhost:5672/")
@@ -161,12 +167,13 @@ async def main() -> int:
             )
         )
         env["KUBECONFIG"] = str(kubeconfig)
+    base = args.base_port
     for name, module, port in (
-        ("artifact-ingest", "ferry_ingest", 8081),
-        ("git-writer", "ferry_gitwriter", 8082),
-        ("promotion", "ferry_promotion", 8080),
-        ("cluster-watcher", "ferry_watcher", 8083),
-        ("notifier", "ferry_notifier", 8084),
+        ("artifact-ingest", "ferry_ingest", base + 1),
+        ("git-writer", "ferry_gitwriter", base + 2),
+        ("promotion", "ferry_promotion", base),
+        ("cluster-watcher", "ferry_watcher", base + 3),
+        ("notifier", "ferry_notifier", base + 4),
     ):
         if available(module):
             procs.append(Proc(name, module, port, {"FERRY_HTTP_PORT": str(port)}))
@@ -180,7 +187,7 @@ async def main() -> int:
             argv = [
                 sys.executable, "-m", proc.module,
                 "--config-repo", env["FERRY_CONFIG_REPO_URL"],
-                "--port", "8090",
+                "--port", str(base + 10),
                 "--kubeconfig-out", env["KUBECONFIG"],
             ]  # fmt: skip
         else:
@@ -211,7 +218,7 @@ async def main() -> int:
     else:
         say(
             "Ferry is running.\n"
-            "       API:    http://127.0.0.1:8080  (token: .ferry/dev-token)\n"
+            f"       API:    http://127.0.0.1:{base}  (token: .ferry/dev-token)\n"
             "       Config: .ferry/config.git\n"
             "       Try:    uv run ferry artifact push examples/artifact.json "
             "--manifests examples/manifests\n"

@@ -1,0 +1,314 @@
+"""The git change set of each event: which files, which commit title, which trailers.
+
+Plain functions over plain data. They read the config repo only through the
+:class:`TreeReader` protocol (the state the change applies to: the fetched
+branch plus the changes already planned earlier in the same batch) and return
+a :class:`CommitPlan`, an :class:`Unchanged` (the repo already holds exactly
+this), a :class:`ReleaseFailure`, or raise :class:`Refused` for input that can
+never be written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import yaml
+
+from ferry_events import ArtifactSpec, PolicyChangeRequested, ReleaseApproved
+from ferry_gitwriter.domain import paths
+from ferry_gitwriter.domain.stamping import InvalidManifest, Stamp, stamp_manifest
+
+# Trailer keys, in the order they are written (docs/config-repo.md).
+EVENT_ID: Final = "Ferry-Event-Id"
+RELEASE_ID: Final = "Ferry-Release-Id"
+ARTIFACT_ID: Final = "Ferry-Artifact-Id"
+SERVICE: Final = "Ferry-Service"
+ENVIRONMENT: Final = "Ferry-Environment"
+INTENT: Final = "Ferry-Intent"
+ACTOR: Final = "Ferry-Actor"
+PROMOTED_FROM: Final = "Ferry-Promoted-From"
+
+
+class TreeReader(Protocol):
+    """Read access to the config repo as a change will see it."""
+
+    def read(self, path: str) -> bytes | None:
+        """The content of the file at ``path``, or None when there is none."""
+        ...
+
+    def files_under(self, directory: str) -> dict[str, bytes]:
+        """Every file below ``directory`` (recursively), keyed by path relative to it."""
+        ...
+
+
+class Refused(Exception):
+    """Input git-writer will never write, whatever the repo holds: dead-letter it."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A git author or committer."""
+
+    name: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitPlan:
+    """One commit: replace whole folders and/or set or delete single files."""
+
+    title: str
+    trailers: tuple[tuple[str, str], ...]
+    author: Identity | None
+    #: folder -> its complete new content (paths relative to the folder); an empty
+    #: mapping removes the folder.
+    folders: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
+    #: file -> new content, or None to delete it.
+    files: Mapping[str, bytes | None] = field(default_factory=dict)
+    #: the path the result event reports and that an "unchanged" answer looks at.
+    path: str = ""
+    #: artifact, release or policy (for logs and metrics)
+    kind: str = ""
+
+    def message(self) -> str:
+        """The full commit message: title, blank line, trailers."""
+        body = "\n".join(f"{key}: {value}" for key, value in self.trailers)
+        return f"{self.title}\n\n{body}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    """The repo already holds exactly this at ``path``: no commit."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFailure:
+    """The release cannot be committed; git-writer reports it as ``ferry.release.failed.v1``."""
+
+    code: str
+    message: str
+
+
+def one_line(value: str) -> str:
+    """``value`` safe for a commit title or trailer: one line, no control characters."""
+    return " ".join("".join(c if c.isprintable() else " " for c in value).split())
+
+
+def identity(name: str, email: str) -> Identity | None:
+    """A git identity from what an event knows, or None when it has no e-mail address."""
+    email = one_line(email).replace("<", "").replace(">", "")
+    if not email:
+        return None
+    name = one_line(name).replace("<", "").replace(">", "") or email
+    return Identity(name=name, email=email)
+
+
+def trailers(*pairs: tuple[str, str | None]) -> tuple[tuple[str, str], ...]:
+    """The pairs with a value, each value on one line."""
+    return tuple((key, one_line(value)) for key, value in pairs if value)
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+def artifact_json(spec: ArtifactSpec) -> bytes:
+    """``artifact.json`` as written: camelCase, two-space indent, newline-terminated."""
+    return (json.dumps(spec.to_wire(), indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def build_files(spec: ArtifactSpec, manifests: Mapping[str, Mapping[str, str]]) -> dict[str, bytes]:
+    """The files of ``builds/<service>/<artifactId>/``, relative to it."""
+    files = {paths.ARTIFACT_FILE: artifact_json(spec)}
+    for environment, documents in manifests.items():
+        env = paths.dns_label(environment, "environment")
+        for name, text in documents.items():
+            files[f"{env}/{paths.manifest_name(name)}"] = text.encode()
+    return files
+
+
+def plan_store_artifact(
+    event_id: str,
+    spec: ArtifactSpec,
+    manifests: Mapping[str, Mapping[str, str]],
+    tree: TreeReader,
+) -> CommitPlan | Unchanged:
+    """Store a build under ``builds/``; builds never change once written."""
+    try:
+        folder = paths.build_dir(spec.service, spec.id)
+        files = build_files(spec, manifests)
+    except paths.UnsafeId as exc:
+        raise Refused(str(exc), code=exc.code) from exc
+    existing = tree.files_under(folder)
+    if existing == files:
+        return Unchanged(folder)
+    if existing:
+        raise Refused(
+            f"artifact {spec.id} of {spec.service} is already stored in {folder}/ with different "
+            "content; builds are immutable. Publish the new build under a new artifact id.",
+            code="artifact-conflict",
+        )
+    app = spec.application
+    return CommitPlan(
+        title=one_line(f"[builds/{spec.service}] store {spec.id}"),
+        trailers=trailers(
+            (EVENT_ID, event_id),
+            (ARTIFACT_ID, spec.id),
+            (SERVICE, spec.service),
+            (ACTOR, app.author_email or app.author_name),
+        ),
+        author=identity(app.author_name, app.author_email),
+        folders={folder: files},
+        path=folder,
+        kind="artifact",
+    )
+
+
+# --------------------------------------------------------------------------- releases
+
+
+def plan_release(
+    event_id: str, approved: ReleaseApproved, tree: TreeReader
+) -> CommitPlan | Unchanged | ReleaseFailure:
+    """Replace the environment folder with the build's manifests for it, stamped."""
+    try:
+        build = paths.build_dir(approved.service, approved.artifact_id)
+        paths.dns_label(approved.environment, "environment")
+    except paths.UnsafeId as exc:
+        raise Refused(str(exc), code=exc.code) from exc
+    spec_bytes = tree.read(f"{build}/{paths.ARTIFACT_FILE}")
+    if spec_bytes is None:
+        return ReleaseFailure(
+            "unknown-artifact",
+            f"artifact {approved.artifact_id} of {approved.service} is not stored in the config "
+            f"repo ({build}/ does not exist); publish it first or pick a stored artifact",
+        )
+    spec = _read_spec(spec_bytes)
+    manifests = tree.files_under(f"{build}/{approved.environment}")
+    if not manifests:
+        return ReleaseFailure(
+            "no-manifests-for-environment",
+            f"artifact {approved.artifact_id} of {approved.service} has no manifests for "
+            f"{approved.environment} ({build}/{approved.environment}/ is empty or missing)",
+        )
+    namespace = _namespace(approved, spec)
+    try:
+        folder = paths.environment_dir(approved.environment, namespace, approved.service)
+    except paths.UnsafeId as exc:
+        raise Refused(str(exc), code=exc.code) from exc
+    application = spec.get("application")
+    app: dict[str, Any] = application if isinstance(application, dict) else {}
+    author = approved.author_email or str(app.get("authorEmail") or "")
+    stamp = Stamp(
+        service=approved.service,
+        environment=approved.environment,
+        artifact_id=approved.artifact_id,
+        release_id=approved.release_id,
+        author=author,
+    )
+    files: dict[str, bytes] = {paths.ARTIFACT_FILE: spec_bytes}
+    for name, content in sorted(manifests.items()):
+        if not name.endswith(paths.MANIFEST_SUFFIXES):
+            continue
+        try:
+            text = content.decode()
+            files[name] = stamp_manifest(text, stamp, name=f"{build}/{name}").encode()
+        except UnicodeDecodeError:
+            return ReleaseFailure("invalid-manifest", f"{build}/{name} is not UTF-8 text")
+        except InvalidManifest as exc:
+            return ReleaseFailure(exc.code, str(exc))
+    if tree.files_under(folder) == files:
+        return Unchanged(folder)
+    actor = approved.actor.display()
+    return CommitPlan(
+        title=one_line(
+            f"[{approved.environment}/{approved.service}] {approved.intent.value} "
+            f"{approved.artifact_id} by {actor}"
+        ),
+        trailers=trailers(
+            (EVENT_ID, event_id),
+            (RELEASE_ID, approved.release_id),
+            (ARTIFACT_ID, approved.artifact_id),
+            (SERVICE, approved.service),
+            (ENVIRONMENT, approved.environment),
+            (INTENT, approved.intent.value),
+            (ACTOR, actor),
+            (PROMOTED_FROM, approved.promoted_from),
+        ),
+        author=identity(approved.actor.name or approved.actor.subject, approved.actor.email),
+        folders={folder: files},
+        path=folder,
+        kind="release",
+    )
+
+
+def release_namespace(approved: ReleaseApproved, tree: TreeReader) -> str:
+    """The namespace folder of a release: the event's, else the artifact's, else the environment.
+
+    (release-manager falls back to the environment name the same way.)
+    """
+    if approved.namespace:
+        return approved.namespace
+    try:
+        build = paths.build_dir(approved.service, approved.artifact_id)
+    except paths.UnsafeId as exc:
+        raise Refused(str(exc), code=exc.code) from exc
+    raw = tree.read(f"{build}/{paths.ARTIFACT_FILE}")
+    return _namespace(approved, _read_spec(raw) if raw is not None else {})
+
+
+def _namespace(approved: ReleaseApproved, spec: Mapping[str, Any]) -> str:
+    return approved.namespace or str(spec.get("namespace") or "") or approved.environment
+
+
+def _read_spec(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# --------------------------------------------------------------------------- policies
+
+
+def policy_yaml(policy: Mapping[str, Any]) -> bytes:
+    """A policy as YAML, keys in the order given."""
+    return yaml.safe_dump(
+        dict(policy), sort_keys=False, default_flow_style=False, allow_unicode=True
+    ).encode()
+
+
+def plan_policy(
+    event_id: str, request: PolicyChangeRequested, tree: TreeReader
+) -> CommitPlan | Unchanged:
+    """Write or delete ``policies/<service>.yaml``."""
+    try:
+        path = paths.policy_file(request.service)
+    except paths.UnsafeId as exc:
+        raise Refused(str(exc), code=exc.code) from exc
+    content = None if request.policy is None else policy_yaml(request.policy)
+    if tree.read(path) == content:
+        return Unchanged(path)
+    actor = request.actor.display()
+    verb = "delete" if content is None else "apply"
+    return CommitPlan(
+        title=one_line(f"[policies/{request.service}] {verb} by {actor}"),
+        trailers=trailers(
+            (EVENT_ID, event_id),
+            (SERVICE, request.service),
+            (ACTOR, actor),
+        ),
+        author=identity(request.actor.name or request.actor.subject, request.actor.email),
+        files={path: content},
+        path=path,
+        kind="policy",
+    )

@@ -1,0 +1,419 @@
+"""git-writer against the real broker and real bare remotes: every change end to end,
+idempotency, batching, concurrent pushes, a remote that is down, and a crash before the ack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+
+from ferry_events import (
+    Actor,
+    ArtifactAccepted,
+    ArtifactSpec,
+    CloudEvent,
+    Intent,
+    PolicyChangeRequested,
+    ReleaseApproved,
+)
+from ferry_gitwriter.bootstrap import build
+from ferry_gitwriter.settings import GitWriterSettings
+from ferry_runtime import CODE_HEADER, REASON_HEADER, ServiceQueues
+from ferry_testing import (
+    BrokerNamespace,
+    EventTap,
+    ServiceProcess,
+    clone,
+    git,
+    log_subjects,
+    running,
+    show,
+    trailer_values,
+)
+
+pytestmark = pytest.mark.amqp
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+ARTIFACT_ID = "master-0017d995e3-67e9d69164"
+STORED = "ferry.artifact.stored.v1"
+
+
+def _spec(artifact_id: str = ARTIFACT_ID) -> ArtifactSpec:
+    raw = json.loads((EXAMPLES / "artifact.json").read_text())
+    raw["id"] = artifact_id
+    return ArtifactSpec.model_validate(raw)
+
+
+def _manifests() -> dict[str, dict[str, str]]:
+    return {
+        env.name: {f.name: f.read_text() for f in sorted(env.iterdir())}
+        for env in sorted((EXAMPLES / "manifests").iterdir())
+    }
+
+
+def accepted(artifact_id: str = ARTIFACT_ID, **manifests: dict[str, str]) -> CloudEvent:
+    data = ArtifactAccepted(artifact=_spec(artifact_id), manifests=manifests or _manifests())
+    return CloudEvent.new(data, source="ferry/artifact-ingest")
+
+
+def approved(artifact_id: str = ARTIFACT_ID, release_id: str = "rel-1") -> CloudEvent:
+    data = ReleaseApproved(
+        release_id=release_id,
+        service="payments",
+        environment="prod",
+        namespace="payments",
+        artifact_id=artifact_id,
+        intent=Intent.PROMOTE,
+        actor=Actor(subject="bob", email="bob@example.com", name="Bob Builder"),
+        promoted_from="staging",
+        author_email="jane@example.com",
+    )
+    return CloudEvent.new(data, source="ferry/promotion")
+
+
+def settings(ns: BrokerNamespace, remote: Path | None, data_dir: Path) -> GitWriterSettings:
+    extra: dict[str, Any] = {"config_repo_url": str(remote)} if remote else {}
+    return GitWriterSettings(**ns.settings(), data_dir=data_dir, **extra)
+
+
+def hook(remote: Path, name: str, script: str) -> None:
+    path = remote / "hooks" / name
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def count_pushes(remote: Path, counter: Path) -> None:
+    hook(remote, "post-receive", f'echo pushed >> "{counter}"')
+
+
+def pushes(counter: Path) -> int:
+    return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+def head(remote: Path) -> str:
+    return git("--git-dir", str(remote), "rev-parse", "main").strip()
+
+
+async def publish_all(ns: BrokerNamespace, events: list[CloudEvent]) -> None:
+    for event in events:
+        await ns.publish(event)
+
+
+# --------------------------------------------------------------------------- the three changes
+
+
+async def test_artifact_is_stored_in_an_empty_remote(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    event = accepted()
+    async with running(build(settings(broker_ns, bare_remote, tmp_path / "data"))):
+        await broker_ns.publish(event)
+        stored = await event_tap.wait_one(STORED)
+    assert stored.causationid == event.id
+    assert stored.data["commitSha"] == head(bare_remote)
+    assert stored.data["path"] == f"builds/payments/{ARTIFACT_ID}"
+    assert stored.data["environments"] == ["dev", "prod", "staging"]
+    assert log_subjects(bare_remote) == [f"[builds/payments] store {ARTIFACT_ID}"]
+    assert trailer_values(bare_remote, "Ferry-Event-Id") == [event.id]
+    assert trailer_values(bare_remote, "Ferry-Artifact-Id") == [ARTIFACT_ID]
+    spec = json.loads(show(bare_remote, f"builds/payments/{ARTIFACT_ID}/artifact.json"))
+    assert spec == json.loads((EXAMPLES / "artifact.json").read_text())
+    manifest = show(bare_remote, f"builds/payments/{ARTIFACT_ID}/prod/deployment.yaml")
+    assert manifest == (EXAMPLES / "manifests/prod/deployment.yaml").read_text()
+    author = git("--git-dir", str(bare_remote), "log", "-1", "--format=%an <%ae>|%cn", "main")
+    assert author.strip() == "Jane Doe <jane@example.com>|Ferry"
+
+
+async def test_default_remote_is_created_under_the_data_dir(
+    broker_ns: BrokerNamespace, event_tap: EventTap, tmp_path: Path
+) -> None:
+    async with running(build(settings(broker_ns, None, tmp_path / "data"))):
+        await broker_ns.publish(accepted())
+        stored = await event_tap.wait_one(STORED)
+    remote = tmp_path / "data" / "config.git"
+    assert stored.data["commitSha"] == head(remote)
+    assert (tmp_path / "data" / "git-writer" / "config.git" / "HEAD").exists()
+
+
+async def test_release_replaces_the_environment_folder_with_stamped_workloads(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    release = approved()
+    async with running(build(settings(broker_ns, bare_remote, tmp_path / "data"))):
+        await publish_all(broker_ns, [accepted(), release])
+        committed = await event_tap.wait_one("ferry.release.committed.v1")
+        # the same release approved again (a new event): the folder already holds it
+        repeat = await broker_ns.publish(approved())
+        again = await event_tap.wait_one(
+            "ferry.release.committed.v1", lambda e: e.causationid == repeat.id
+        )
+        # a release of a build that does not exist fails with a reason
+        await broker_ns.publish(approved(artifact_id="master-missing", release_id="rel-3"))
+        failed = await event_tap.wait_one("ferry.release.failed.v1")
+    folder = "environments/prod/payments/payments"
+    assert committed.data["commitSha"] == head(bare_remote)
+    assert committed.data.get("noChange", False) is False
+    assert committed.data["namespace"] == "payments"
+    assert again.data["noChange"] is True
+    assert again.data["commitSha"] == committed.data["commitSha"]
+    assert failed.data["reason"] == "unknown-artifact"
+    assert "master-missing" in failed.data["message"]
+    assert log_subjects(bare_remote) == [
+        f"[prod/payments] promote {ARTIFACT_ID} by bob@example.com",
+        f"[builds/payments] store {ARTIFACT_ID}",
+    ]
+    trailers = git("--git-dir", str(bare_remote), "log", "-1", "--format=%(trailers)", "main")
+    assert trailers.strip().splitlines() == [
+        f"Ferry-Event-Id: {release.id}",
+        "Ferry-Release-Id: rel-1",
+        f"Ferry-Artifact-Id: {ARTIFACT_ID}",
+        "Ferry-Service: payments",
+        "Ferry-Environment: prod",
+        "Ferry-Intent: promote",
+        "Ferry-Actor: bob@example.com",
+        "Ferry-Promoted-From: staging",
+    ]
+    author = git("--git-dir", str(bare_remote), "log", "-1", "--format=%an <%ae>", "main")
+    assert author.strip() == "Bob Builder <bob@example.com>"
+    files = git("--git-dir", str(bare_remote), "ls-tree", "-r", "--name-only", "main", folder)
+    assert files.split() == [
+        f"{folder}/{n}" for n in ("artifact.json", "deployment.yaml", "service.yaml")
+    ]
+    deployment = yaml.safe_load(show(bare_remote, f"{folder}/deployment.yaml"))
+    expected = {
+        "ferry.dev/service": "payments",
+        "ferry.dev/environment": "prod",
+        "ferry.dev/artifact-id": ARTIFACT_ID,
+        "ferry.dev/release-id": "rel-1",
+        "ferry.dev/author": "jane@example.com",
+    }
+    assert deployment["metadata"]["annotations"] == expected
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == expected
+    service = show(bare_remote, f"{folder}/service.yaml")
+    assert service == (EXAMPLES / "manifests/prod/service.yaml").read_text()
+
+
+async def test_policy_is_applied_then_deleted(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    actor = Actor(subject="ops", email="ops@example.com")
+    policy = {"autoRelease": [{"branch": "master", "environment": "dev"}], "chain": ["dev"]}
+    apply = PolicyChangeRequested(request_id="p1", service="payments", policy=policy, actor=actor)
+    delete = PolicyChangeRequested(request_id="p2", service="payments", policy=None, actor=actor)
+    async with running(build(settings(broker_ns, bare_remote, tmp_path / "data"))):
+        await broker_ns.publish(apply)
+        applied = await event_tap.wait_one("ferry.policy.changed.v1")
+        content = show(bare_remote, "policies/payments.yaml")
+        await broker_ns.publish(delete)
+        deleted = await event_tap.wait_one(
+            "ferry.policy.changed.v1", lambda e: e.data["requestId"] == "p2"
+        )
+    assert list(yaml.safe_load(content)) == ["autoRelease", "chain"]
+    assert applied.data["commitSha"] != deleted.data["commitSha"] == head(bare_remote)
+    assert deleted.data["deleted"] is True
+    assert log_subjects(bare_remote) == [
+        "[policies/payments] delete by ops@example.com",
+        "[policies/payments] apply by ops@example.com",
+    ]
+    tree = git("--git-dir", str(bare_remote), "ls-tree", "-r", "--name-only", "main")
+    assert "policies/payments.yaml" not in tree
+
+
+# --------------------------------------------------------------------------- reliability
+
+
+async def test_duplicate_event_makes_one_commit_and_the_same_answer_twice(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    event = accepted()
+    async with running(build(settings(broker_ns, bare_remote, tmp_path / "data"))):
+        await broker_ns.publish(event)
+        await event_tap.wait_one(STORED)
+        await broker_ns.publish(event)  # a redelivery, as after a lost ack
+        first, second = await event_tap.wait_for(STORED, count=2)
+    assert first.id == second.id  # derived from the cause: consumers drop the duplicate
+    assert first.data["commitSha"] == second.data["commitSha"] == head(bare_remote)
+    assert trailer_values(bare_remote, "Ferry-Event-Id") == [event.id]
+
+
+async def test_conflicting_build_is_dead_lettered_and_the_rest_of_the_batch_is_stored(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    original = accepted()
+    conflicting = accepted(prod={"deployment.yaml": "kind: Something\n"})
+    other = accepted("master-1111111111-2222222222")
+    async with running(build(settings(broker_ns, bare_remote, tmp_path / "data"))):
+        await publish_all(broker_ns, [original, conflicting, other])
+        await event_tap.wait_for(STORED, count=2)
+        [dead] = await broker_ns.dead_letters("git-writer")
+    headers = dead.headers or {}
+    assert headers[CODE_HEADER] == "artifact-conflict"
+    assert "builds are immutable" in str(headers[REASON_HEADER])
+    assert json.loads(dead.body)["id"] == conflicting.id
+    assert sorted(trailer_values(bare_remote, "Ferry-Event-Id")) == sorted([original.id, other.id])
+
+
+async def test_concurrent_push_is_fetched_and_reapplied_into_a_linear_history(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    other: list[Path] = []
+    raced: list[str] = []
+
+    def someone_pushes_first() -> None:  # runs after git-writer's fetch, before its push
+        if other and not raced:
+            raced.append(commit_and_push(other[0], "policies/manual.yaml", "by hand\n"))
+
+    config = settings(broker_ns, bare_remote, tmp_path / "data")
+    async with running(build(config, before_push=someone_pushes_first)):
+        await broker_ns.publish(accepted())
+        await event_tap.wait_one(STORED)
+        other.append(clone(bare_remote, tmp_path / "someone-else"))
+        second = await broker_ns.publish(accepted("master-1111111111-2222222222"))
+        stored = await event_tap.wait_one(STORED, lambda e: e.causationid == second.id)
+    assert log_subjects(bare_remote) == [
+        "[builds/payments] store master-1111111111-2222222222",
+        "someone else's change",
+        f"[builds/payments] store {ARTIFACT_ID}",
+    ]
+    parents = git("--git-dir", str(bare_remote), "log", "--format=%P", "main").split("\n")
+    assert all(len(p.split()) <= 1 for p in parents)  # linear: no merges, nothing forced
+    assert git("--git-dir", str(bare_remote), "rev-parse", "main~1").strip() == raced[0]
+    assert show(bare_remote, "policies/manual.yaml") == "by hand\n"
+    assert stored.data["commitSha"] == head(bare_remote)
+
+
+def commit_and_push(repo: Path, path: str, content: str) -> str:
+    (repo / path).parent.mkdir(parents=True, exist_ok=True)
+    (repo / path).write_text(content)
+    git("add", path, cwd=repo)
+    git("commit", "--quiet", "-m", "someone else's change", cwd=repo)
+    git("push", "--quiet", "origin", "main", cwd=repo)
+    return git("rev-parse", "HEAD", cwd=repo).strip()
+
+
+async def test_unreachable_remote_is_retried_then_dead_lettered(
+    broker_ns: BrokerNamespace, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere.git"
+    async with running(build(settings(broker_ns, missing, tmp_path / "data"))):
+        event = await broker_ns.publish(accepted())
+        [dead] = await broker_ns.dead_letters("git-writer", timeout=20)
+    headers = dead.headers or {}
+    assert headers[CODE_HEADER] == "retries-exhausted"
+    assert headers["x-ferry-attempts"] == 4
+    reason = str(headers[REASON_HEADER])
+    assert "(config-repo-unavailable)" in reason
+    assert "cannot fetch the config repo" in reason
+    assert json.loads(dead.body)["id"] == event.id
+
+
+async def test_failed_push_writes_nothing_and_the_next_cycle_starts_from_the_remote(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    hook(bare_remote, "pre-receive", 'echo "remote is down for maintenance" >&2; exit 1')
+    first = accepted()
+    async with running(build(settings(broker_ns, bare_remote, tmp_path / "data"))):
+        await broker_ns.publish(first)
+        [dead] = await broker_ns.dead_letters("git-writer", timeout=20)
+        assert git("--git-dir", str(bare_remote), "for-each-ref").strip() == ""  # nothing pushed
+        (bare_remote / "hooks" / "pre-receive").unlink()
+        second = accepted("master-1111111111-2222222222")
+        await broker_ns.publish(second)
+        stored = await event_tap.wait_one(STORED)
+    reason = str((dead.headers or {})[REASON_HEADER])
+    assert "cannot push to the config repo" in reason
+    assert "remote is down for maintenance" in reason
+    assert trailer_values(bare_remote, "Ferry-Event-Id") == [second.id]  # the first left no trace
+    assert stored.data["commitSha"] == head(bare_remote)
+
+
+async def test_a_burst_is_written_with_one_push_per_batch(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    counter = tmp_path / "pushes"
+    count_pushes(bare_remote, counter)
+    config = settings(broker_ns, bare_remote, tmp_path / "data")
+    async with running(build(config)):
+        pass  # declares the queue
+    burst = [accepted(f"master-{i:010d}-burst") for i in range(30)]
+    await publish_all(broker_ns, burst)  # queued while git-writer is down
+    cycles_before = REGISTRY.get_sample_value("ferry_gitwriter_batch_size_count") or 0
+    async with running(build(config)):
+        await event_tap.wait_for(STORED, count=30, timeout=30)
+    cycles = (REGISTRY.get_sample_value("ferry_gitwriter_batch_size_count") or 0) - cycles_before
+    assert len(log_subjects(bare_remote)) == 30
+    assert pushes(counter) == cycles  # one push per batch
+    assert cycles <= 2  # the first message may be taken alone; the rest come together
+
+
+async def test_killed_before_its_ack_the_redelivered_event_makes_no_second_commit(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    # The first push reaches the remote, then its post-receive hook holds the pusher
+    # until the test has killed git-writer: the commit is made but never acked.
+    pushed, release = tmp_path / "pushed", tmp_path / "release"
+    hook(
+        bare_remote,
+        "post-receive",
+        f'if [ ! -e "{pushed}" ]; then touch "{pushed}"; i=0; '
+        f'while [ ! -e "{release}" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; fi',
+    )
+    env = broker_ns.env(
+        FERRY_CONFIG_REPO_URL=str(bare_remote),
+        FERRY_DATA_DIR=str(tmp_path / "data"),
+        FERRY_HTTP_PORT="0",
+        FERRY_LOG_FORMAT="json",
+    )
+    first = ServiceProcess("ferry_gitwriter", env, tmp_path / "first.log").start()
+    try:
+        await wait_for_queue(broker_ns, "git-writer")
+        event = await broker_ns.publish(accepted())
+        await wait_until(pushed.exists, first.logs)
+        first.kill()
+    finally:
+        release.touch()
+        first.kill()
+    assert event_tap.of_type(STORED) == []  # it died before answering (and before acking)
+    second = ServiceProcess("ferry_gitwriter", env, tmp_path / "second.log").start()
+    try:
+        stored = await event_tap.wait_one(STORED, timeout=30)
+    finally:
+        assert second.terminate() == 0, second.logs()
+    assert trailer_values(bare_remote, "Ferry-Event-Id") == [event.id]
+    assert stored.data["commitSha"] == head(bare_remote)
+
+
+async def wait_for_queue(ns: BrokerNamespace, service: str, timeout: float = 30) -> None:
+    """Wait until ``service``'s queue exists and has a consumer."""
+    name = ServiceQueues(service, ns.queue_prefix, (), ()).main
+    connection = await aio_pika.connect(ns.amqp_url)
+    async with connection, asyncio.timeout(timeout):
+        while True:
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+                if queue.declaration_result.consumer_count:
+                    return
+                await channel.close()
+            except aio_pika.exceptions.ChannelClosed:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def wait_until(
+    condition: Callable[[], bool], logs: Callable[[], str], timeout: float = 30
+) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        pytest.fail(f"condition not met in {timeout}s; service logs:\n{logs()}")
