@@ -1,0 +1,509 @@
+"""The CLI's RabbitMQ side: publishing an artifact with confirms, waiting for its outcome,
+and reading or replaying a service's dead-letter queue.
+
+Imported only by ``ferry artifact`` and ``ferry dlq`` (aio-pika and the event
+library are not loaded for API commands). Every broker problem becomes a
+:class:`CliError`: unreachable → UNREACHABLE, login refused → AUTH, a missing
+exchange or queue, an unroutable publish or a nack → REFUSED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
+from aio_pika.exceptions import (
+    AMQPConnectionError,
+    AMQPError,
+    ChannelNotFoundEntity,
+    DeliveryError,
+    InvalidFrameError,
+    ProbableAuthenticationError,
+    PublishError,
+)
+from aiormq.exceptions import ConnectionNotAllowed
+
+from ferry_cli.errors import CliError, ExitCode
+from ferry_events import STRUCTURED_CONTENT_TYPE, CloudEvent, EventError, decode, encode
+
+STORED: Final = "ferry.artifact.stored.v1"
+REJECTED: Final = "ferry.artifact.rejected.v1"
+ACCEPTED: Final = "ferry.artifact.accepted.v1"
+
+#: Headers the runtime kit writes when it retries or dead-letters a message, and the
+#: broker's own dead-letter history: a replayed message starts its life again without them.
+FAILURE_HEADERS: Final = frozenset(
+    {
+        "x-ferry-attempt",
+        "x-ferry-attempts",
+        "x-ferry-reason",
+        "x-ferry-error-code",
+        "x-ferry-failed-at",
+        "x-ferry-service",
+        "x-ferry-original-exchange",
+        "x-ferry-original-routing-key",
+        "x-ferry-last-error",
+        "x-ferry-last-error-code",
+        "x-death",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-last-death-exchange",
+        "x-last-death-queue",
+        "x-last-death-reason",
+        "x-delivery-count",
+    }
+)
+_BROKER_HINT: Final = (
+    "start RabbitMQ ('rabbitmq-server -detached', or 'docker compose -f "
+    "deploy/docker-compose.yml up rabbitmq'), or point --amqp-url / FERRY_AMQP_URL at it"
+)
+
+
+def mask_url(url: str) -> str:
+    """``amqp://guest:guest@host/`` -> ``amqp://guest:***@host/``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerTarget:
+    amqp_url: str
+    exchange: str
+    queue_prefix: str = "ferry"
+    timeout: float = 10.0
+
+    def dead_letter_queue(self, service: str) -> str:
+        return f"{self.queue_prefix}.{service}.dlq"
+
+    def service_queue(self, service: str) -> str:
+        return f"{self.queue_prefix}.{service}"
+
+
+@contextlib.asynccontextmanager
+async def connected(target: BrokerTarget) -> AsyncIterator[AbstractConnection]:
+    """A plain (not self-reconnecting) connection: a CLI reports and exits, it does not wait."""
+    where = mask_url(target.amqp_url)
+    try:
+        connection = await aio_pika.connect(
+            target.amqp_url,
+            timeout=target.timeout,
+            client_properties={"connection_name": "ferry-cli"},
+        )
+    except (ProbableAuthenticationError, ConnectionNotAllowed) as exc:
+        raise CliError(
+            f"RabbitMQ at {where} refused the login: {exc}",
+            ExitCode.AUTH,
+            hint="check the user, password and virtual host in --amqp-url / FERRY_AMQP_URL",
+        ) from exc
+    except (AMQPConnectionError, InvalidFrameError) as exc:
+        if "Connection.Close" not in str(exc):
+            raise _unreachable(where, exc) from exc
+        # the broker answered, then closed the connection while it was being opened
+        # (aiormq reports it as an unexpected frame)
+        raise CliError(
+            f"RabbitMQ at {where} closed the connection while opening it: the virtual host "
+            "does not exist, or this user may not use it",
+            ExitCode.AUTH,
+            hint="check the virtual host (the URL's path) in --amqp-url / FERRY_AMQP_URL",
+        ) from exc
+    except (AMQPError, OSError, TimeoutError) as exc:
+        raise _unreachable(where, exc) from exc
+    except ValueError as exc:
+        raise CliError(
+            f"--amqp-url {where} is not a valid AMQP URL: {exc}", ExitCode.USAGE
+        ) from exc
+    try:
+        yield connection
+    finally:
+        with contextlib.suppress(AMQPError, OSError, RuntimeError):
+            await connection.close()
+
+
+def _unreachable(where: str, exc: BaseException) -> CliError:
+    reason = str(exc) or type(exc).__name__
+    return CliError(
+        f"could not reach RabbitMQ at {where}: {reason}", ExitCode.UNREACHABLE, hint=_BROKER_HINT
+    )
+
+
+async def _exchange(channel: AbstractChannel, target: BrokerTarget) -> AbstractExchange:
+    try:
+        return await channel.get_exchange(target.exchange, ensure=True)
+    except ChannelNotFoundEntity as exc:
+        raise CliError(
+            f"the exchange {target.exchange!r} does not exist on the broker: no Ferry service "
+            "has started against it yet",
+            hint="start the services (make run), or check --exchange / FERRY_EXCHANGE",
+        ) from exc
+
+
+def _unroutable(routing_key: str, target: BrokerTarget, consumer: str) -> CliError:
+    return CliError(
+        f"nothing is bound to {routing_key} on exchange {target.exchange!r}: the message was "
+        "returned, not stored",
+        hint=f"start {consumer} (make run starts every service) so its queue is declared, "
+        "then run this again",
+    )
+
+
+async def _publish(
+    exchange: AbstractExchange,
+    message: aio_pika.Message,
+    routing_key: str,
+    target: BrokerTarget,
+    consumer: str,
+) -> None:
+    """Publish mandatory and wait for the broker's confirm."""
+    try:
+        await exchange.publish(
+            message, routing_key=routing_key, mandatory=True, timeout=target.timeout
+        )
+    except PublishError as exc:
+        raise _unroutable(routing_key, target, consumer) from exc
+    except DeliveryError as exc:
+        raise CliError(
+            f"RabbitMQ refused the message (nack): {exc}",
+            hint="a queue may be full (x-overflow reject-publish) or the broker low on disk; "
+            "see the RabbitMQ logs, then try again",
+        ) from exc
+    except (AMQPError, ConnectionError, TimeoutError) as exc:
+        raise CliError(
+            f"RabbitMQ did not confirm the message ({exc!r}); it may or may not be stored",
+            ExitCode.UNREACHABLE,
+            hint="publishing again is safe: consumers drop duplicates by event id",
+        ) from exc
+
+
+def event_message(event: CloudEvent) -> aio_pika.Message:
+    """A persistent structured-mode message, as the runtime kit's ``build_message`` makes it."""
+    return aio_pika.Message(
+        body=encode(event),
+        content_type=STRUCTURED_CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=event.id,
+        correlation_id=event.correlationid,
+        type=event.type,
+        timestamp=event.time,
+    )
+
+
+# --------------------------------------------------------------------------- artifact push
+
+
+async def publish_event(
+    target: BrokerTarget,
+    event: CloudEvent,
+    *,
+    wait: float | None = None,
+    on_published: Callable[[], None] | None = None,
+    on_progress: Callable[[CloudEvent], None] | None = None,
+) -> CloudEvent | None:
+    """Publish ``event`` with confirms; with ``wait``, return the stored or rejected event
+    that carries its correlation id (``None`` when ``wait`` is not given)."""
+    async with connected(target) as connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await _exchange(channel, target)
+        outcome: asyncio.Future[CloudEvent] = asyncio.get_running_loop().create_future()
+        if wait is not None:
+            listen = await connection.channel()
+            queue = await listen.declare_queue(exclusive=True, auto_delete=True)
+            for key in (ACCEPTED, STORED, REJECTED):
+                await queue.bind(target.exchange, routing_key=key)
+
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                try:
+                    heard = decode(
+                        message.body,
+                        headers=message.headers or {},
+                        content_type=message.content_type,
+                    )
+                except EventError:
+                    return
+                if heard.correlationid != event.correlationid or outcome.done():
+                    return
+                if heard.type == ACCEPTED:
+                    if on_progress is not None:
+                        on_progress(heard)
+                    return
+                outcome.set_result(heard)
+
+            await queue.consume(on_message, no_ack=True)
+        await _publish(exchange, event_message(event), event.type, target, "artifact-ingest")
+        if on_published is not None:
+            on_published()
+        if wait is None:
+            return None
+        try:
+            return await asyncio.wait_for(outcome, wait)
+        except TimeoutError:
+            raise CliError(
+                f"the artifact was published (event {event.id}) but neither "
+                f"{STORED} nor {REJECTED} arrived within {wait:g} s",
+                hint="are artifact-ingest and git-writer running? a dead-lettered event shows "
+                "in 'ferry dlq list artifact-ingest' or 'ferry dlq list git-writer'",
+            ) from None
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _plain(value: object) -> object:
+    """A header value as JSON can hold it."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _envelope(message: AbstractIncomingMessage) -> dict[str, Any]:
+    """What the body says about itself (structured mode), best effort."""
+    try:
+        body = json.loads(message.body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def original_routing_key(message: AbstractIncomingMessage) -> str | None:
+    """The key the message was first published with: the event type.
+
+    ``x-ferry-original-routing-key`` is right when the message came straight from
+    the exchange; after a retry it came from a delay queue (exchange ``""``) and
+    its key was the service queue's name, so the event type is taken from the
+    message's ``type`` property, its ``ce-type`` header or its body.
+    """
+    headers = message.headers or {}
+    if _text(headers.get("x-ferry-original-exchange")) and headers.get(
+        "x-ferry-original-routing-key"
+    ):
+        return _text(headers["x-ferry-original-routing-key"])
+    if message.type:
+        return message.type
+    for key in ("ce-type", "ce_type", "cloudEvents:type", "cloudEvents_type"):
+        if headers.get(key):
+            return _text(headers[key])
+    found = _envelope(message).get("type")
+    return found if isinstance(found, str) and found else None
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """One dead-lettered message, as ``ferry dlq list`` shows it."""
+
+    position: int
+    event_id: str
+    event_type: str
+    routing_key: str | None
+    code: str
+    reason: str
+    attempts: int | None
+    failed_at: str
+    service: str
+    correlation_id: str
+    subject: str
+    size: int
+    headers: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "position": self.position,
+            "eventId": self.event_id,
+            "eventType": self.event_type,
+            "routingKey": self.routing_key,
+            "code": self.code,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "failedAt": self.failed_at,
+            "service": self.service,
+            "correlationId": self.correlation_id,
+            "subject": self.subject,
+            "size": self.size,
+            "headers": self.headers,
+        }
+
+
+def describe(position: int, message: AbstractIncomingMessage) -> DeadLetter:
+    headers = message.headers or {}
+    envelope = _envelope(message)
+    attempts_raw = headers.get("x-ferry-attempts")
+    try:
+        attempts = int(_text(attempts_raw)) if attempts_raw is not None else None
+    except ValueError:
+        attempts = None
+    return DeadLetter(
+        position=position,
+        # the envelope's own id first: AMQP message ids may be set by the client library
+        event_id=_text(envelope.get("id") or headers.get("ce-id") or message.message_id),
+        event_type=_text(envelope.get("type") or headers.get("ce-type") or message.type),
+        routing_key=original_routing_key(message),
+        code=_text(headers.get("x-ferry-error-code")),
+        reason=_text(headers.get("x-ferry-reason")),
+        attempts=attempts,
+        failed_at=_text(headers.get("x-ferry-failed-at")),
+        service=_text(headers.get("x-ferry-service")),
+        correlation_id=_text(message.correlation_id or envelope.get("correlationid")),
+        subject=_text(envelope.get("subject")),
+        size=len(message.body),
+        headers={str(k): _plain(v) for k, v in headers.items()},
+    )
+
+
+async def _dead_letter_queue(
+    connection: AbstractConnection, target: BrokerTarget, service: str
+) -> tuple[AbstractChannel, AbstractQueue]:
+    channel = await connection.channel()
+    name = target.dead_letter_queue(service)
+    try:
+        queue = await channel.declare_queue(name, passive=True)
+    except ChannelNotFoundEntity as exc:
+        raise CliError(
+            f"there is no dead-letter queue {name!r} on the broker",
+            hint="check the service name (artifact-ingest, git-writer, promotion, "
+            "cluster-watcher, notifier) and --queue-prefix / FERRY_QUEUE_PREFIX",
+        ) from exc
+    return channel, queue
+
+
+@dataclass(slots=True)
+class Listing:
+    queue: str
+    total: int
+    messages: list[DeadLetter]
+
+
+async def list_dead_letters(target: BrokerTarget, service: str, limit: int) -> Listing:
+    """Read up to ``limit`` dead letters without removing them.
+
+    Each is fetched unacknowledged and all go back to the queue when the channel
+    closes, so the queue is unchanged afterwards.
+    """
+    async with connected(target) as connection:
+        channel, queue = await _dead_letter_queue(connection, target, service)
+        total = queue.declaration_result.message_count or 0
+        found: list[DeadLetter] = []
+        for position in range(1, min(limit, total) + 1):
+            message = await queue.get(no_ack=False, fail=False, timeout=target.timeout)
+            if message is None:
+                break
+            found.append(describe(position, message))
+        await channel.close()
+        return Listing(queue=queue.name, total=total, messages=found)
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    queue: str
+    replayed: list[DeadLetter]
+    skipped: list[tuple[DeadLetter, str]]
+    remaining: int
+
+
+def replay_message(message: AbstractIncomingMessage, source_queue: str) -> aio_pika.Message:
+    """The message as first published, failure headers stripped, attempt count reset."""
+    headers = {k: v for k, v in (message.headers or {}).items() if k not in FAILURE_HEADERS}
+    headers["x-ferry-replayed-from"] = source_queue
+    headers["x-ferry-replayed-at"] = datetime.now(UTC).isoformat()
+    return aio_pika.Message(
+        body=message.body,
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        type=message.type,
+        timestamp=message.timestamp,
+    )
+
+
+async def replay_dead_letters(
+    target: BrokerTarget,
+    service: str,
+    limit: int,
+    *,
+    direct: bool = False,
+    on_replayed: Callable[[DeadLetter], None] | None = None,
+) -> ReplayResult:
+    """Republish up to ``limit`` dead letters, each confirmed by the broker before it is acked.
+
+    To the exchange with the event's original routing key (every consumer of that
+    type sees it again; they drop duplicates by event id), or with ``direct`` to
+    the service's own queue only. A message whose event type cannot be told is
+    left in the dead-letter queue.
+    """
+    async with connected(target) as connection:
+        channel, queue = await _dead_letter_queue(connection, target, service)
+        publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = (
+            publish_channel.default_exchange if direct else await _exchange(publish_channel, target)
+        )
+        replayed: list[DeadLetter] = []
+        skipped: list[tuple[DeadLetter, str]] = []
+        for position in range(1, limit + 1):
+            message = await queue.get(no_ack=False, fail=False, timeout=target.timeout)
+            if message is None:
+                break
+            letter = describe(position, message)
+            if direct:
+                key: str | None = target.service_queue(service)
+            else:
+                key = letter.routing_key
+            if key is None:
+                # held unacked until the channel closes, so the next get moves on
+                skipped.append((letter, "its event type cannot be told from the message"))
+                continue
+            try:
+                await _publish(exchange, replay_message(message, queue.name), key, target, service)
+            except CliError as error:
+                error.details.append(
+                    f"{len(replayed)} message(s) were replayed before this one; "
+                    f"it and the rest stay in {queue.name}"
+                )
+                raise
+            await message.ack()
+            replayed.append(letter)
+            if on_replayed is not None:
+                on_replayed(letter)
+        await channel.close()
+        check = await connection.channel()
+        remaining = (
+            await check.declare_queue(target.dead_letter_queue(service), passive=True)
+        ).declaration_result.message_count or 0
+        return ReplayResult(
+            queue=queue.name, replayed=replayed, skipped=skipped, remaining=remaining
+        )

@@ -1,0 +1,393 @@
+"""release, promote, rollback, get, approve, reject and watch."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from ferry_cli.common import OutputOpt, ServerOpt, Session, TokenOpt, command, session
+from ferry_cli.errors import CliError, ExitCode
+from ferry_cli.output import console, note, print_json
+
+Json = dict[str, Any]
+
+FAILED = frozenset({"rejected", "failed"})
+
+Service = Annotated[str, typer.Argument(help="The service, as named in its artifact.json.")]
+ReleaseId = Annotated[str, typer.Argument(help="The release id that release/promote printed.")]
+Reason = Annotated[str, typer.Option("--reason", "-r", help="Why; kept in the audit trail.")]
+Watch = Annotated[
+    bool, typer.Option("--watch", "-w", help="Follow the release until it is rolled out.")
+]
+Override = Annotated[
+    bool,
+    typer.Option(
+        "--override-freeze", help="Release during a freeze window (admins; needs --reason)."
+    ),
+]
+
+
+def _submitted(s: Session, created: Json, watch: bool) -> None:
+    release_id = str(created.get("releaseId", ""))
+    if watch:
+        follow(s, release_id, until="rolled-out", timeout=600.0, interval=1.0)
+        return
+    if s.json:
+        print_json(created)
+        return
+    from rich.markup import escape
+
+    console().print(
+        f"release [bold]{escape(release_id)}[/] is {escape(str(created.get('status')))}\n"
+        f"[dim]follow it with:[/] ferry watch {escape(release_id)}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @command(app, "release")
+    def release(
+        ctx: typer.Context,
+        service: Service,
+        *,
+        to: Annotated[str, typer.Option("--to", help="The environment to release to.")],
+        artifact: Annotated[
+            str | None, typer.Option("--artifact", "-a", help="The artifact id to release.")
+        ] = None,
+        branch: Annotated[
+            str | None,
+            typer.Option("--branch", "-b", help="Release the latest artifact of this branch."),
+        ] = None,
+        reason: Reason = "",
+        override_freeze: Override = False,
+        watch: Watch = False,
+        output: OutputOpt = None,
+        server: ServerOpt = None,
+        token: TokenOpt = None,
+    ) -> None:
+        """Release an artifact (by id, or the latest of a branch) to an environment."""
+        s = session(ctx, output, server, token)
+        if (artifact is None) == (branch is None):
+            raise CliError(
+                "give exactly one of --artifact ID or --branch BRANCH",
+                ExitCode.USAGE,
+                hint="ferry artifacts SERVICE lists the artifacts there are",
+            )
+        created = s.client().create_release(
+            service=service,
+            environment=to,
+            intent="release",
+            artifact_id=artifact,
+            branch=branch,
+            reason=reason,
+            override_freeze=override_freeze,
+        )
+        _submitted(s, created, watch)
+
+    @command(app, "promote")
+    def promote(
+        ctx: typer.Context,
+        service: Service,
+        *,
+        to: Annotated[str, typer.Option("--to", help="The environment to promote to.")],
+        from_env: Annotated[
+            str | None,
+            typer.Option(
+                "--from", help="Promote what runs there [default: the environment before --to]."
+            ),
+        ] = None,
+        artifact: Annotated[
+            str | None,
+            typer.Option("--artifact", "-a", help="Promote this artifact (it must run in --from)."),
+        ] = None,
+        reason: Reason = "",
+        override_freeze: Override = False,
+        watch: Watch = False,
+        output: OutputOpt = None,
+        server: ServerOpt = None,
+        token: TokenOpt = None,
+    ) -> None:
+        """Promote to an environment what runs in the environment before it."""
+        s = session(ctx, output, server, token)
+        created = s.client().create_release(
+            service=service,
+            environment=to,
+            intent="promote",
+            artifact_id=artifact,
+            from_environment=from_env,
+            reason=reason,
+            override_freeze=override_freeze,
+        )
+        _submitted(s, created, watch)
+
+    @command(app, "rollback")
+    def rollback(
+        ctx: typer.Context,
+        service: Service,
+        *,
+        env: Annotated[str, typer.Option("--in", help="The environment to roll back.")],
+        to: Annotated[
+            str | None,
+            typer.Option(
+                "--to",
+                help="The earlier artifact to go back to [default: pick one when interactive, "
+                "else the previous release].",
+            ),
+        ] = None,
+        pick: Annotated[
+            bool | None,
+            typer.Option(
+                "--pick/--no-pick",
+                help="Choose from the earlier releases [default: when stdin and stdout are a "
+                "terminal and --to is not given].",
+                show_default=False,
+            ),
+        ] = None,
+        reason: Reason = "",
+        override_freeze: Override = False,
+        watch: Watch = False,
+        output: OutputOpt = None,
+        server: ServerOpt = None,
+        token: TokenOpt = None,
+    ) -> None:
+        """Roll an environment back to its previous release, or to a named earlier one."""
+        s = session(ctx, output, server, token)
+        artifact = to
+        if pick is None:
+            pick = not s.json and sys.stdin.isatty() and sys.stdout.isatty()
+        if artifact is None and pick:
+            artifact = _pick_earlier_release(s, service, env)
+        created = s.client().create_release(
+            service=service,
+            environment=env,
+            intent="rollback",
+            artifact_id=artifact,
+            reason=reason,
+            override_freeze=override_freeze,
+        )
+        _submitted(s, created, watch)
+
+    @command(app, "get")
+    def get(
+        ctx: typer.Context,
+        release_id: ReleaseId,
+        *,
+        output: OutputOpt = None,
+        server: ServerOpt = None,
+        token: TokenOpt = None,
+    ) -> None:
+        """Show one release: its status, policy violations, approvals and timeline."""
+        s = session(ctx, output, server, token)
+        found = s.client().release(release_id)
+        if s.json:
+            print_json(found)
+            return
+        from ferry_cli.render import release_view
+
+        console().print(release_view(found))
+
+    @command(app, "approve")
+    def approve(
+        ctx: typer.Context,
+        release_id: ReleaseId,
+        *,
+        comment: Annotated[
+            str, typer.Option("--comment", "-m", help="Kept with the approval.")
+        ] = "",
+        output: OutputOpt = None,
+        server: ServerOpt = None,
+        token: TokenOpt = None,
+    ) -> None:
+        """Approve a release that waits for approval (not your own)."""
+        s = session(ctx, output, server, token)
+        decided = s.client().approve(release_id, comment)
+        _show_decision(s, decided, "approved")
+
+    @command(app, "reject")
+    def reject(
+        ctx: typer.Context,
+        release_id: ReleaseId,
+        *,
+        reason: Annotated[str, typer.Option("--reason", "-r", help="Why; the requester is told.")],
+        output: OutputOpt = None,
+        server: ServerOpt = None,
+        token: TokenOpt = None,
+    ) -> None:
+        """Reject a release that waits for approval."""
+        s = session(ctx, output, server, token)
+        decided = s.client().reject(release_id, reason)
+        _show_decision(s, decided, "rejected")
+
+    @command(app, "watch")
+    def watch(
+        ctx: typer.Context,
+        release_id: ReleaseId,
+        *,
+        until: Annotated[
+            str,
+            typer.Option(
+                "--until",
+                help="Stop at rolled-out (default) or already at committed.",
+            ),
+        ] = "rolled-out",
+        timeout: Annotated[
+            float, typer.Option("--timeout", help="Give up after this many seconds (exit 1).")
+        ] = 600.0,
+        interval: Annotated[
+            float, typer.Option("--interval", help="Seconds between polls.", min=0.1)
+        ] = 1.0,
+        output: OutputOpt = None,
+        server: ServerOpt = None,
+        token: TokenOpt = None,
+    ) -> None:
+        """Follow a release live until it is rolled out, rejected or failed."""
+        s = session(ctx, output, server, token)
+        if until not in ("rolled-out", "committed"):
+            raise CliError("--until takes rolled-out or committed", ExitCode.USAGE)
+        follow(s, release_id, until=until, timeout=timeout, interval=interval)
+
+
+def _show_decision(s: Session, decided: Json, verb: str) -> None:
+    if s.json:
+        print_json(decided)
+        return
+    from rich.markup import escape
+
+    console().print(
+        f"{verb} release [bold]{escape(str(decided.get('releaseId')))}[/]; "
+        f"it is now {escape(str(decided.get('status')))}"
+    )
+
+
+def _pick_earlier_release(s: Session, service: str, env: str) -> str | None:
+    """Ask which earlier release to go back to; None means the previous one."""
+    from rich.markup import escape
+    from rich.prompt import IntPrompt
+    from rich.table import Table
+
+    history = s.client().history(service, environment=env, limit=20).get("history") or []
+    current = history[0].get("artifactId") if history else None
+    seen = {current}
+    choices: list[Json] = []
+    for entry in history[1:]:
+        if entry.get("artifactId") not in seen:
+            seen.add(entry.get("artifactId"))
+            choices.append(entry)
+    if not choices:
+        raise CliError(
+            f"{service} has no earlier release in {env} to roll back to",
+            hint=f"ferry history {service} --env {env} shows what ran there",
+        )
+    table = Table(title=f"{escape(service)} in {escape(env)}: now {escape(str(current))}")
+    for column in ("#", "artifact", "released at", "by", "intent"):
+        table.add_column(column)
+    for number, entry in enumerate(choices, 1):
+        table.add_row(
+            str(number),
+            escape(str(entry.get("artifactId"))),
+            escape(str(entry.get("at") or "")),
+            escape(str(entry.get("actor") or "")),
+            escape(str(entry.get("intent") or "")),
+        )
+    console().print(table)
+    picked = IntPrompt.ask(
+        "roll back to #",
+        choices=[str(n) for n in range(1, len(choices) + 1)],
+        default=1,
+        console=console(),
+    )
+    return str(choices[picked - 1].get("artifactId"))
+
+
+class _Progress:
+    """Shows a release as it changes: live with Rich on a terminal, new timeline lines otherwise,
+    nothing in JSON mode (the final document is printed at the end)."""
+
+    def __init__(self, s: Session) -> None:
+        self._s = s
+        self._printed = 0
+        self._live: Any = None
+
+    def __enter__(self) -> _Progress:
+        if not self._s.json and console().is_terminal:
+            from rich.live import Live
+
+            self._live = Live(console=console(), refresh_per_second=4, transient=False)
+            self._live.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def show(self, release: Json) -> None:
+        timeline = release.get("timeline") or []
+        if self._live is not None:
+            from ferry_cli.render import release_view
+
+            self._live.update(release_view(release))
+        elif not self._s.json:
+            for entry in timeline[self._printed :]:
+                console().print(
+                    f"{entry.get('at', '')}  {entry.get('status', '')}  "
+                    f"{entry.get('eventType', '')}  {entry.get('detail') or ''}",
+                    markup=False,
+                )
+        self._printed = len(timeline)
+
+    def done(self, release_id: str, status: str) -> None:
+        if self._s.json:
+            return
+        if self._live is None:
+            console().print(f"release {release_id} is {status}", markup=False)
+
+
+def _fetch(s: Session, release_id: str, deadline: float) -> Json | None:
+    """The release, or None when the server did not answer this time (it is asked again)."""
+    try:
+        return s.client().release(release_id)
+    except CliError as error:
+        if error.code is not ExitCode.UNREACHABLE or time.monotonic() > deadline:
+            raise
+        note(f"[yellow]{error.message}; retrying[/]")
+        return None
+
+
+def _failure(release_id: str, release: Json) -> CliError:
+    status = release.get("status")
+    reasons = [f"{v.get('policy')}: {v.get('message')}" for v in release.get("violations") or []]
+    last = (release.get("timeline") or [{}])[-1]
+    if not reasons and last.get("detail"):
+        reasons.append(str(last["detail"]))
+    return CliError(f"release {release_id} {status}", details=reasons, payload=release)
+
+
+def follow(s: Session, release_id: str, *, until: str, timeout: float, interval: float) -> None:
+    """Poll ``GET /v1/releases/{id}`` until a terminal status; raise CliError when it failed."""
+    stop_at = {"rolled-out"} | ({"committed"} if until == "committed" else set()) | FAILED
+    deadline = time.monotonic() + timeout
+    release: Json = {}
+    with _Progress(s) as progress:
+        while True:
+            fetched = _fetch(s, release_id, deadline)
+            if fetched is not None:
+                release = fetched
+                progress.show(release)
+                if str(release.get("status")) in stop_at:
+                    break
+            if time.monotonic() + interval > deadline:
+                raise CliError(
+                    f"release {release_id} is still {release.get('status', 'unknown')} "
+                    f"after {timeout:g} s",
+                    hint=f"ferry watch {release_id} again, or ferry get {release_id}",
+                    payload=release or None,
+                )
+            time.sleep(interval)
+    if s.json:
+        print_json(release)
+    status = str(release.get("status"))
+    if status in FAILED:
+        raise _failure(release_id, release)
+    progress.done(release_id, status)

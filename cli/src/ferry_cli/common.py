@@ -1,0 +1,147 @@
+"""What every command shares: the global options, the session they resolve to, and the
+error boundary that turns a :class:`CliError` into its message and exit code."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+from ferry_cli.errors import CliError, ExitCode
+from ferry_cli.output import OutputFormat, print_error
+
+if TYPE_CHECKING:
+    from ferry_cli.api import ApiClient
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+OutputOpt = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="table for people, json for scripts (one document on stdout).",
+        case_sensitive=False,
+        show_default=False,
+    ),
+]
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="FERRY_SERVER",
+        help="Ferry API base URL [default: config file, else http://127.0.0.1:8080].",
+        show_default=False,
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="FERRY_TOKEN",
+        help="API bearer token [default: config file, else .ferry/dev-token for a local server].",
+        show_default=False,
+    ),
+]
+
+
+@dataclass
+class Globals:
+    """The options given before the command (``ferry --output json status``)."""
+
+    server: str | None = None
+    token: str | None = None
+    output: OutputFormat = OutputFormat.TABLE
+
+
+@dataclass
+class Session:
+    """One command's resolved options and, on first use, its API client."""
+
+    server: str | None
+    token: str | None
+    fmt: OutputFormat
+    _client: ApiClient | None = field(default=None, repr=False)
+
+    @property
+    def json(self) -> bool:
+        return self.fmt is OutputFormat.JSON
+
+    def client(self) -> ApiClient:
+        if self._client is None:
+            from ferry_cli.api import ApiClient
+            from ferry_cli.config import resolve_api
+
+            self._client = ApiClient(resolve_api(self.server, self.token))
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def _globals(ctx: typer.Context | None) -> Globals:
+    node: Any = ctx
+    while node is not None:
+        if isinstance(node.obj, Globals):
+            return node.obj
+        node = node.parent
+    return Globals()
+
+
+def session(
+    ctx: typer.Context | None,
+    output: OutputFormat | None = None,
+    server: str | None = None,
+    token: str | None = None,
+) -> Session:
+    """Merge a command's own options over the global ones; the API client closes with ``ctx``."""
+    base = _globals(ctx)
+    found = Session(
+        server=server or base.server, token=token or base.token, fmt=output or base.output
+    )
+    if ctx is not None:
+        ctx.call_on_close(found.close)
+    return found
+
+
+def _format_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> OutputFormat:
+    requested = kwargs.get("output")
+    if isinstance(requested, OutputFormat):
+        return requested
+    ctx = next((a for a in [*args, *kwargs.values()] if isinstance(a, typer.Context)), None)
+    return _globals(ctx).output
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Print a CliError (never a traceback) in the command's output format; exit with its code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except CliError as error:
+            print_error(error, _format_of(args, kwargs))
+            raise typer.Exit(int(error.code)) from None
+        except KeyboardInterrupt:
+            print_error(CliError("interrupted", ExitCode.REFUSED), _format_of(args, kwargs))
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def command(
+    app: typer.Typer, name: str | None = None, **kwargs: Any
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """``app.command`` with the error boundary around it."""
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        wrapped = handle_errors(func)
+        app.command(name, **kwargs)(wrapped)
+        return wrapped
+
+    return decorate

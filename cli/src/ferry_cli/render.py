@@ -1,0 +1,194 @@
+"""Rich renderings of the API's documents (docs/api.md). Imported only in table mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+Json = dict[str, Any]
+
+STATUS_STYLE = {
+    "requested": "cyan",
+    "awaiting-approval": "yellow",
+    "approved": "blue",
+    "committed": "blue",
+    "rolled-out": "green",
+    "rejected": "red",
+    "failed": "red",
+}
+ROLLOUT_STYLE = {"succeeded": "green", "started": "yellow", "failed": "red", "unknown": "dim"}
+
+
+def _s(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def short(value: object, length: int = 10) -> str:
+    text = _s(value)
+    return text[:length] if len(text) > length else text
+
+
+def styled_status(status: object) -> Text:
+    text = _s(status)
+    return Text(text, style=STATUS_STYLE.get(text, ""))
+
+
+def _actor(actor: object) -> str:
+    if isinstance(actor, dict):
+        return _s(actor.get("email") or actor.get("subject"))
+    return _s(actor)
+
+
+def release_view(release: Json) -> RenderableType:
+    """A release: what, where, who, status, violations, approvals and its timeline."""
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("release", escape(_s(release.get("releaseId"))))
+    head.add_row(
+        "what",
+        escape(
+            f"{_s(release.get('intent'))} {_s(release.get('service'))} "
+            f"{_s(release.get('artifactId')) or '(artifact not decided yet)'} "
+            f"→ {_s(release.get('environment'))}"
+        ),
+    )
+    if release.get("promotedFrom"):
+        head.add_row("from", escape(_s(release.get("promotedFrom"))))
+    head.add_row("status", styled_status(release.get("status")))
+    head.add_row("by", escape(_actor(release.get("actor"))))
+    if release.get("reason"):
+        head.add_row("reason", escape(_s(release.get("reason"))))
+    if release.get("commitSha"):
+        head.add_row("commit", escape(_s(release.get("commitSha"))))
+    head.add_row("requested", escape(_s(release.get("requestedAt"))))
+    parts: list[RenderableType] = [head]
+    violations = release.get("violations") or []
+    if violations:
+        parts.append(Text("policy violations:", style="bold red"))
+        for v in violations:
+            parts.append(Text(f"  - {_s(v.get('policy'))}: {_s(v.get('message'))}"))
+    approvals = release.get("approvals")
+    if isinstance(approvals, dict) and approvals.get("required"):
+        granted = approvals.get("granted") or []
+        who = ", ".join(_actor(g) for g in granted) or "none yet"
+        parts.append(
+            Text(
+                f"approvals: {len(granted)}/{approvals.get('required')} ({who})"
+                + (f", expires {approvals['expiresAt']}" if approvals.get("expiresAt") else "")
+            )
+        )
+    if isinstance(approvals, dict) and approvals.get("rejectedBy"):
+        parts.append(Text(f"rejected by {_actor(approvals['rejectedBy'])}", style="red"))
+    parts.append(timeline_table(release.get("timeline") or []))
+    return Group(*parts)
+
+
+def timeline_table(timeline: list[Json]) -> Table:
+    table = Table(title="timeline", title_justify="left", expand=False)
+    table.add_column("at")
+    table.add_column("status")
+    table.add_column("event")
+    table.add_column("detail", overflow="fold")
+    for entry in timeline:
+        table.add_row(
+            escape(_s(entry.get("at"))),
+            styled_status(entry.get("status")),
+            escape(_s(entry.get("eventType"))),
+            escape(_s(entry.get("detail"))),
+        )
+    return table
+
+
+def _cell(state: Json | None) -> Text:
+    if not state or not state.get("artifactId"):
+        return Text("-", style="dim")
+    rollout = _s(state.get("rollout") or "unknown")
+    text = Text(_s(state.get("artifactId")))
+    text.append("\n")
+    text.append(rollout, style=ROLLOUT_STYLE.get(rollout, ""))
+    if state.get("rolloutReason"):
+        text.append(f": {state['rolloutReason']}", style="dim")
+    return text
+
+
+def status_table(document: Json) -> Table:
+    """Services by environments: the artifact and its rollout state in each."""
+    services = document.get("services") or []
+    environments: list[str] = list(document.get("environments") or [])
+    for entry in services:
+        for env in entry.get("environments") or {}:
+            if env not in environments:
+                environments.append(env)
+    table = Table(show_lines=True)
+    table.add_column("service", style="bold")
+    for env in environments:
+        table.add_column(env)
+    for entry in services:
+        envs = entry.get("environments") or {}
+        table.add_row(
+            escape(_s(entry.get("service"))), *[_cell(envs.get(env)) for env in environments]
+        )
+    return table
+
+
+def service_view(document: Json) -> Table:
+    """One service, one row per environment with all it knows."""
+    table = Table(title=escape(_s(document.get("service"))), title_justify="left")
+    for column in ("environment", "artifact", "commit", "released", "by", "rollout"):
+        table.add_column(column)
+    for env, found in (document.get("environments") or {}).items():
+        state: Json = found or {}
+        rollout = _s(state.get("rollout") or "unknown")
+        rollout_text = Text(rollout, style=ROLLOUT_STYLE.get(rollout, ""))
+        if state.get("rolloutReason"):
+            rollout_text.append(f": {state['rolloutReason']}")
+        table.add_row(
+            escape(env),
+            escape(_s(state.get("artifactId")) or "-"),
+            escape(short(state.get("commitSha"))),
+            escape(_s(state.get("releasedAt"))),
+            escape(_s(state.get("releasedBy"))),
+            rollout_text,
+        )
+    return table
+
+
+def history_table(document: Json) -> Table:
+    table = Table(title=f"history of {escape(_s(document.get('service')))}", title_justify="left")
+    for column in ("at", "environment", "intent", "artifact", "from", "by", "commit", "release"):
+        table.add_column(column)
+    for h in document.get("history") or []:
+        table.add_row(
+            escape(_s(h.get("at"))),
+            escape(_s(h.get("environment"))),
+            escape(_s(h.get("intent"))),
+            escape(_s(h.get("artifactId"))),
+            escape(_s(h.get("promotedFrom"))),
+            escape(_s(h.get("actor"))),
+            escape(short(h.get("commitSha"))),
+            escape(_s(h.get("releaseId"))),
+        )
+    return table
+
+
+def artifacts_table(document: Json) -> Table:
+    table = Table(title=f"artifacts of {escape(_s(document.get('service')))}", title_justify="left")
+    for column in ("artifact", "branch", "sha", "author", "message", "stored", "released to"):
+        table.add_column(column, overflow="fold")
+    for a in document.get("artifacts") or []:
+        message = _s(a.get("message")).splitlines()
+        table.add_row(
+            escape(_s(a.get("artifactId"))),
+            escape(_s(a.get("branch"))),
+            escape(short(a.get("sha"))),
+            escape(_s(a.get("author"))),
+            escape(message[0] if message else ""),
+            escape(_s(a.get("storedAt"))),
+            escape(", ".join(a.get("environments") or [])),
+        )
+    return table

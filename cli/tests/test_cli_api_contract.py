@@ -1,0 +1,520 @@
+"""The API commands against a loopback server that answers as docs/api.md says:
+the requests they send, what they print, and the exit codes scripts rely on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from ferry_cli.app import app
+
+runner = CliRunner()
+
+
+def ferry(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+def release_doc(status: str = "committed", **extra: Any) -> dict[str, Any]:
+    return {
+        "releaseId": "rel-1",
+        "service": "payments",
+        "environment": "staging",
+        "intent": "promote",
+        "artifactId": "master-0017d995e3-67e9d69164",
+        "status": status,
+        "actor": {"subject": "jane", "email": "jane@example.com"},
+        "reason": "ship it",
+        "requestedAt": "2026-11-28T10:00:00Z",
+        "updatedAt": "2026-11-28T10:00:05Z",
+        "commitSha": "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+        "violations": [],
+        "approvals": {"required": 0, "granted": [], "expiresAt": None},
+        "timeline": [
+            {
+                "at": "2026-11-28T10:00:00Z",
+                "status": "requested",
+                "eventType": "ferry.release.requested.v1",
+                "detail": "requested by jane",
+            }
+        ],
+        **extra,
+    }
+
+
+SERVICES = {
+    "environments": ["dev", "staging", "prod"],
+    "services": [
+        {
+            "service": "payments",
+            "environments": {
+                "dev": {
+                    "artifactId": "master-0017d995e3-67e9d69164",
+                    "commitSha": "4b825dc642",
+                    "releasedAt": "2026-11-28T10:00:00Z",
+                    "releasedBy": "jane@example.com",
+                    "rollout": "succeeded",
+                    "rolloutReason": None,
+                },
+                "prod": {
+                    "artifactId": "master-aaaaaaaaaa-bbbbbbbbbb",
+                    "commitSha": "5c825dc642",
+                    "releasedAt": "2026-11-27T10:00:00Z",
+                    "releasedBy": "bob@example.com",
+                    "rollout": "failed",
+                    "rolloutReason": "ImagePullBackOff",
+                },
+            },
+        }
+    ],
+}
+
+
+def test_release_sends_the_contract_body_with_the_bearer_token(fake_api) -> None:
+    fake_api.on("POST", "/v1/releases", (202, {"releaseId": "rel-1", "status": "requested"}))
+    result = ferry(
+        "release",
+        "payments",
+        "--artifact",
+        "master-1",
+        "--to",
+        "dev",
+        "--reason",
+        "hotfix",
+        "--server",
+        fake_api.url,
+        "--token",
+        "t0ken",
+    )
+    assert result.exit_code == 0, result.output
+    [request] = fake_api.requests
+    assert request.headers["authorization"] == "Bearer t0ken"
+    assert request.json() == {
+        "service": "payments",
+        "environment": "dev",
+        "intent": "release",
+        "artifactId": "master-1",
+        "branch": None,
+        "fromEnvironment": None,
+        "reason": "hotfix",
+        "overrideFreeze": False,
+    }
+    assert "rel-1" in result.stdout
+    assert "ferry watch rel-1" in result.stdout
+
+
+def test_promote_and_rollback_bodies(fake_api) -> None:
+    fake_api.on("POST", "/v1/releases", (202, {"releaseId": "rel-2", "status": "requested"}))
+    promoted = ferry(
+        "promote",
+        "payments",
+        "--to",
+        "prod",
+        "--from",
+        "staging",
+        "--server",
+        fake_api.url,
+        "-o",
+        "json",
+    )
+    rolled = ferry("rollback", "payments", "--in", "prod", "--server", fake_api.url)
+    named = ferry(
+        "rollback", "payments", "--in", "prod", "--to", "master-old", "--server", fake_api.url
+    )
+    assert (promoted.exit_code, rolled.exit_code, named.exit_code) == (0, 0, 0)
+    assert json.loads(promoted.stdout) == {"releaseId": "rel-2", "status": "requested"}
+    bodies = [r.json() for r in fake_api.requests]
+    assert bodies[0]["intent"] == "promote"
+    assert bodies[0]["fromEnvironment"] == "staging"
+    assert bodies[0]["environment"] == "prod"
+    # not a terminal: no picker, the server rolls back to the previous release
+    assert bodies[1]["intent"] == "rollback"
+    assert bodies[1]["artifactId"] is None
+    assert bodies[2]["artifactId"] == "master-old"
+
+
+def test_release_needs_exactly_one_of_artifact_or_branch(fake_api) -> None:
+    both = ferry(
+        "release",
+        "payments",
+        "--artifact",
+        "a",
+        "--branch",
+        "b",
+        "--to",
+        "dev",
+        "--server",
+        fake_api.url,
+    )
+    neither = ferry("release", "payments", "--to", "dev", "--server", fake_api.url)
+    missing_to = ferry("release", "payments", "--artifact", "a", "--server", fake_api.url)
+    assert (both.exit_code, neither.exit_code, missing_to.exit_code) == (2, 2, 2)
+    assert "exactly one of --artifact" in both.stderr
+    assert fake_api.requests == []
+
+
+def test_forbidden_problem_is_shown_with_exit_code_4(fake_api) -> None:
+    problem = {
+        "type": "https://ferry.dev/problems/forbidden",
+        "title": "Forbidden",
+        "status": 403,
+        "detail": "releasing to prod needs the role releaser:prod or admin; jane has developer",
+        "instance": "/v1/releases",
+    }
+    fake_api.on("POST", "/v1/releases", (403, problem))
+    result = ferry("release", "payments", "-b", "master", "--to", "prod", "--server", fake_api.url)
+    assert result.exit_code == 4
+    assert "Forbidden: releasing to prod needs the role releaser:prod" in result.stderr
+    assert "Traceback" not in result.output
+    as_json = ferry(
+        "release",
+        "payments",
+        "-b",
+        "master",
+        "--to",
+        "prod",
+        "--server",
+        fake_api.url,
+        "--output",
+        "json",
+    )
+    assert as_json.exit_code == 4
+    error = json.loads(as_json.stderr)
+    assert error["exitCode"] == 4
+    assert error["problem"] == problem
+    assert as_json.stdout == ""
+
+
+def test_missing_token_is_401_with_a_hint(fake_api) -> None:
+    fake_api.on(
+        "GET",
+        "/v1/services",
+        (401, {"title": "Unauthorized", "status": 401, "detail": "no bearer token"}),
+    )
+    result = ferry("status", "--server", fake_api.url)
+    assert result.exit_code == 4
+    assert "authorization" not in fake_api.requests[0].headers
+    assert "Unauthorized: no bearer token" in result.stderr
+    assert "FERRY_TOKEN" in result.stderr
+
+
+def test_validation_problem_lists_each_field_and_exits_1(fake_api) -> None:
+    fake_api.on(
+        "POST",
+        "/v1/releases",
+        (
+            422,
+            {
+                "title": "Invalid request",
+                "status": 422,
+                "detail": "the body has 1 error",
+                "errors": [{"field": "environment", "message": "unknown environment 'qa'"}],
+            },
+        ),
+    )
+    result = ferry("promote", "payments", "--to", "qa", "--server", fake_api.url)
+    assert result.exit_code == 1
+    assert "environment: unknown environment 'qa'" in result.stderr
+
+
+def test_approve_conflict_and_reject(fake_api) -> None:
+    fake_api.on(
+        "POST",
+        "/v1/releases/rel-1/approve",
+        (
+            409,
+            {
+                "title": "Not awaiting approval",
+                "status": 409,
+                "detail": "release rel-1 was already rejected by bob",
+            },
+        ),
+    )
+    fake_api.on("POST", "/v1/releases/rel-1/reject", lambda r: (200, release_doc("rejected")))
+    approved = ferry("approve", "rel-1", "--comment", "lgtm", "--server", fake_api.url)
+    rejected = ferry("reject", "rel-1", "--reason", "not now", "--server", fake_api.url)
+    assert approved.exit_code == 1
+    assert "already rejected by bob" in approved.stderr
+    assert rejected.exit_code == 0
+    assert "now rejected" in rejected.stdout
+    assert fake_api.requests[0].json() == {"comment": "lgtm"}
+    assert fake_api.requests[1].json() == {"reason": "not now"}
+
+
+def test_unreachable_server_exits_3() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = ferry("status", "--server", f"http://127.0.0.1:{port}")
+    assert result.exit_code == 3
+    assert "could not reach the Ferry API" in result.stderr
+
+
+def test_server_error_without_json_is_a_message_not_a_traceback(fake_api) -> None:
+    fake_api.on("GET", "/v1/services/payments", (500, b"Internal Server Error"))
+    result = ferry("describe", "payments", "--server", fake_api.url)
+    assert result.exit_code == 1
+    assert "500 Internal Server Error" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_status_table_and_json(fake_api) -> None:
+    fake_api.on("GET", "/v1/services", (200, SERVICES))
+    table = ferry("status", "--server", fake_api.url)
+    as_json = ferry("--output", "json", "status", "--server", fake_api.url)
+    assert table.exit_code == 0
+    for text in (
+        "payments",
+        "dev",
+        "staging",
+        "prod",
+        "master-0017d995e3-67e9d69164",
+        "succeeded",
+        "failed",
+        "ImagePullBackOff",
+    ):
+        assert text in table.stdout
+    assert json.loads(as_json.stdout) == SERVICES
+
+
+def test_history_and_artifacts_pass_their_filters(fake_api) -> None:
+    fake_api.on(
+        "GET",
+        "/v1/services/payments/history",
+        (
+            200,
+            {
+                "service": "payments",
+                "history": [
+                    {
+                        "environment": "prod",
+                        "artifactId": "master-2",
+                        "intent": "promote",
+                        "actor": "jane",
+                        "commitSha": "abc",
+                        "releaseId": "rel-9",
+                        "at": "2026-11-28T10:00:00Z",
+                        "promotedFrom": "staging",
+                    }
+                ],
+            },
+        ),
+    )
+    fake_api.on(
+        "GET",
+        "/v1/services/payments/artifacts",
+        (
+            200,
+            {
+                "service": "payments",
+                "artifacts": [
+                    {
+                        "artifactId": "master-2",
+                        "branch": "master",
+                        "sha": "0017d995e3ac",
+                        "author": "jane@example.com",
+                        "message": "Retry on 503\n\nbody",
+                        "storedAt": "2026-11-28T09:00:00Z",
+                        "environments": ["dev", "staging"],
+                    }
+                ],
+            },
+        ),
+    )
+    history = ferry(
+        "history", "payments", "--env", "prod", "--limit", "5", "--server", fake_api.url
+    )
+    artifacts = ferry("artifacts", "payments", "--branch", "master", "--server", fake_api.url)
+    assert (history.exit_code, artifacts.exit_code) == (0, 0)
+    assert fake_api.requests[0].query == {"environment": ["prod"], "limit": ["5"]}
+    assert fake_api.requests[1].query == {"branch": ["master"], "limit": ["50"]}
+    assert "rel-9" in history.stdout
+    assert "staging" in history.stdout
+    assert "Retry on 503" in artifacts.stdout
+
+
+def test_get_shows_the_timeline(fake_api) -> None:
+    doc = release_doc(
+        "awaiting-approval",
+        approvals={
+            "required": 2,
+            "granted": [{"subject": "bob", "email": "bob@example.com", "at": "x"}],
+            "expiresAt": "2026-11-29T10:00:00Z",
+        },
+    )
+    fake_api.on("GET", "/v1/releases/rel-1", (200, doc))
+    result = ferry("get", "rel-1", "--server", fake_api.url)
+    assert result.exit_code == 0
+    assert "ferry.release.requested.v1" in result.stdout
+    assert "approvals: 1/2 (bob@example.com)" in result.stdout
+
+
+def test_watch_follows_until_rolled_out(fake_api) -> None:
+    statuses = iter(["requested", "approved", "committed", "rolled-out"])
+
+    def next_state(_: Any) -> tuple[int, Any]:
+        status = next(statuses)
+        doc = release_doc(status)
+        doc["timeline"] = [
+            {"at": f"t{i}", "status": s, "eventType": f"e.{s}", "detail": None}
+            for i, s in enumerate(["requested", "approved", "committed", "rolled-out"])
+            if i <= ["requested", "approved", "committed", "rolled-out"].index(status)
+        ]
+        return 200, doc
+
+    fake_api.on("GET", "/v1/releases/rel-1", next_state)
+    result = ferry("watch", "rel-1", "--interval", "0.1", "--server", fake_api.url)
+    assert result.exit_code == 0, result.output
+    assert len(fake_api.requests) == 4
+    for status in ("requested", "approved", "committed", "rolled-out"):
+        assert f"e.{status}" in result.stdout
+
+
+def test_watch_exits_1_on_rejection_with_its_violations(fake_api) -> None:
+    doc = release_doc(
+        "rejected",
+        violations=[
+            {"policy": "freeze-window", "message": "prod is frozen until 2026-12-01T08:00Z"}
+        ],
+    )
+    fake_api.on("GET", "/v1/releases/rel-1", (200, doc))
+    result = ferry("watch", "rel-1", "--server", fake_api.url, "-o", "json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["status"] == "rejected"
+    assert "freeze-window: prod is frozen" in result.stderr
+
+
+def test_watch_until_committed_and_timeout(fake_api) -> None:
+    fake_api.on("GET", "/v1/releases/rel-1", (200, release_doc("committed")))
+    committed = ferry("watch", "rel-1", "--until", "committed", "--server", fake_api.url)
+    stuck = ferry(
+        "watch", "rel-1", "--timeout", "0.3", "--interval", "0.1", "--server", fake_api.url
+    )
+    assert committed.exit_code == 0
+    assert stuck.exit_code == 1
+    assert "still committed after 0.3 s" in stuck.stderr
+
+
+def test_token_from_config_file_then_dev_token(fake_api, tmp_path: Path, monkeypatch) -> None:
+    fake_api.on("GET", "/v1/services", (200, SERVICES))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".ferry").mkdir()
+    (tmp_path / ".ferry" / "dev-token").write_text("dev-secret\n")
+    assert ferry("status", "--server", fake_api.url).exit_code == 0
+    assert fake_api.requests[-1].headers["authorization"] == "Bearer dev-secret"
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"server: {fake_api.url}\ntoken: from-config\n")
+    monkeypatch.setenv("FERRY_CONFIG", str(config))
+    assert ferry("status").exit_code == 0
+    assert fake_api.requests[-1].headers["authorization"] == "Bearer from-config"
+
+    monkeypatch.setenv("FERRY_TOKEN", "from-env")
+    assert ferry("status").exit_code == 0
+    assert fake_api.requests[-1].headers["authorization"] == "Bearer from-env"
+
+
+def test_dev_token_is_never_sent_to_a_remote_server(tmp_path: Path, monkeypatch) -> None:
+    from ferry_cli.config import resolve_api
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".ferry").mkdir()
+    (tmp_path / ".ferry" / "dev-token").write_text("dev-secret")
+    assert resolve_api("http://127.0.0.1:8080", None).token == "dev-secret"
+    assert resolve_api("https://ferry.example.com", None).token is None
+
+
+def test_policy_apply_sends_the_yaml_file(fake_api, tmp_path: Path) -> None:
+    policy = tmp_path / "payments.yaml"
+    text = "autoRelease:\n  - branch: master\n    environment: dev\n"
+    policy.write_text(text)
+    fake_api.on("PUT", "/v1/policies/payments", (202, {"requestId": "p-1", "status": "requested"}))
+    result = ferry("policy", "apply", str(policy), "--server", fake_api.url)
+    assert result.exit_code == 0, result.output
+    [request] = fake_api.requests
+    assert request.json() == {"autoRelease": [{"branch": "master", "environment": "dev"}]}
+    assert request.headers["content-type"] == "application/json"
+    assert "p-1" in result.stdout
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("autoRelease: [\n")
+    assert ferry("policy", "apply", str(broken), "--server", fake_api.url).exit_code == 2
+    assert (
+        ferry("policy", "apply", str(tmp_path / "nope.yaml"), "--server", fake_api.url).exit_code
+        == 2
+    )
+
+
+def test_policy_list_of_every_service_and_delete(fake_api) -> None:
+    fake_api.on("GET", "/v1/services", (200, SERVICES))
+    fake_api.on("GET", "/v1/policies/payments", (200, {"autoRelease": [{"branch": "master"}]}))
+    fake_api.on(
+        "DELETE", "/v1/policies/payments", (202, {"requestId": "p-2", "status": "requested"})
+    )
+    listed = ferry("policy", "list", "--server", fake_api.url, "-o", "json")
+    deleted = ferry("policy", "delete", "payments", "--server", fake_api.url)
+    assert listed.exit_code == 0
+    assert json.loads(listed.stdout) == {
+        "policies": {"payments": {"autoRelease": [{"branch": "master"}]}}
+    }
+    assert deleted.exit_code == 0
+    assert fake_api.requests[-1].method == "DELETE"
+
+
+def test_token_hash_prints_a_tokens_entry() -> None:
+    result = ferry("token", "hash", "test", "--subject", "jane", "--role", "releaser:prod")
+    digest = hashlib.sha256(b"test").hexdigest()
+    assert result.exit_code == 0
+    assert f"sha256: {digest}" in result.stdout
+    assert "subject: jane" in result.stdout
+    assert '"releaser:prod"' in result.stdout
+    from_stdin = runner.invoke(app, ["token", "hash", "-", "-o", "json"], input="test\n")
+    assert json.loads(from_stdin.stdout)["sha256"] == digest
+
+
+def test_rollback_picker_offers_earlier_releases(fake_api) -> None:
+    def entry(artifact: str, at: str) -> dict[str, Any]:
+        return {
+            "environment": "prod",
+            "artifactId": artifact,
+            "intent": "release",
+            "actor": "jane",
+            "commitSha": "abc",
+            "releaseId": f"rel-{artifact}",
+            "at": at,
+            "promotedFrom": None,
+        }
+
+    fake_api.on(
+        "GET",
+        "/v1/services/payments/history",
+        (
+            200,
+            {
+                "service": "payments",
+                "history": [
+                    entry("master-3", "t3"),
+                    entry("master-2", "t2"),
+                    entry("master-3", "t1b"),
+                    entry("master-1", "t1"),
+                ],
+            },
+        ),
+    )
+    fake_api.on("POST", "/v1/releases", (202, {"releaseId": "rel-4", "status": "requested"}))
+    result = runner.invoke(
+        app,
+        ["rollback", "payments", "--in", "prod", "--pick", "--server", fake_api.url],
+        input="2\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert fake_api.requests[0].query == {"environment": ["prod"], "limit": ["20"]}
+    # the one running now (master-3) is not offered; each earlier artifact once, newest first
+    assert "master-2" in result.stdout
+    assert result.stdout.index("master-2") < result.stdout.index("master-1")
+    assert fake_api.requests[1].json()["artifactId"] == "master-1"

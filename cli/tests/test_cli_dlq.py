@@ -1,0 +1,156 @@
+"""``ferry dlq list`` and ``ferry dlq replay`` against the real broker and a real consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+
+import aio_pika
+import pytest
+
+from ferry_events import Actor, Intent, ReleaseRequested
+from ferry_runtime import (
+    ATTEMPT_HEADER,
+    CODE_HEADER,
+    REASON_HEADER,
+    Delivery,
+    PermanentError,
+    RuntimeSettings,
+    ServiceRuntime,
+    TemporaryError,
+)
+from ferry_testing import BrokerNamespace, running
+
+pytestmark = pytest.mark.amqp
+
+
+def _request(n: int) -> ReleaseRequested:
+    return ReleaseRequested(
+        release_id=f"r-{n}",
+        service="payments",
+        environment="dev",
+        intent=Intent.RELEASE,
+        artifact_id="master-0017d995e3-67e9d69164",
+        actor=Actor(subject="jane"),
+        requested_at=datetime.now(UTC),
+    )
+
+
+async def ferry(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ferry_cli",
+        *args,
+        env={**os.environ, "COLUMNS": "250"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def dead_letter_count(ns: BrokerNamespace, service: str) -> int:
+    connection = await aio_pika.connect(ns.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(f"{ns.queue_prefix}.{service}.dlq", passive=True)
+        return queue.declaration_result.message_count or 0
+
+
+async def wait_dead_letters(ns: BrokerNamespace, service: str, count: int) -> None:
+    async with asyncio.timeout(20):
+        while await dead_letter_count(ns, service) < count:
+            await asyncio.sleep(0.2)
+
+
+async def test_list_shows_why_and_replay_gives_each_a_fresh_start(
+    broker_ns: BrokerNamespace,
+) -> None:
+    runtime = ServiceRuntime("promotion", RuntimeSettings(**broker_ns.settings()))
+    broken = True
+    handled: dict[str, Delivery] = {}
+    both_handled = asyncio.Event()
+
+    async def handle(delivery: Delivery) -> None:
+        assert isinstance(delivery.data, ReleaseRequested)
+        if broken:
+            if delivery.data.release_id == "r-1":
+                raise PermanentError("artifact x does not exist", code="unknown-artifact")
+            raise TemporaryError("config repo remote is down", code="remote-down")
+        handled[delivery.data.release_id] = delivery
+        if len(handled) == 2:
+            both_handled.set()
+
+    runtime.consume({ReleaseRequested: handle})
+    broker = ["--amqp-url", broker_ns.amqp_url, "--queue-prefix", broker_ns.queue_prefix]
+    async with running(runtime):
+        permanent = await broker_ns.publish(_request(1))
+        exhausted = await broker_ns.publish(_request(2))
+        await wait_dead_letters(broker_ns, "promotion", 2)
+
+        code, out, err = await ferry("dlq", "list", "promotion", *broker, "-o", "json")
+        assert code == 0, err
+        listing = json.loads(out)
+        assert listing["queue"] == f"{broker_ns.queue_prefix}.promotion.dlq"
+        assert listing["total"] == 2
+        by_id = {m["eventId"]: m for m in listing["messages"]}
+        first, second = by_id[permanent.id], by_id[exhausted.id]
+        assert first["code"] == "unknown-artifact"
+        assert first["reason"] == "artifact x does not exist"
+        assert first["attempts"] == 1
+        assert first["routingKey"] == "ferry.release.requested.v1"
+        assert second["code"] == "retries-exhausted"
+        assert "config repo remote is down" in second["reason"]
+        assert second["attempts"] == 4
+        # it came back from a delay queue, yet replay still knows its event type
+        assert second["routingKey"] == "ferry.release.requested.v1"
+        assert second["subject"] == "payments"
+
+        code, table, err = await ferry("dlq", "list", "promotion", *broker)
+        assert code == 0, err
+        assert "unknown-artifact" in table
+        assert "artifact x does not exist" in table
+        assert "retries-exhausted" in table
+        # listing takes nothing away
+        assert await dead_letter_count(broker_ns, "promotion") == 2
+
+        broken = False
+        code, out, err = await ferry(
+            "dlq", "replay", "promotion", *broker, "--exchange", broker_ns.exchange, "-o", "json"
+        )
+        assert code == 0, err
+        replay = json.loads(out)
+        assert {m["eventId"] for m in replay["replayed"]} == {permanent.id, exhausted.id}
+        assert replay["remaining"] == 0
+        await asyncio.wait_for(both_handled.wait(), 15)
+
+    for release_id, sent in (("r-1", permanent), ("r-2", exhausted)):
+        delivery = handled[release_id]
+        headers = delivery.message.headers or {}
+        assert delivery.event.id == sent.id
+        assert delivery.attempt == 1
+        assert delivery.message.routing_key == "ferry.release.requested.v1"
+        assert REASON_HEADER not in headers
+        assert CODE_HEADER not in headers
+        assert ATTEMPT_HEADER not in headers
+        assert headers["x-ferry-replayed-from"] == f"{broker_ns.queue_prefix}.promotion.dlq"
+    assert await dead_letter_count(broker_ns, "promotion") == 0
+
+
+async def test_unknown_dead_letter_queue_is_named(broker_ns: BrokerNamespace) -> None:
+    code, _, err = await ferry(
+        "dlq",
+        "list",
+        "no-such-service",
+        "--amqp-url",
+        broker_ns.amqp_url,
+        "--queue-prefix",
+        broker_ns.queue_prefix,
+    )
+    assert code == 1
+    assert f"no dead-letter queue '{broker_ns.queue_prefix}.no-such-service.dlq'" in err
