@@ -122,7 +122,7 @@ def test_data_that_fails_its_schema_names_the_field() -> None:
 
 def test_unknown_type_and_version_are_refused_specifically() -> None:
     base = CloudEvent.new(_request(), source="t")
-    with pytest.raises(UnknownEventType, match="unknown event type 'ferry.nope.v1'"):
+    with pytest.raises(UnknownEventType, match=r"unknown event type 'ferry\.nope\.v1'"):
         default_registry.parse(base.model_copy(update={"type": "ferry.nope.v1"}))
     with pytest.raises(UnknownEventVersion, match="knows version"):
         default_registry.parse(base.model_copy(update={"type": "ferry.release.requested.v7"}))
@@ -181,10 +181,8 @@ def test_checked_in_json_schemas_are_current() -> None:
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in directory.glob("*.json")}
     stale = sorted(name for name in wanted if on_disk.get(name) != wanted[name])
     extra = sorted(set(on_disk) - set(wanted))
-    assert not stale and not extra, (
-        f"docs/events is stale (changed: {stale}, extra: {extra}); "
-        "run 'make schemas' and commit the result"
-    )
+    assert not stale, f"docs/events is stale ({stale}); run 'make schemas' and commit the result"
+    assert not extra, f"docs/events has schemas of no event type ({extra}); run 'make schemas'"
 
 
 def test_public_surface_is_pinned() -> None:

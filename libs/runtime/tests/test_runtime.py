@@ -14,8 +14,8 @@ from ferry_events import (
     Actor,
     CloudEvent,
     Intent,
-    ReleaseRequested,
     ReleaseRejected,
+    ReleaseRequested,
     encode,
 )
 from ferry_runtime import (

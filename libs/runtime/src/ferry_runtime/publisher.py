@@ -46,6 +46,8 @@ class Publisher:
         self._channel = channel
         self._exchange = exchange
         self._service = service
+        #: The service's retry/dead-letter exchange, set once its queues are declared.
+        self.redelivery_exchange: AbstractExchange | None = None
 
     @property
     def exchange_name(self) -> str:
@@ -93,7 +95,12 @@ class Publisher:
     async def send_to_queue(
         self, queue: str, message: aio_pika.Message, event_type: str, *, timeout: float = 30.0
     ) -> None:
-        """Publish straight to ``queue`` through the default exchange (retry and dead-letter)."""
+        """Publish to one of the service's own queues (a retry or its dead-letter queue)
+        through its redelivery exchange (the default exchange before that is declared)."""
         await self.publish_message(
-            message, queue, event_type, exchange=self._channel.default_exchange, timeout=timeout
+            message,
+            queue,
+            event_type,
+            exchange=self.redelivery_exchange or self._channel.default_exchange,
+            timeout=timeout,
         )

@@ -31,7 +31,12 @@ from ferry_runtime.logging import get_logger
 from ferry_runtime.metrics import BROKER_CONNECTED
 from ferry_runtime.publisher import Publisher
 from ferry_runtime.settings import RuntimeSettings, mask_url
-from ferry_runtime.topology import ServiceQueues, declare_exchange, declare_service_queues
+from ferry_runtime.topology import (
+    ServiceQueues,
+    declare_exchange,
+    declare_redelivery_exchange,
+    declare_service_queues,
+)
 
 log = get_logger(__name__)
 
@@ -216,6 +221,7 @@ class ServiceRuntime:
         assert self.exchange is not None
         queues = self.queues()
         queue = await declare_service_queues(self.channel, self.exchange, queues)
+        self.publisher.redelivery_exchange = await declare_redelivery_exchange(self.channel, queues)
         self._consumer = Consumer(
             service=self.service,
             queue=queue,

@@ -12,6 +12,13 @@ ferry.events (topic) --<event type>--> <prefix>.<service>            quorum, dur
                                                       and (by the broker) deliveries over
                                                       x-delivery-limit
 ```
+
+Retries and dead letters travel through the service's own direct exchange,
+``<prefix>.<service>.dlx`` (routing key = the target queue's name), never the
+default exchange: RabbitMQ checks write permission on the default exchange as
+``amq.default`` for every queue at once, so a user allowed to use it could
+publish into any queue. With a per-service exchange, the broker's permissions
+confine each service to its own queues.
 """
 
 from __future__ import annotations
@@ -42,6 +49,11 @@ class ServiceQueues:
     def dead_letter(self) -> str:
         return f"{self.main}.dlq"
 
+    @property
+    def redelivery_exchange(self) -> str:
+        """The service's direct exchange for retries and dead letters."""
+        return f"{self.main}.dlx"
+
     def retry(self, level: int) -> str:
         return f"{self.main}.retry.{level}"
 
@@ -49,7 +61,7 @@ class ServiceQueues:
         args: dict[str, Any] = {
             "x-queue-type": "quorum",
             "x-delivery-limit": self.delivery_limit,
-            "x-dead-letter-exchange": "",
+            "x-dead-letter-exchange": self.redelivery_exchange,
             "x-dead-letter-routing-key": self.dead_letter,
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
@@ -62,7 +74,7 @@ class ServiceQueues:
         return {
             "x-queue-type": "quorum",
             "x-message-ttl": int(self.retry_delays[level] * 1000),
-            "x-dead-letter-exchange": "",
+            "x-dead-letter-exchange": self.redelivery_exchange,
             "x-dead-letter-routing-key": self.main,
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
@@ -74,20 +86,34 @@ async def declare_exchange(channel: AbstractChannel, name: str) -> AbstractExcha
     return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
 
 
+async def declare_redelivery_exchange(
+    channel: AbstractChannel, queues: ServiceQueues
+) -> AbstractExchange:
+    """The service's direct exchange for retries and dead letters."""
+    return await channel.declare_exchange(
+        queues.redelivery_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+
+
 async def declare_service_queues(
     channel: AbstractChannel, exchange: AbstractExchange, queues: ServiceQueues
 ) -> AbstractQueue:
-    """Declare the service queue (bound to its routing keys), its retry and dead-letter queues."""
-    await channel.declare_queue(
+    """Declare the service queue (bound to its routing keys), its retry and dead-letter
+    queues, and the direct exchange that connects them."""
+    redelivery = await declare_redelivery_exchange(channel, queues)
+    dead = await channel.declare_queue(
         queues.dead_letter, durable=True, arguments={"x-queue-type": "quorum"}
     )
+    await dead.bind(redelivery, routing_key=queues.dead_letter)
     for level in range(len(queues.retry_delays)):
-        await channel.declare_queue(
+        retry = await channel.declare_queue(
             queues.retry(level), durable=True, arguments=queues.retry_arguments(level)
         )
+        await retry.bind(redelivery, routing_key=queues.retry(level))
     queue = await channel.declare_queue(
         queues.main, durable=True, arguments=queues.main_arguments()
     )
+    await queue.bind(redelivery, routing_key=queues.main)
     for key in queues.routing_keys:
         await queue.bind(exchange, routing_key=key)
     return queue

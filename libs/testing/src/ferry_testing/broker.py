@@ -109,6 +109,12 @@ class BrokerNamespace:
                     await channel.queue_delete(name)
                 with contextlib.suppress(aio_pika.exceptions.AMQPError):
                     await channel.close()
+            for service in services:
+                channel = await connection.channel()
+                with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                    await channel.exchange_delete(
+                        ServiceQueues(service, self.queue_prefix, (), ()).redelivery_exchange
+                    )
             channel = await connection.channel()
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.exchange_delete(self.exchange)

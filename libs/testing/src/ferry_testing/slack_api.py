@@ -1,0 +1,230 @@
+"""A loopback server that answers as Slack's Web API does, for tests.
+
+It serves ``chat.postMessage``, ``chat.update``, ``users.lookupByEmail`` and
+``users.info`` under ``/api/``, takes ``response_url`` posts under
+``/response/<key>``, records every call, and can be told to fail:
+``ratelimit(method, retry_after)`` answers the next call of ``method`` with
+HTTP 429 ``ratelimited`` and a ``Retry-After`` header; ``fail(method, status)``
+answers with a server error; unknown emails get ``users_not_found``.
+
+    async with SlackApi() as slack:
+        slack.add_user("jane@example.com", "U0JANE")
+        ... FERRY_SLACK_API_URL=slack.base_url ...
+        assert slack.calls_to("chat.postMessage")[0].params["channel"] == "#deploys"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class SlackCall:
+    """One request the server answered."""
+
+    method: str
+    params: dict[str, Any]
+    at: float
+    status: int
+    token: str = ""
+
+
+@dataclass
+class _Fault:
+    status: int
+    error: str
+    retry_after: float | None = None
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[Any] = field(default_factory=list)
+    thread_ts: str | None = None
+    updates: int = 0
+
+
+class SlackApi:
+    """The fake Slack Web API (aiohttp, on 127.0.0.1 and a free port)."""
+
+    def __init__(self) -> None:
+        self.calls: list[SlackCall] = []
+        self.users: dict[str, str] = {}
+        self.messages: dict[tuple[str, str], Message] = {}
+        #: JSON bodies posted to each ``response_url`` (see :meth:`response_url`), in order.
+        self.responses: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._faults: dict[str, deque[_Fault]] = defaultdict(deque)
+        self._ts = itertools.count(1)
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ------------------------------------------------------------------ programming
+
+    def add_user(self, email: str, user_id: str) -> None:
+        self.users[email.lower()] = user_id
+
+    def ratelimit(self, method: str, retry_after: float = 1.0, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` get 429 ``ratelimited`` with Retry-After."""
+        for _ in range(times):
+            self._faults[method].append(_Fault(429, "ratelimited", retry_after))
+
+    def fail(self, method: str, status: int = 503, times: int = 1, error: str = "") -> None:
+        """The next ``times`` calls of ``method`` get this HTTP status (and Slack error)."""
+        for _ in range(times):
+            self._faults[method].append(_Fault(status, error or "service_unavailable"))
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def calls_to(self, method: str, *, ok_only: bool = True) -> list[SlackCall]:
+        return [c for c in self.calls if c.method == method and (not ok_only or c.status == 200)]
+
+    async def wait_for(
+        self, method: str, count: int = 1, *, timeout: float = 15.0, ok_only: bool = True
+    ) -> list[SlackCall]:
+        """Wait until ``method`` has been called ``count`` times (answered 200 by default)."""
+        async with asyncio.timeout(timeout):
+            while len(self.calls_to(method, ok_only=ok_only)) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.calls_to(method, ok_only=ok_only)
+
+    def response_url(self, key: str) -> str:
+        """A ``response_url`` (as Slack puts in slash commands and interactions) on this server."""
+        return f"http://127.0.0.1:{self.port}/response/{key}"
+
+    async def wait_for_responses(
+        self, key: str, count: int = 1, *, timeout: float = 15.0
+    ) -> list[dict[str, Any]]:
+        """Wait until ``count`` messages have been posted to ``response_url(key)``."""
+        async with asyncio.timeout(timeout):
+            while len(self.responses[key]) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.responses[key]
+
+    # ------------------------------------------------------------------ serving
+
+    async def __aenter__(self) -> SlackApi:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_post("/response/{key}", self._respond)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        params: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                params.update(await request.json())
+            else:
+                params.update(dict(await request.post()))
+        for key in ("blocks", "attachments"):
+            if isinstance(params.get(key), str):
+                params[key] = json.loads(params[key])
+        return params
+
+    def _answer(
+        self, call: SlackCall, body: dict[str, Any], status: int = 200, **headers: str
+    ) -> web.Response:
+        call.status = status
+        self.calls.append(call)
+        self._changed.set()
+        return web.json_response(body, status=status, headers=headers)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await self._params(request)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        call = SlackCall(method, params, time.monotonic(), 0, token)
+        if not token:
+            return self._answer(call, {"ok": False, "error": "not_authed"})
+        if self._faults[method]:
+            fault = self._faults[method].popleft()
+            headers = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after else {}
+            return self._answer(call, {"ok": False, "error": fault.error}, fault.status, **headers)
+        handler = {
+            "chat.postMessage": self._post,
+            "chat.update": self._update,
+            "users.lookupByEmail": self._lookup,
+            "users.info": self._info,
+        }.get(method)
+        if handler is None:
+            return self._answer(call, {"ok": False, "error": "unknown_method"})
+        return self._answer(call, handler(params))
+
+    def _post(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = str(params.get("channel", ""))
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel.startswith("U"):
+            channel = "D" + channel[1:]  # a DM to a user lands in their IM channel
+        thread_ts = params.get("thread_ts")
+        if thread_ts and (channel, thread_ts) not in self.messages:
+            return {"ok": False, "error": "thread_not_found"}
+        ts = f"{1700000000 + next(self._ts)}.000100"
+        self.messages[(channel, ts)] = Message(
+            channel, ts, str(params.get("text", "")), list(params.get("blocks") or []), thread_ts
+        )
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": params.get("text")}}
+
+    def _update(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = (str(params.get("channel", "")), str(params.get("ts", "")))
+        message = self.messages.get(key)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message.text = str(params.get("text", ""))
+        message.blocks = list(params.get("blocks") or [])
+        message.updates += 1
+        return {"ok": True, "channel": key[0], "ts": key[1], "text": message.text}
+
+    def _lookup(self, params: dict[str, Any]) -> dict[str, Any]:
+        email = str(params.get("email", "")).lower()
+        user_id = self.users.get(email)
+        if user_id is None:
+            return {"ok": False, "error": "users_not_found"}
+        return {"ok": True, "user": {"id": user_id, "profile": {"email": email}}}
+
+    def _info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user_id = str(params.get("user", ""))
+        for email, known in self.users.items():
+            if known == user_id:
+                return {"ok": True, "user": {"id": user_id, "profile": {"email": email}}}
+        return {"ok": False, "error": "user_not_found"}
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        """A post to a ``response_url``: Slack answers a bare ``ok`` (no Web API envelope)."""
+        self.responses[request.match_info["key"]].append(await request.json())
+        self._changed.set()
+        return web.Response(text="ok")
+
+    def thread(self, channel: str, ts: str) -> list[Message]:
+        """The replies to a message, oldest first."""
+        return sorted(
+            (m for m in self.messages.values() if m.channel == channel and m.thread_ts == ts),
+            key=lambda m: m.ts,
+        )
