@@ -1,0 +1,1 @@
+"""What drives the watcher: the Kubernetes watch loops."""
