@@ -10,7 +10,9 @@ import yaml
 from ferry_events import (
     Actor,
     Application,
+    ArtifactAccepted,
     ArtifactSpec,
+    EventData,
     Intent,
     PolicyChangeRequested,
     ReleaseApproved,
@@ -22,6 +24,7 @@ from ferry_gitwriter.domain.changes import (
     ReleaseFailure,
     Unchanged,
     artifact_json,
+    check_event,
     plan_policy,
     plan_release,
     plan_store_artifact,
@@ -87,6 +90,10 @@ class Tree:
     def files_under(self, directory: str) -> dict[str, bytes]:
         prefix = directory + "/"
         return {p[len(prefix) :]: c for p, c in self.files.items() if p.startswith(prefix)}
+
+    def subfolders(self, directory: str) -> set[str]:
+        below = self.files_under(directory)
+        return {path.split("/")[0] for path in below if "/" in path}
 
 
 def _spec(artifact_id: str = "master-0017d995e3-67e9d69164") -> ArtifactSpec:
@@ -261,6 +268,71 @@ def test_release_without_namespace_uses_the_artifacts() -> None:
     plan = plan_release("ev", _approved(namespace=""), _stored_tree())
     assert isinstance(plan, CommitPlan)
     assert list(plan.folders) == ["environments/prod/payments/payments"]
+
+
+def test_release_to_another_namespace_removes_the_old_folder_in_the_same_commit() -> None:
+    tree = _stored_tree()
+    first = plan_release("ev-1", _approved(namespace="legacy"), tree)
+    assert isinstance(first, CommitPlan)
+    for folder, files in first.folders.items():
+        tree.files.update({f"{folder}/{name}": content for name, content in files.items()})
+    tree.files["environments/prod/legacy/ledger/artifact.json"] = b"{}"  # another service
+    tree.files["environments/staging/payments/payments/artifact.json"] = b"{}"  # another env
+    moved = plan_release("ev-2", _approved(), tree)
+    assert isinstance(moved, CommitPlan)
+    assert moved.folders == {
+        "environments/prod/payments/payments": first.folders["environments/prod/legacy/payments"],
+        "environments/prod/legacy/payments": {},  # removed
+    }
+    assert moved.path == "environments/prod/payments/payments"
+    assert moved.message().startswith(
+        "[prod/payments] promote master-0017d995e3-67e9d69164 by bob@example.com\n\n"
+        "Moves payments in prod to namespace payments from legacy: "
+        "removes environments/prod/legacy/payments/\n\nFerry-Event-Id: ev-2\n"
+    )
+
+
+def test_same_folder_but_a_leftover_namespace_is_still_a_change() -> None:
+    tree = _stored_tree()
+    plan = plan_release("ev-1", _approved(), tree)
+    assert isinstance(plan, CommitPlan)
+    [(folder, files)] = plan.folders.items()
+    tree.files.update({f"{folder}/{name}": content for name, content in files.items()})
+    tree.files["environments/prod/old/payments/app.yaml"] = b"kind: Deployment\n"
+    tree.files["environments/prod/Not_A_Namespace/payments/app.yaml"] = b"kept\n"
+    again = plan_release("ev-2", _approved(), tree)
+    assert isinstance(again, CommitPlan)
+    assert again.folders["environments/prod/old/payments"] == {}
+    assert set(again.folders) == {folder, "environments/prod/old/payments"}
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (_approved(namespace="../../x"), "namespace"),
+        (_approved(environment="Prod"), "environment"),
+        (_approved(artifact_id="../etc"), "artifact id"),
+        (_approved(service="pay/ments"), "service"),
+        (
+            PolicyChangeRequested(
+                request_id="p", service="../x", policy={}, actor=Actor(subject="ops")
+            ),
+            "service",
+        ),
+    ],
+)
+def test_unsafe_ids_are_refused_from_the_event_alone(data: EventData, match: str) -> None:
+    with pytest.raises(Refused, match=match) as refused:
+        check_event(data)
+    assert refused.value.code == "unsafe-path"
+
+
+def test_unsafe_manifest_names_are_refused_from_the_event_alone_and_safe_events_pass() -> None:
+    bad = ArtifactAccepted(artifact=_spec(), manifests={"prod": {"../../x.yaml": "x"}})
+    with pytest.raises(Refused, match="manifest file name"):
+        check_event(bad)
+    check_event(ArtifactAccepted(artifact=_spec(), manifests={"prod": {"app": "x"}}))
+    check_event(_approved(namespace=""))  # the artifact's namespace is judged against the repo
 
 
 def test_release_to_unsafe_namespace_is_refused() -> None:

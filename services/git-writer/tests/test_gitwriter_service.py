@@ -23,6 +23,7 @@ from ferry_events import (
     Intent,
     PolicyChangeRequested,
     ReleaseApproved,
+    encode,
 )
 from ferry_gitwriter.bootstrap import build
 from ferry_gitwriter.settings import GitWriterSettings
@@ -64,12 +65,14 @@ def accepted(artifact_id: str = ARTIFACT_ID, **manifests: dict[str, str]) -> Clo
     return CloudEvent.new(data, source="ferry/artifact-ingest")
 
 
-def approved(artifact_id: str = ARTIFACT_ID, release_id: str = "rel-1") -> CloudEvent:
+def approved(
+    artifact_id: str = ARTIFACT_ID, release_id: str = "rel-1", namespace: str = "payments"
+) -> CloudEvent:
     data = ReleaseApproved(
         release_id=release_id,
         service="payments",
         environment="prod",
-        namespace="payments",
+        namespace=namespace,
         artifact_id=artifact_id,
         intent=Intent.PROMOTE,
         actor=Actor(subject="bob", email="bob@example.com", name="Bob Builder"),
@@ -82,6 +85,26 @@ def approved(artifact_id: str = ARTIFACT_ID, release_id: str = "rel-1") -> Cloud
 def settings(ns: BrokerNamespace, remote: Path | None, data_dir: Path) -> GitWriterSettings:
     extra: dict[str, Any] = {"config_repo_url": str(remote)} if remote else {}
     return GitWriterSettings(**ns.settings(), data_dir=data_dir, **extra)
+
+
+def process_env(config: GitWriterSettings) -> dict[str, str]:
+    """The environment that gives ``python -m ferry_gitwriter`` these settings.
+
+    The queues' arguments (retry delays) must match those of in-process replicas.
+    """
+    return {
+        "FERRY_AMQP_URL": config.amqp_url,
+        "FERRY_EXCHANGE": config.exchange,
+        "FERRY_QUEUE_PREFIX": config.queue_prefix,
+        "FERRY_RETRY_DELAYS": json.dumps(list(config.retry_delays)),
+        "FERRY_MAX_ATTEMPTS": str(config.max_attempts),
+        "FERRY_CONFIG_REPO_URL": config.config_repo_url,
+        "FERRY_DATA_DIR": str(config.data_dir),
+        "FERRY_HTTP_PORT": "0",
+        "FERRY_LOG_FORMAT": "json",
+        "FERRY_GIT_AUTHOR_NAME": config.git_author_name,
+        "FERRY_GIT_MAX_BATCH": str(config.git_max_batch),
+    }
 
 
 def hook(remote: Path, name: str, script: str) -> None:
@@ -103,8 +126,20 @@ def head(remote: Path) -> str:
 
 
 async def publish_all(ns: BrokerNamespace, events: list[CloudEvent]) -> None:
-    for event in events:
-        await ns.publish(event)
+    """Publish ``events`` in order on one confirming channel (``ns.publish`` connects each time)."""
+    connection = await aio_pika.connect(ns.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await channel.declare_exchange(
+            ns.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        for event in events:
+            message = aio_pika.Message(
+                encode(event),
+                content_type="application/cloudevents+json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            )
+            await exchange.publish(message, routing_key=event.type)
 
 
 # --------------------------------------------------------------------------- the three changes
@@ -199,6 +234,57 @@ async def test_release_replaces_the_environment_folder_with_stamped_workloads(
     assert deployment["spec"]["template"]["metadata"]["annotations"] == expected
     service = show(bare_remote, f"{folder}/service.yaml")
     assert service == (EXAMPLES / "manifests/prod/service.yaml").read_text()
+
+
+def name_status(remote: Path, revision: str) -> list[str]:
+    """``<status> <path>`` for each file ``revision`` changed."""
+    out = git(
+        "--git-dir", str(remote), "show", "--format=", "--no-renames", "--name-status", revision
+    )
+    return [" ".join(line.split()) for line in out.splitlines() if line.strip()]
+
+
+async def test_release_to_another_namespace_removes_the_old_folder_in_the_same_commit(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    config = settings(broker_ns, bare_remote, tmp_path / "data")
+    async with running(build(config)):
+        await publish_all(broker_ns, [accepted(), approved(release_id="r1", namespace="legacy")])
+        await event_tap.wait_one("ferry.release.committed.v1")
+    # queued while git-writer is down, so that they are written in one cycle: the second
+    # sees the first's move only in the batch's own, not yet pushed, changes
+    await publish_all(
+        broker_ns,
+        [
+            approved(release_id="r2", namespace="payments"),
+            approved(release_id="r3", namespace="blue"),
+        ],
+    )
+    async with running(build(config)):
+        results = await event_tap.wait_for("ferry.release.committed.v1", count=3)
+    assert [e.data["namespace"] for e in results] == ["legacy", "payments", "blue"]
+    tree = git(
+        "--git-dir", str(bare_remote), "ls-tree", "-r", "--name-only", "main", "environments"
+    )
+    assert sorted({path.rsplit("/", 1)[0] for path in tree.split()}) == [
+        "environments/prod/blue/payments"
+    ]
+    files = ("artifact.json", "deployment.yaml", "service.yaml")
+    to_payments, to_blue = (results[1].data["commitSha"], results[2].data["commitSha"])
+    assert name_status(bare_remote, to_payments) == [
+        *(f"D environments/prod/legacy/payments/{f}" for f in files),
+        *(f"A environments/prod/payments/payments/{f}" for f in files),
+    ]
+    assert name_status(bare_remote, to_blue) == [
+        *(f"A environments/prod/blue/payments/{f}" for f in files),
+        *(f"D environments/prod/payments/payments/{f}" for f in files),
+    ]
+    message = git("--git-dir", str(bare_remote), "log", "-1", "--format=%B", to_blue)
+    assert (
+        "Moves payments in prod to namespace blue from payments: "
+        "removes environments/prod/payments/payments/"
+    ) in message
+    assert trailer_values(bare_remote, "Ferry-Release-Id")[:3] == ["r3", "r2", "r1"]
 
 
 async def test_policy_is_applied_then_deleted(
@@ -299,20 +385,43 @@ def commit_and_push(repo: Path, path: str, content: str) -> str:
     return git("rev-parse", "HEAD", cwd=repo).strip()
 
 
-async def test_unreachable_remote_is_retried_then_dead_lettered(
+async def test_unreachable_remote_dead_letters_bad_events_at_once_and_retries_the_rest(
     broker_ns: BrokerNamespace, tmp_path: Path
 ) -> None:
-    missing = tmp_path / "nowhere.git"
-    async with running(build(settings(broker_ns, missing, tmp_path / "data"))):
-        event = await broker_ns.publish(accepted())
-        [dead] = await broker_ns.dead_letters("git-writer", timeout=20)
-    headers = dead.headers or {}
+    config = settings(broker_ns, tmp_path / "nowhere.git", tmp_path / "data")
+    async with running(build(config)):
+        pass  # declares the queue
+    good = accepted()
+    bad = [
+        accepted("master-1111111111-2222222222", prod={"../../escape.yaml": "kind: X\n"}),
+        approved(namespace="../kube-system"),
+        CloudEvent.new(
+            PolicyChangeRequested(
+                request_id="p1", service="../etc", policy={}, actor=Actor(subject="ops")
+            ),
+            source="ferry/promotion",
+        ),
+    ]
+    await publish_all(broker_ns, [bad[0], good, *bad[1:]])  # one batch, the good one inside
+    async with running(build(config)):
+        refused = await broker_ns.dead_letters("git-writer", count=3)
+        [exhausted] = await broker_ns.dead_letters("git-writer", timeout=20)
+    # judged before the remote was touched: dead-lettered on the first attempt, never retried
+    assert sorted(json.loads(m.body)["id"] for m in refused) == sorted(e.id for e in bad)
+    for message in refused:
+        headers = message.headers or {}
+        assert headers[CODE_HEADER] == "unsafe-path"
+        assert headers["x-ferry-attempts"] == 1
+        assert "x-ferry-last-error" not in headers
+        assert "is not" in str(headers[REASON_HEADER])
+    # the good one needs the remote: retried, then dead-lettered with the git error
+    headers = exhausted.headers or {}
+    assert json.loads(exhausted.body)["id"] == good.id
     assert headers[CODE_HEADER] == "retries-exhausted"
     assert headers["x-ferry-attempts"] == 4
     reason = str(headers[REASON_HEADER])
     assert "(config-repo-unavailable)" in reason
     assert "cannot fetch the config repo" in reason
-    assert json.loads(dead.body)["id"] == event.id
 
 
 async def test_failed_push_writes_nothing_and_the_next_cycle_starts_from_the_remote(
@@ -366,13 +475,8 @@ async def test_killed_before_its_ack_the_redelivered_event_makes_no_second_commi
         f'if [ ! -e "{pushed}" ]; then touch "{pushed}"; i=0; '
         f'while [ ! -e "{release}" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; fi',
     )
-    env = broker_ns.env(
-        FERRY_CONFIG_REPO_URL=str(bare_remote),
-        FERRY_DATA_DIR=str(tmp_path / "data"),
-        FERRY_HTTP_PORT="0",
-        FERRY_LOG_FORMAT="json",
-    )
-    first = ServiceProcess("ferry_gitwriter", env, tmp_path / "first.log").start()
+    config = settings(broker_ns, bare_remote, tmp_path / "data")
+    first = ServiceProcess("ferry_gitwriter", process_env(config), tmp_path / "first.log").start()
     try:
         await wait_for_queue(broker_ns, "git-writer")
         event = await broker_ns.publish(accepted())
@@ -382,17 +486,17 @@ async def test_killed_before_its_ack_the_redelivered_event_makes_no_second_commi
         release.touch()
         first.kill()
     assert event_tap.of_type(STORED) == []  # it died before answering (and before acking)
-    second = ServiceProcess("ferry_gitwriter", env, tmp_path / "second.log").start()
-    try:
+    async with running(build(config)):  # restarted on the same data dir (in-process: faster)
         stored = await event_tap.wait_one(STORED, timeout=30)
-    finally:
-        assert second.terminate() == 0, second.logs()
     assert trailer_values(bare_remote, "Ferry-Event-Id") == [event.id]
     assert stored.data["commitSha"] == head(bare_remote)
 
 
-async def wait_for_queue(ns: BrokerNamespace, service: str, timeout: float = 30) -> None:
-    """Wait until ``service``'s queue exists and has a consumer."""
+async def wait_for_queue(ns: BrokerNamespace, service: str, timeout: float = 30) -> int:
+    """Wait until ``service``'s queue exists and has a consumer; returns the consumer count.
+
+    (On a single-active-consumer queue the broker counts only the active consumer.)
+    """
     name = ServiceQueues(service, ns.queue_prefix, (), ()).main
     connection = await aio_pika.connect(ns.amqp_url)
     async with connection, asyncio.timeout(timeout):
@@ -400,8 +504,9 @@ async def wait_for_queue(ns: BrokerNamespace, service: str, timeout: float = 30)
             channel = await connection.channel()
             try:
                 queue = await channel.declare_queue(name, passive=True)
-                if queue.declaration_result.consumer_count:
-                    return
+                count = queue.declaration_result.consumer_count
+                if count:
+                    return count
                 await channel.close()
             except aio_pika.exceptions.ChannelClosed:
                 pass
@@ -417,3 +522,80 @@ async def wait_until(
                 await asyncio.sleep(0.05)
     except TimeoutError:
         pytest.fail(f"condition not met in {timeout}s; service logs:\n{logs()}")
+
+
+def metric(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_hot_standby_takes_over_when_the_active_replica_is_killed_mid_burst(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    # The active replica's third push reaches the remote, then the post-receive hook holds
+    # it until the test has killed the replica: killed mid-burst, that batch pushed but
+    # neither answered nor acked.
+    count, halfway, release = tmp_path / "pushes", tmp_path / "halfway", tmp_path / "release"
+    hook(
+        bare_remote,
+        "post-receive",
+        f'echo pushed >> "{count}"; '
+        f'if [ "$(wc -l < "{count}")" -eq 3 ]; then touch "{halfway}"; i=0; '
+        f'while [ ! -e "{release}" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; fi',
+    )
+    replica = {"git_max_batch": 4}
+    active_settings = settings(broker_ns, bare_remote, tmp_path / "active").model_copy(
+        update={**replica, "git_author_name": "replica-a"}
+    )
+    standby_settings = settings(broker_ns, bare_remote, tmp_path / "standby").model_copy(
+        update={**replica, "git_author_name": "replica-b"}
+    )
+    env = process_env(active_settings)
+    burst = [accepted(f"master-{i:010d}-standby") for i in range(24)]
+    ids = {event.id for event in burst}
+
+    def answered() -> set[str]:
+        return {str(e.causationid) for e in event_tap.of_type(STORED)}
+
+    active = ServiceProcess("ferry_gitwriter", env, tmp_path / "active.log").start()
+    try:
+        await wait_for_queue(broker_ns, "git-writer")
+        async with running(build(standby_settings)):
+            # both are subscribed (running() returns once the standby's basic.consume is ok);
+            # the queue is single-active-consumer, so the broker counts only the active one
+            assert await wait_for_queue(broker_ns, "git-writer") == 1
+            batches, duplicates = (
+                metric("ferry_gitwriter_batch_size_count"),
+                metric("ferry_gitwriter_duplicates_total"),
+            )
+            await publish_all(broker_ns, burst)
+            await wait_until(halfway.exists, active.logs)
+            assert metric("ferry_gitwriter_batch_size_count") == batches  # the standby idled
+            # killed with a batch pushed but not answered (nor acked)
+            assert 0 < len(answered()) < len(trailer_values(bare_remote, "Ferry-Event-Id"))
+            active.kill()
+            release.touch()
+            await wait_until(lambda: answered() == ids, active.logs)
+            # the batch pushed before the kill came back and was answered from the trailers
+            assert metric("ferry_gitwriter_duplicates_total") > duplicates
+    finally:
+        release.touch()
+        active.kill()
+    log = git("--git-dir", str(bare_remote), "log", "--reverse", "--format=%cn %H", "main")
+    committers = [line.split()[0] for line in log.splitlines()]
+    by_a = committers.count("replica-a")
+    assert committers == ["replica-a"] * by_a + ["replica-b"] * (len(burst) - by_a)
+    assert 3 <= by_a < len(burst)  # at least its three pushes' worth before it was killed
+    events = git(
+        "--git-dir",
+        str(bare_remote),
+        "log",
+        "--format=%H %(trailers:key=Ferry-Event-Id,valueonly)",
+        "main",
+    )
+    commit_of = {
+        event_id: sha
+        for sha, event_id in (line.split() for line in events.splitlines() if line.strip())
+    }
+    assert sorted(trailer_values(bare_remote, "Ferry-Event-Id")) == sorted(ids)  # once each
+    for result in event_tap.of_type(STORED):
+        assert result.data["commitSha"] == commit_of[str(result.causationid)]

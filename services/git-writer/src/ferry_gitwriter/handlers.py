@@ -1,6 +1,9 @@
 """git-writer's batch handler: every waiting event, one fetch, one commit each, one push.
 
-A cycle, run in a worker thread so the event loop (and ``/healthz``) stays free:
+First, each event is judged on its own (unsafe ids, an event type it does not
+handle): one that can never be written is dead-lettered at once, without
+touching git, so it is not retried with the batch when the remote is down.
+Then a cycle, run in a worker thread so the event loop (and ``/healthz``) stays free:
 
 1. fetch the branch (the remote is the truth; nothing local survives a cycle);
 2. for each delivery, in order: if its event id is already in a ``Ferry-Event-Id``
@@ -46,6 +49,7 @@ from ferry_gitwriter.domain.changes import (
     Refused,
     ReleaseFailure,
     Unchanged,
+    check_event,
     plan_policy,
     plan_release,
     plan_store_artifact,
@@ -97,6 +101,14 @@ class GitWriter:
     async def handle_batch(self, deliveries: Sequence[Delivery]) -> list[BaseException | None]:
         """The runtime's batch handler: one outcome (None = done) per delivery."""
         BATCH_SIZE.observe(len(deliveries))
+        outcomes: list[BaseException | None] = [_refusal(delivery) for delivery in deliveries]
+        writable = [d for d, outcome in zip(deliveries, outcomes, strict=True) if outcome is None]
+        if writable:
+            written = iter(await self._write_batch(writable))
+            outcomes = [next(written) if outcome is None else outcome for outcome in outcomes]
+        return outcomes
+
+    async def _write_batch(self, deliveries: Sequence[Delivery]) -> list[BaseException | None]:
         try:
             with CYCLE_SECONDS.time():
                 answers = await asyncio.to_thread(self._write, deliveries)
@@ -187,6 +199,16 @@ class GitWriter:
                 namespace=namespace,
             )
         return _Answer(commit=session.add(event_id, planned), namespace=namespace)
+
+
+def _refusal(delivery: Delivery) -> PermanentError | None:
+    """A permanent error for an event that can be refused without the repo, else None."""
+    try:
+        check_event(delivery.data)
+    except Refused as exc:
+        log.warning("refused", code=exc.code, reason=str(exc), event_id=delivery.event.id)
+        return PermanentError(str(exc), code=exc.code)
+    return None
 
 
 def _plan(

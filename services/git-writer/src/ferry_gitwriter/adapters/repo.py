@@ -93,6 +93,27 @@ class Session:
                 files[relative] = content
         return files
 
+    def subfolders(self, directory: str) -> set[str]:
+        directory = directory.rstrip("/")
+        prefix = directory + "/"
+        names = set(self.repo.subfolders(self.base, directory))
+        touched: dict[str, list[str]] = {}
+        for path in self._below.get(directory, ()):
+            name, slash, _ = path[len(prefix) :].partition("/")
+            if slash:
+                touched.setdefault(name, []).append(path)
+        for name, below in touched.items():
+            if any(self.overlay[path] is not None for path in below):
+                names.add(name)
+            elif name in names:
+                # every change below it this session is a deletion: does any base file survive?
+                deleted = set(below)
+                folder = f"{prefix}{name}"
+                base_files = self.repo.file_paths(self.base, folder)
+                if all(f"{folder}/{relative}" in deleted for relative in base_files):
+                    names.discard(name)
+        return names
+
     def _set(self, path: str, content: bytes | None) -> None:
         self.overlay[path] = content
         folder = path
@@ -318,6 +339,23 @@ class ConfigRepo:
             if isinstance(item, git.Blob):
                 files[str(item.path)[len(prefix) :]] = item.data_stream.read()
         return files
+
+    def subfolders(self, commit: str | None, directory: str) -> list[str]:
+        """The names of the trees directly below ``directory`` in ``commit``."""
+        obj = self._tree(commit, directory)
+        if not isinstance(obj, git.Tree):
+            return []
+        return [str(tree.name) for tree in obj.trees]
+
+    def file_paths(self, commit: str | None, directory: str) -> list[str]:
+        """The paths of the files below ``directory`` in ``commit``, relative to it (no content)."""
+        obj = self._tree(commit, directory)
+        if not isinstance(obj, git.Tree):
+            return []
+        prefix = directory.rstrip("/") + "/"
+        return [
+            str(item.path)[len(prefix) :] for item in obj.traverse() if isinstance(item, git.Blob)
+        ]
 
     def last_commit_touching(self, commit: str | None, path: str) -> str | None:
         if commit is None:

@@ -5,7 +5,8 @@ Plain functions over plain data. They read the config repo only through the
 branch plus the changes already planned earlier in the same batch) and return
 a :class:`CommitPlan`, an :class:`Unchanged` (the repo already holds exactly
 this), a :class:`ReleaseFailure`, or raise :class:`Refused` for input that can
-never be written.
+never be written. :func:`check_event` refuses what can be judged from the event
+alone, before the repo is read (or even reachable).
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from typing import Any, Final, Protocol
 
 import yaml
 
-from ferry_events import ArtifactSpec, PolicyChangeRequested, ReleaseApproved
+from ferry_events import (
+    DNS_LABEL,
+    ArtifactAccepted,
+    ArtifactSpec,
+    EventData,
+    PolicyChangeRequested,
+    ReleaseApproved,
+)
 from ferry_gitwriter.domain import paths
 from ferry_gitwriter.domain.stamping import InvalidManifest, Stamp, stamp_manifest
 
@@ -41,6 +49,10 @@ class TreeReader(Protocol):
 
     def files_under(self, directory: str) -> dict[str, bytes]:
         """Every file below ``directory`` (recursively), keyed by path relative to it."""
+        ...
+
+    def subfolders(self, directory: str) -> set[str]:
+        """The names of the folders directly below ``directory`` (each holds some file)."""
         ...
 
 
@@ -76,11 +88,14 @@ class CommitPlan:
     path: str = ""
     #: artifact, release or policy (for logs and metrics)
     kind: str = ""
+    #: a paragraph between the title and the trailers (empty: none)
+    body: str = ""
 
     def message(self) -> str:
-        """The full commit message: title, blank line, trailers."""
-        body = "\n".join(f"{key}: {value}" for key, value in self.trailers)
-        return f"{self.title}\n\n{body}\n"
+        """The full commit message: title, blank line, [body, blank line,] trailers."""
+        trailer_lines = "\n".join(f"{key}: {value}" for key, value in self.trailers)
+        body = f"{self.body}\n\n" if self.body else ""
+        return f"{self.title}\n\n{body}{trailer_lines}\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +130,41 @@ def identity(name: str, email: str) -> Identity | None:
 def trailers(*pairs: tuple[str, str | None]) -> tuple[tuple[str, str], ...]:
     """The pairs with a value, each value on one line."""
     return tuple((key, one_line(value)) for key, value in pairs if value)
+
+
+# --------------------------------------------------------------------------- the event alone
+
+
+def check_event(data: EventData) -> None:
+    """Refuse an event that no state of the repo could make writable.
+
+    Every id that becomes a path (service, artifact id, environment, a release's
+    namespace when it names one, manifest file names) must be safe, and the event
+    must be one git-writer handles. Judged before git is touched, so such an event
+    is dead-lettered at once even when the remote is down. Raises :class:`Refused`.
+    """
+    try:
+        if isinstance(data, ArtifactAccepted):
+            paths.build_dir(data.artifact.service, data.artifact.id)
+            for environment, documents in data.manifests.items():
+                paths.dns_label(environment, "environment")
+                for name in documents:
+                    paths.manifest_name(name)
+        elif isinstance(data, ReleaseApproved):
+            paths.build_dir(data.service, data.artifact_id)
+            paths.environment_root(data.environment)
+            if data.namespace:
+                paths.dns_label(data.namespace, "namespace")
+        elif isinstance(data, PolicyChangeRequested):
+            paths.policy_file(data.service)
+        else:
+            raise Refused(
+                f"git-writer does not handle {data.event_type}; "
+                "its queue should not be bound to it",
+                code="unhandled-event-type",
+            )
+    except paths.UnsafeId as exc:
+        raise Refused(str(exc), code=exc.code) from exc
 
 
 # --------------------------------------------------------------------------- artifacts
@@ -178,7 +228,12 @@ def plan_store_artifact(
 def plan_release(
     event_id: str, approved: ReleaseApproved, tree: TreeReader
 ) -> CommitPlan | Unchanged | ReleaseFailure:
-    """Replace the environment folder with the build's manifests for it, stamped."""
+    """Replace the environment folder with the build's manifests for it, stamped.
+
+    A service runs in one namespace per environment: when the release moves it to
+    another namespace, the old ``environments/<env>/<old-ns>/<service>/`` folder is
+    removed in the same commit, so Flux (with pruning on) deletes the old workload.
+    """
     try:
         build = paths.build_dir(approved.service, approved.artifact_id)
         paths.dns_label(approved.environment, "environment")
@@ -225,8 +280,20 @@ def plan_release(
             return ReleaseFailure("invalid-manifest", f"{build}/{name} is not UTF-8 text")
         except InvalidManifest as exc:
             return ReleaseFailure(exc.code, str(exc))
-    if tree.files_under(folder) == files:
+    moved_from = _other_namespaces(approved.environment, namespace, approved.service, tree)
+    if not moved_from and tree.files_under(folder) == files:
         return Unchanged(folder)
+    folders: dict[str, Mapping[str, bytes]] = {folder: files}
+    body = ""
+    if moved_from:
+        old = [
+            paths.environment_dir(approved.environment, ns, approved.service) for ns in moved_from
+        ]
+        folders.update((path, {}) for path in old)
+        body = one_line(
+            f"Moves {approved.service} in {approved.environment} to namespace {namespace} from "
+            f"{', '.join(moved_from)}: removes {', '.join(f'{path}/' for path in old)}"
+        )
     actor = approved.actor.display()
     return CommitPlan(
         title=one_line(
@@ -244,10 +311,27 @@ def plan_release(
             (PROMOTED_FROM, approved.promoted_from),
         ),
         author=identity(approved.actor.name or approved.actor.subject, approved.actor.email),
-        folders={folder: files},
+        folders=folders,
         path=folder,
         kind="release",
+        body=body,
     )
+
+
+def _other_namespaces(
+    environment: str, namespace: str, service: str, tree: TreeReader
+) -> list[str]:
+    """The namespaces of ``environment``, other than ``namespace``, that hold ``service``.
+
+    Only DNS-label folder names are looked at: others are not namespaces Ferry wrote.
+    """
+    found = []
+    for name in sorted(tree.subfolders(paths.environment_root(environment))):
+        if name == namespace or not DNS_LABEL.fullmatch(name):
+            continue
+        if tree.files_under(paths.environment_dir(environment, name, service)):
+            found.append(name)
+    return found
 
 
 def release_namespace(approved: ReleaseApproved, tree: TreeReader) -> str:

@@ -55,10 +55,15 @@ def build_dir(service: str, artifact_id: str) -> str:
     return f"{BUILDS}/{dns_label(service, 'service')}/{segment(artifact_id, 'artifact id')}"
 
 
+def environment_root(environment: str) -> str:
+    """``environments/<env>``: one folder per namespace below it."""
+    return f"{ENVIRONMENTS}/{dns_label(environment, 'environment')}"
+
+
 def environment_dir(environment: str, namespace: str, service: str) -> str:
     """``environments/<env>/<namespace>/<service>``: the folder Flux applies."""
     return (
-        f"{ENVIRONMENTS}/{dns_label(environment, 'environment')}/"
+        f"{environment_root(environment)}/"
         f"{dns_label(namespace, 'namespace')}/{dns_label(service, 'service')}"
     )
 
