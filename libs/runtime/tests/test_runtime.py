@@ -131,6 +131,9 @@ async def test_exhausted_retries_are_dead_lettered(broker_ns: BrokerNamespace) -
     assert headers[CODE_HEADER] == "retries-exhausted"
     assert "failed 4 times" in str(headers[REASON_HEADER])
     assert headers["x-ferry-attempts"] == 4
+    # after three trips through the delay queues it still names where it was first published
+    assert headers["x-ferry-original-exchange"] == broker_ns.exchange
+    assert headers["x-ferry-original-routing-key"] == "ferry.release.requested.v1"
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from ferry_runtime.consumer import (
     ConsumerOptions,
     Delivery,
     Handler,
+    origin_headers,
 )
 from ferry_runtime.errors import HandlerError, PermanentError, PublishFailed, TemporaryError
 from ferry_runtime.http import HttpServer, Readiness, health_routes, operational_app
@@ -49,4 +50,5 @@ __all__ = [
     "health_routes",
     "mask_url",
     "operational_app",
+    "origin_headers",
 ]

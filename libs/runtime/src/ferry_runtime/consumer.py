@@ -35,6 +35,8 @@ log = get_logger(__name__)
 ATTEMPT_HEADER: Final = "x-ferry-attempt"
 REASON_HEADER: Final = "x-ferry-reason"
 CODE_HEADER: Final = "x-ferry-error-code"
+ORIGINAL_EXCHANGE_HEADER: Final = "x-ferry-original-exchange"
+ORIGINAL_ROUTING_KEY_HEADER: Final = "x-ferry-original-routing-key"
 _MAX_HEADER_TEXT: Final = 4000
 
 
@@ -71,6 +73,25 @@ def attempt_of(message: AbstractIncomingMessage) -> int:
         return max(1, int(str(raw)))
     except (TypeError, ValueError):
         return 1
+
+
+def origin_headers(message: AbstractIncomingMessage) -> dict[str, str]:
+    """Where the message was first published (exchange, routing key).
+
+    Recorded on the first retry and carried through every later one, so that a
+    dead letter names the event's own exchange and key, not the delay queue's,
+    and a replay can route it as it was first routed.
+    """
+    headers = message.headers or {}
+    if ORIGINAL_EXCHANGE_HEADER in headers:
+        return {
+            ORIGINAL_EXCHANGE_HEADER: str(headers[ORIGINAL_EXCHANGE_HEADER]),
+            ORIGINAL_ROUTING_KEY_HEADER: str(headers.get(ORIGINAL_ROUTING_KEY_HEADER, "")),
+        }
+    return {
+        ORIGINAL_EXCHANGE_HEADER: message.exchange or "",
+        ORIGINAL_ROUTING_KEY_HEADER: message.routing_key or "",
+    }
 
 
 def _text(value: str) -> str:
@@ -300,6 +321,7 @@ class Consumer:
         )
         headers = {
             **(delivery.message.headers or {}),
+            **origin_headers(delivery.message),
             ATTEMPT_HEADER: delivery.attempt + 1,
             "x-ferry-last-error": _text(reason),
             "x-ferry-last-error-code": code,
@@ -333,8 +355,7 @@ class Consumer:
             "x-ferry-attempts": attempt_of(message),
             "x-ferry-failed-at": utcnow().isoformat(),
             "x-ferry-service": self._service,
-            "x-ferry-original-exchange": message.exchange or "",
-            "x-ferry-original-routing-key": message.routing_key or "",
+            **origin_headers(message),
         }
         log.warning("dead-lettered", code=code, reason=reason, queue=self._queues.dead_letter)
         await self._forward(
