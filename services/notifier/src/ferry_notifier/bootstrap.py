@@ -1,0 +1,186 @@
+"""The notifier's composition root: settings in, adapters built, handler wired, runtime out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import aio_pika
+
+from ferry_events import ALL_EVENT_TYPES, utcnow
+from ferry_notifier.adapters.email import Mailer, SmtpConfig
+from ferry_notifier.adapters.slack import Slack, load_user_map
+from ferry_notifier.adapters.store import Store
+from ferry_notifier.adapters.templates import Renderer
+from ferry_notifier.adapters.webhook import Webhooks
+from ferry_notifier.delivery import DESTINATION_HEADER, Channels, Deliverer, RetryPolicy
+from ferry_notifier.domain.notice import CONTEXT_TYPES, NOTIFIED_TYPES
+from ferry_notifier.domain.routing import (
+    Destination,
+    RoutingConfig,
+    RoutingFileError,
+    default_routing,
+    parse_routing,
+)
+from ferry_notifier.handlers import Notifier
+from ferry_notifier.settings import NotifierSettings
+from ferry_runtime import (
+    CODE_HEADER,
+    REASON_HEADER,
+    Delivery,
+    ServiceRuntime,
+    get_logger,
+    origin_headers,
+)
+
+SERVICE = "notifier"
+log = get_logger(__name__)
+
+assert all(t in ALL_EVENT_TYPES for t in (*NOTIFIED_TYPES, *CONTEXT_TYPES))
+
+
+class ConfigurationError(RuntimeError):
+    """The notifier cannot start with these settings; the message says what to fix."""
+
+
+def load_routing(settings: NotifierSettings) -> RoutingConfig:
+    """The routing file, validated, or the built-in routing. Refuses what cannot be delivered."""
+    slack = bool(settings.slack_bot_token.get_secret_value())
+    email = bool(settings.smtp_url)
+    if settings.routes_file is None:
+        return default_routing(slack=slack, email=email)
+    path = settings.routes_file
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read the routing file {path} (FERRY_ROUTES_FILE): {exc.strerror}"
+        ) from exc
+    try:
+        routing = parse_routing(text, source=str(path))
+    except RoutingFileError as exc:
+        raise ConfigurationError(f"the routing file is malformed: {exc}") from exc
+    missing = {
+        "slack": slack,
+        "slack-dm": slack,
+        "email": email,
+        "webhook": bool(settings.webhook_secret.get_secret_value()),
+    }
+    for kind in sorted(routing.destination_kinds()):
+        if not missing.get(kind, True):
+            setting = {
+                "slack": "FERRY_SLACK_BOT_TOKEN",
+                "slack-dm": "FERRY_SLACK_BOT_TOKEN",
+                "email": "FERRY_SMTP_URL",
+                "webhook": "FERRY_WEBHOOK_SECRET",
+            }[kind]
+            raise ConfigurationError(
+                f"{path} routes events to {kind} destinations but {setting} is not set; "
+                "set it or remove those destinations"
+            )
+    if routing.include_defaults:
+        return default_routing(slack=slack, email=email, base=routing)
+    return routing
+
+
+def build(settings: NotifierSettings) -> ServiceRuntime:
+    """The notifier, ready to ``run()``. Raises :class:`ConfigurationError` on bad settings."""
+    routing = load_routing(settings)
+    renderer = Renderer(settings.templates_dir)
+    try:
+        renderer.check()
+    except Exception as exc:
+        raise ConfigurationError(
+            f"a template in {settings.templates_dir} (FERRY_TEMPLATES_DIR) is broken: {exc}"
+        ) from exc
+    store = Store.from_url(settings.database())
+    slack: Slack | None = None
+    token = settings.slack_bot_token.get_secret_value()
+    if token:
+        try:
+            user_map = load_user_map(settings.slack_users_file)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"FERRY_SLACK_USERS_FILE: {exc}") from exc
+        slack = Slack.connect(token, settings.slack_api_url, user_map, settings.send_timeout)
+    mailer: Mailer | None = None
+    if settings.smtp_url:
+        try:
+            mailer = Mailer(
+                SmtpConfig.from_url(settings.smtp_url), settings.email_from, settings.send_timeout
+            )
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+    secret = settings.webhook_secret.get_secret_value()
+    webhooks = Webhooks(secret.encode(), settings.send_timeout) if secret else None
+    policy = RetryPolicy(
+        attempts=settings.delivery_attempts,
+        backoff=settings.delivery_backoff,
+        backoff_max=settings.delivery_backoff_max,
+        max_retry_after=settings.max_retry_after,
+    )
+    deliverer = Deliverer(store, Channels(slack, mailer, webhooks), policy)
+    runtime = ServiceRuntime(SERVICE, settings)
+
+    async def dead_letter(
+        delivery: Delivery, destination: Destination, reason: str, attempts: int
+    ) -> None:
+        message = delivery.message
+        copy = aio_pika.Message(
+            body=message.body,
+            headers={
+                **(message.headers or {}),
+                DESTINATION_HEADER: destination.key,
+                REASON_HEADER: f"{destination.key}: {reason}"[:4000],
+                CODE_HEADER: "delivery-failed",
+                "x-ferry-attempts": attempts,
+                "x-ferry-failed-at": utcnow().isoformat(),
+                "x-ferry-service": SERVICE,
+                **origin_headers(message),
+            },
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            type=message.type,
+        )
+        await runtime.publisher.send_to_queue(
+            runtime.queues().dead_letter, copy, delivery.event.type
+        )
+
+    notifier = Notifier(
+        store=store,
+        routing=routing,
+        renderer=renderer,
+        deliverer=deliverer,
+        dead_letter=dead_letter,
+        flood_window=timedelta(seconds=settings.flood_window),
+        config_commit_url=settings.config_commit_url,
+    )
+    runtime.consume(
+        dict.fromkeys((*NOTIFIED_TYPES, *CONTEXT_TYPES), notifier.handle),
+        concurrency=settings.concurrency,
+    )
+    runtime.readiness.add("database", store.ping)
+
+    async def start() -> None:
+        await store.create()
+        log.info(
+            "routing loaded",
+            source=str(settings.routes_file) if settings.routes_file else "built-in",
+            rules=[rule.name or ", ".join(rule.to) for rule in routing.routes],
+            channels={
+                "slack": slack is not None,
+                "email": mailer is not None,
+                "webhook": webhooks is not None,
+            },
+        )
+
+    async def stop() -> None:
+        if slack is not None:
+            await slack.close()
+        if webhooks is not None:
+            await webhooks.close()
+        await store.close()
+
+    runtime.on_start(start)
+    runtime.on_stop(stop)
+    return runtime
