@@ -52,6 +52,11 @@ def broker_answers(url: str) -> bool:
         return False
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def ensure_state(data_dir: Path) -> dict[str, str]:
     """The bare config repo and the tokens file; returns the settings every service gets."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -60,7 +65,7 @@ def ensure_state(data_dir: Path) -> dict[str, str]:
         subprocess.run(
             ["git", "init", "--bare", "--quiet", "--initial-branch=main", str(repo)], check=True
         )
-        say(f"created the local config repository {repo.relative_to(ROOT)}")
+        say(f"created the local config repository {_shown(repo)}")
     tokens_file = data_dir / "tokens.yaml"
     if not tokens_file.exists():
         entries = []
@@ -86,7 +91,10 @@ def ensure_state(data_dir: Path) -> dict[str, str]:
             encoding="utf-8",
         )
         tokens_file.chmod(0o600)
-        say("wrote development tokens: .ferry/dev-token (admin), .ferry/reviewer-token")
+        say(
+            f"wrote development tokens: {_shown(data_dir / 'dev-token')} (admin), "
+            f"{_shown(data_dir / 'reviewer-token')}"
+        )
     return {
         "FERRY_DATA_DIR": str(data_dir),
         "FERRY_CONFIG_REPO_URL": str(repo),
@@ -96,10 +104,14 @@ def ensure_state(data_dir: Path) -> dict[str, str]:
 
 
 def available(module: str) -> bool:
+    """True when ``python -m module`` can run (a module, or a package with ``__main__``)."""
     try:
-        return importlib.util.find_spec(module) is not None and (
-            importlib.util.find_spec(f"{module}.__main__") is not None
-        )
+        spec = importlib.util.find_spec(module)
+        if spec is None:
+            return False
+        if spec.submodule_search_locations is None:
+            return True
+        return importlib.util.find_spec(f"{module}.__main__") is not None
     except ModuleNotFoundError:
         return False
 
@@ -218,8 +230,8 @@ async def main() -> int:
     else:
         say(
             "Ferry is running.\n"
-            f"       API:    http://127.0.0.1:{base}  (token: .ferry/dev-token)\n"
-            "       Config: .ferry/config.git\n"
+            f"       API:    http://127.0.0.1:{base}  (token: {_shown(data_dir / 'dev-token')})\n"
+            f"       Config: {_shown(data_dir / 'config.git')}\n"
             "       Try:    uv run ferry artifact push examples/artifact.json "
             "--manifests examples/manifests\n"
             "               uv run ferry status        (Ctrl-C stops everything)"

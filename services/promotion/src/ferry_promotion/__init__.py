@@ -1,0 +1,1 @@
+"""Ferry promotion: releases, promotions, rollbacks, policies and approvals; the HTTP API."""

@@ -1,0 +1,1 @@
+"""Promotion's decision logic: environments, policies, release decisions. No I/O."""

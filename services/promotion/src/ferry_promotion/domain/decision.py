@@ -1,0 +1,355 @@
+"""Deciding a release request: plain functions over plain data.
+
+The caller gathers the facts (the policy, the environments, what runs where,
+rollout results, approvals granted so far, the clock) and :func:`evaluate`
+says what to do: reject (naming every policy that failed and why), wait for a
+rollout result, wait for approvals, or approve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from ferry_events import Intent, PolicyViolation
+from ferry_promotion.domain.environments import Environments
+from ferry_promotion.domain.policies import ApprovalRule, Policy
+
+
+class Status(StrEnum):
+    """The life of a release request."""
+
+    REQUESTED = "requested"
+    AWAITING_APPROVAL = "awaiting-approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    COMMITTED = "committed"
+    ROLLED_OUT = "rolled-out"
+    FAILED = "failed"
+
+
+class Outcome(StrEnum):
+    REJECT = "reject"
+    WAIT_FOR_ROLLOUT = "wait-for-rollout"
+    AWAIT_APPROVAL = "await-approval"
+    APPROVE = "approve"
+
+
+class RolloutState(StrEnum):
+    """What is known about an artifact's rollout in one environment."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    IN_PROGRESS = "in-progress"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    subject: str
+    email: str = ""
+
+    def same_as(self, other: Person) -> bool:
+        if self.subject and self.subject == other.subject:
+            return True
+        return bool(self.email) and self.email.lower() == other.email.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A release request with its target artifact resolved."""
+
+    service: str
+    environment: str
+    intent: Intent
+    artifact_id: str
+    branch: str
+    author_email: str
+    requester: Person
+    requester_authorized: bool = True
+    requester_is_admin: bool = False
+    override_freeze: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """The current state the decision is made against."""
+
+    now: datetime
+    environments: Environments
+    running_artifact: str | None = None
+    previous_rollout: RolloutState = RolloutState.NONE
+    previous_rollout_reason: str = ""
+    approvers: tuple[Person, ...] = ()
+    policy_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Outcome
+    violations: tuple[PolicyViolation, ...] = ()
+    detail: str = ""
+    approval_rule: ApprovalRule | None = None
+    approvals_missing: int = 0
+    freeze_overridden: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+
+ALREADY_RUNNING = "already-running"
+
+
+def approval_refusal(
+    rule: ApprovalRule, requester: Person, author_email: str, approver: Person
+) -> str | None:
+    """Why ``approver`` may not approve this release, or None when they may."""
+    if approver.same_as(requester):
+        return "the requester of a release cannot approve it; ask someone else"
+    if rule.exclude_author and author_email and approver.email.lower() == author_email.lower():
+        return (
+            f"{approver.email} wrote the change and this environment's policy "
+            "(excludeAuthor) needs someone else to approve it"
+        )
+    return None
+
+
+def count_approvals(
+    rule: ApprovalRule, requester: Person, author_email: str, approvers: tuple[Person, ...]
+) -> int:
+    """Distinct eligible approvers."""
+    counted: list[Person] = []
+    for person in approvers:
+        if approval_refusal(rule, requester, author_email, person) is not None:
+            continue
+        if any(person.same_as(seen) for seen in counted):
+            continue
+        counted.append(person)
+    return len(counted)
+
+
+def _chain(candidate: Candidate, policy: Policy, facts: Facts) -> PolicyViolation | str | None:
+    """A violation, a wait reason (str), or None when the promotion chain is satisfied."""
+    if candidate.intent is Intent.ROLLBACK or not policy.chained(candidate.environment):
+        return None
+    previous = facts.environments.previous(candidate.environment)
+    if previous is None:
+        return None
+    state = facts.previous_rollout
+    if state is RolloutState.SUCCEEDED:
+        return None
+    if state is RolloutState.IN_PROGRESS:
+        return (
+            f"waiting for {candidate.artifact_id} to roll out in {previous.name} "
+            f"(promotion chain of {candidate.environment})"
+        )
+    if state is RolloutState.FAILED:
+        why = f": {facts.previous_rollout_reason}" if facts.previous_rollout_reason else ""
+        message = (
+            f"{candidate.artifact_id} failed to roll out in {previous.name}{why}; "
+            f"{candidate.environment} accepts only what rolled out successfully there"
+        )
+    else:
+        message = (
+            f"{candidate.artifact_id} has not rolled out successfully in {previous.name}; "
+            f"{candidate.environment} accepts only what did (release it to {previous.name} first)"
+        )
+    return PolicyViolation(policy="promotion-chain", message=message)
+
+
+def _gatekeeping(candidate: Candidate, policy: Policy, facts: Facts) -> list[PolicyViolation]:
+    """The policy file, the environment, the requester's rights and the auto-release rule."""
+    found: list[PolicyViolation] = []
+    if facts.policy_error is not None:
+        found.append(PolicyViolation(policy="policy-invalid", message=facts.policy_error))
+    if facts.environments.get(candidate.environment) is None:
+        found.append(
+            PolicyViolation(
+                policy="environment",
+                message=(
+                    f"unknown environment {candidate.environment!r}; the environments are "
+                    f"{', '.join(facts.environments.names())}"
+                ),
+            )
+        )
+    if not candidate.requester_authorized:
+        who = candidate.requester.email or candidate.requester.subject
+        found.append(
+            PolicyViolation(
+                policy="authorization",
+                message=(
+                    f"{who} may not release to {candidate.environment}: it needs "
+                    f"releaser:{candidate.environment} or admin"
+                ),
+            )
+        )
+    if candidate.intent is Intent.AUTO_RELEASE and candidate.environment not in (
+        policy.auto_release_targets(candidate.branch)
+    ):
+        found.append(
+            PolicyViolation(
+                policy="auto-release",
+                message=(
+                    f"no auto-release rule sends branch {candidate.branch!r} to "
+                    f"{candidate.environment}"
+                ),
+            )
+        )
+    return found
+
+
+def _branches(candidate: Candidate, policy: Policy) -> list[PolicyViolation]:
+    return [
+        PolicyViolation(
+            policy="branch-restriction",
+            message=(
+                f"{candidate.environment} accepts only branches matching "
+                f"{rule.branch_regex!r}; {candidate.artifact_id} was built from "
+                f"{candidate.branch or '(unknown branch)'!r}"
+            ),
+        )
+        for rule in policy.branch_rules(candidate.environment)
+        if not rule.allows(candidate.branch)
+    ]
+
+
+def _freezes(
+    candidate: Candidate, policy: Policy, facts: Facts
+) -> tuple[list[PolicyViolation], str]:
+    """Violations of active freeze windows, and the window an admin overrode (if any)."""
+    found: list[PolicyViolation] = []
+    overridden = ""
+    for window in policy.freezes(candidate.environment):
+        if not window.contains(facts.now):
+            continue
+        if candidate.override_freeze and candidate.requester_is_admin and candidate.reason.strip():
+            overridden = window.describe()
+            continue
+        if candidate.override_freeze and not candidate.requester_is_admin:
+            hint = "; only an admin can override a freeze"
+        elif candidate.override_freeze:
+            hint = "; an override needs a reason"
+        else:
+            hint = "; an admin can override it with a reason"
+        found.append(
+            PolicyViolation(
+                policy="freeze-window",
+                message=f"{candidate.environment} is frozen: {window.describe()}{hint}",
+            )
+        )
+    return found, overridden
+
+
+def evaluate(candidate: Candidate, policy: Policy, facts: Facts) -> Verdict:
+    """Decide ``candidate`` under ``policy`` and ``facts``.
+
+    Releasing what already runs is a no-op, rejected as ``already-running``.
+    Otherwise every failing policy is named; with none, a promotion chain
+    still waiting for the environment before makes the request wait, missing
+    approvals make it await approval, and else it is approved.
+    """
+    if facts.running_artifact is not None and facts.running_artifact == candidate.artifact_id:
+        return Verdict(
+            Outcome.REJECT,
+            (
+                PolicyViolation(
+                    policy=ALREADY_RUNNING,
+                    message=(
+                        f"{candidate.artifact_id} already runs in {candidate.environment}; "
+                        "nothing to release"
+                    ),
+                ),
+            ),
+        )
+    violations = _gatekeeping(candidate, policy, facts) + _branches(candidate, policy)
+    chain = _chain(candidate, policy, facts)
+    if isinstance(chain, PolicyViolation):
+        violations.append(chain)
+    frozen, overridden = _freezes(candidate, policy, facts)
+    violations += frozen
+    notes = (f"freeze overridden by an admin: {overridden}",) if overridden else ()
+    if violations:
+        return Verdict(Outcome.REJECT, tuple(violations), notes=notes)
+    if isinstance(chain, str):
+        return Verdict(Outcome.WAIT_FOR_ROLLOUT, detail=chain, notes=notes)
+    approval = policy.approval_rule(candidate.environment)
+    if approval is not None:
+        granted = count_approvals(
+            approval, candidate.requester, candidate.author_email, facts.approvers
+        )
+        if granted < approval.required:
+            others = "the requester and the author" if approval.exclude_author else "the requester"
+            return Verdict(
+                Outcome.AWAIT_APPROVAL,
+                detail=(
+                    f"{candidate.environment} needs {approval.required} approval(s) from "
+                    f"someone other than {others}; {granted} so far"
+                ),
+                approval_rule=approval,
+                approvals_missing=approval.required - granted,
+                freeze_overridden=overridden,
+                notes=notes,
+            )
+    return Verdict(Outcome.APPROVE, freeze_overridden=overridden, notes=notes)
+
+
+# --------------------------------------------------------------------------- target resolution
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One release commit of a service in an environment (from the git trailers)."""
+
+    artifact_id: str
+    commit_sha: str
+    at: datetime
+    intent: str = ""
+    actor: str = ""
+    release_id: str = ""
+    promoted_from: str = ""
+    environment: str = ""
+    service: str = ""
+
+
+class ResolutionError(ValueError):
+    """The request names something that cannot be released; ``policy`` names the rule."""
+
+    def __init__(self, policy: str, message: str) -> None:
+        super().__init__(message)
+        self.violation = PolicyViolation(policy=policy, message=message)
+
+
+def rollback_target(
+    history: list[HistoryEntry], running: str | None, named: str | None, environment: str
+) -> HistoryEntry:
+    """What a rollback goes back to. ``history`` is newest first.
+
+    Without ``named``: the release before the one that runs now (the newest
+    entry with a different artifact). With ``named``: that artifact, which
+    must have been released to this environment before.
+    """
+    current = running if running is not None else (history[0].artifact_id if history else None)
+    if named is not None:
+        if named == current:
+            raise ResolutionError(
+                ALREADY_RUNNING, f"{named} already runs in {environment}; nothing to roll back"
+            )
+        for entry in history:
+            if entry.artifact_id == named:
+                return entry
+        raise ResolutionError(
+            "rollback",
+            f"{named} was never released to {environment}; a rollback goes back to an "
+            "earlier release of this environment (see `ferry history`)",
+        )
+    if current is None:
+        raise ResolutionError(
+            "rollback", f"nothing has been released to {environment} yet; nothing to roll back to"
+        )
+    for entry in history:
+        if entry.artifact_id != current:
+            return entry
+    raise ResolutionError(
+        "rollback",
+        f"{current} is the only release {environment} has had; there is no earlier one",
+    )

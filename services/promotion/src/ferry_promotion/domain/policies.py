@@ -1,0 +1,356 @@
+"""The release policy of one service (``policies/<service>.yaml``): its schema and parser.
+
+See ``docs/policies.md`` for the document people write. Parsing reports every
+problem with its field and line; :func:`check_environments` adds the problems
+that need the list of environments (a rule naming one that does not exist).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from ferry_events import DNS_LABEL
+from ferry_promotion.domain.environments import Environments
+from ferry_promotion.domain.yamldoc import (
+    Document,
+    DocumentError,
+    Problem,
+    field_name,
+    parse_yaml,
+    validate_document,
+)
+
+_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+DEFAULT_APPROVAL_EXPIRY = timedelta(hours=24)
+
+
+def parse_duration(value: object) -> timedelta:
+    """``90`` (seconds), ``"30m"``, ``"24h"``, ``"2d"``, ``"1h30m"`` -> timedelta."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value and (match := _DURATION.fullmatch(value.strip())):
+        parts = {k: int(v) for k, v in match.groupdict().items() if v}
+        seconds = float(
+            parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60
+        ) + float(parts.get("s", 0))
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    else:
+        raise ValueError(f"{value!r} is not a duration such as 30m, 24h or 2d")
+    if seconds <= 0 or seconds > 90 * 86400:
+        raise ValueError("must be more than 0 seconds and at most 90 days")
+    return timedelta(seconds=seconds)
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+    @property
+    def number(self) -> int:
+        """Monday is 0, as ``datetime.weekday()`` counts."""
+        return list(Weekday).index(self)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+def _environment_name(value: str) -> str:
+    if not DNS_LABEL.fullmatch(value):
+        raise ValueError(f"{value!r} is not an environment name (a lowercase DNS label)")
+    return value
+
+
+class AutoRelease(_Model):
+    """Artifacts built from ``branch`` go to ``environment`` as soon as they are stored."""
+
+    branch: str = Field(min_length=1, max_length=255)
+    environment: str
+
+    _env = field_validator("environment")(_environment_name)
+
+
+class BranchRestriction(_Model):
+    """``environment`` accepts only artifacts whose branch matches ``branch_regex`` in full."""
+
+    environment: str
+    branch_regex: str = Field(min_length=1, max_length=500)
+
+    _env = field_validator("environment")(_environment_name)
+
+    @field_validator("branch_regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+    def allows(self, branch: str) -> bool:
+        return re.fullmatch(self.branch_regex, branch) is not None
+
+
+class PromotionChain(_Model):
+    """Each listed environment accepts only what rolled out successfully in the one before it."""
+
+    environments: list[str] = Field(min_length=1)
+
+    @field_validator("environments")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        return [_environment_name(v) for v in value]
+
+
+class WeeklyWindow(_Model):
+    """Every week on ``days`` from ``start`` to ``end`` (local time); an end at or before the
+    start runs past midnight into the next day."""
+
+    days: list[Weekday] = Field(min_length=1)
+    start: time
+    end: time
+
+    def contains(self, local: datetime) -> bool:
+        day = local.weekday()
+        moment = local.time().replace(tzinfo=None)
+        days = {d.number for d in self.days}
+        if self.start < self.end:
+            return day in days and self.start <= moment < self.end
+        return (day in days and moment >= self.start) or (
+            (day - 1) % 7 in days and moment < self.end
+        )
+
+
+class FreezeWindow(_Model):
+    """No releases to ``environment`` during this window, unless an admin overrides it."""
+
+    environment: str
+    timezone: str = "UTC"
+    reason: str = Field(default="", max_length=500)
+    start: datetime | None = None
+    end: datetime | None = None
+    weekly: WeeklyWindow | None = None
+
+    _env = field_validator("environment")(_environment_name)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as Europe/Copenhagen"
+            ) from exc
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _local(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            raise ValueError(
+                "write the local time without an offset (e.g. 2026-12-20T00:00); "
+                "the window's timezone field says which zone it is in"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FreezeWindow:
+        absolute = self.start is not None or self.end is not None
+        if absolute and self.weekly is not None:
+            raise ValueError("a window is either absolute (start and end) or weekly, not both")
+        if not absolute and self.weekly is None:
+            raise ValueError("a window needs start and end, or weekly")
+        if absolute:
+            if self.start is None or self.end is None:
+                raise ValueError("an absolute window needs both start and end")
+            if self.end <= self.start:
+                raise ValueError("end must be after start")
+        return self
+
+    def contains(self, now: datetime) -> bool:
+        zone = ZoneInfo(self.timezone)
+        local = now.astimezone(zone)
+        if self.weekly is not None:
+            return self.weekly.contains(local)
+        assert self.start is not None
+        assert self.end is not None
+        return self.start.replace(tzinfo=zone) <= local < self.end.replace(tzinfo=zone)
+
+    def describe(self) -> str:
+        if self.weekly is not None:
+            days = ",".join(d.value for d in self.weekly.days)
+            span = f"weekly {days} {self.weekly.start:%H:%M}-{self.weekly.end:%H:%M}"
+        else:
+            assert self.start is not None
+            assert self.end is not None
+            span = f"{self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M}"
+        return f"{span} {self.timezone}" + (f" ({self.reason})" if self.reason else "")
+
+
+class ApprovalRule(_Model):
+    """Releases to ``environment`` need ``required`` approvals from people other than the
+    requester (and, with ``exclude_author``, other than the author of the change)."""
+
+    environment: str
+    required: int = Field(default=1, ge=1, le=10)
+    exclude_author: bool = False
+    expires_after: timedelta = DEFAULT_APPROVAL_EXPIRY
+
+    _env = field_validator("environment")(_environment_name)
+
+    @field_validator("expires_after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @field_serializer("expires_after")
+    def _seconds(self, value: timedelta) -> int:
+        return int(value.total_seconds())
+
+
+class Policy(_Model):
+    """Everything ``policies/<service>.yaml`` can say."""
+
+    service: str | None = None
+    auto_release: list[AutoRelease] = Field(default_factory=list)
+    branch_restrictions: list[BranchRestriction] = Field(default_factory=list)
+    promotion_chain: PromotionChain | None = None
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list)
+    approvals: list[ApprovalRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_approval_rule_per_env(self) -> Policy:
+        seen: set[str] = set()
+        for rule in self.approvals:
+            if rule.environment in seen:
+                raise ValueError(f"approvals lists environment {rule.environment!r} twice")
+            seen.add(rule.environment)
+        return self
+
+    def auto_release_targets(self, branch: str) -> list[str]:
+        return [r.environment for r in self.auto_release if r.branch == branch]
+
+    def branch_rules(self, environment: str) -> list[BranchRestriction]:
+        return [r for r in self.branch_restrictions if r.environment == environment]
+
+    def chained(self, environment: str) -> bool:
+        return self.promotion_chain is not None and environment in self.promotion_chain.environments
+
+    def freezes(self, environment: str) -> list[FreezeWindow]:
+        return [w for w in self.freeze_windows if w.environment == environment]
+
+    def approval_rule(self, environment: str) -> ApprovalRule | None:
+        return next((r for r in self.approvals if r.environment == environment), None)
+
+    def to_document(self) -> dict[str, Any]:
+        """The policy as people write it (camelCase, durations in seconds)."""
+        out: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return out
+
+
+#: The policy of a service without a policy file: anything goes.
+EMPTY_POLICY = Policy()
+
+
+def _environment_refs(policy: Policy) -> list[tuple[tuple[str | int, ...], str]]:
+    refs: list[tuple[tuple[str | int, ...], str]] = []
+    for i, a in enumerate(policy.auto_release):
+        refs.append((("autoRelease", i, "environment"), a.environment))
+    for i, b in enumerate(policy.branch_restrictions):
+        refs.append((("branchRestrictions", i, "environment"), b.environment))
+    if policy.promotion_chain is not None:
+        for i, name in enumerate(policy.promotion_chain.environments):
+            refs.append((("promotionChain", "environments", i), name))
+    for i, w in enumerate(policy.freeze_windows):
+        refs.append((("freezeWindows", i, "environment"), w.environment))
+    for i, r in enumerate(policy.approvals):
+        refs.append((("approvals", i, "environment"), r.environment))
+    return refs
+
+
+def check_environments(
+    policy: Policy, environments: Environments, doc: Document | None = None
+) -> list[Problem]:
+    """Problems with environment names the policy uses that ``environments`` does not have,
+    and a promotion chain on the first environment (it has nothing before it)."""
+    known = environments.names()
+    problems: list[Problem] = []
+    for path, name in _environment_refs(policy):
+        if name not in known:
+            problems.append(
+                Problem(
+                    field_name(path),
+                    doc.line_of(path) if doc is not None else None,
+                    f"unknown environment {name!r}; the environments are {', '.join(known)}",
+                )
+            )
+        elif path[0] == "promotionChain" and environments.previous(name) is None:
+            problems.append(
+                Problem(
+                    field_name(path),
+                    doc.line_of(path) if doc is not None else None,
+                    f"{name!r} is the first environment: there is nothing before it to chain to",
+                )
+            )
+    return problems
+
+
+def parse_policy(text: str, service: str) -> Policy:
+    """Parse ``policies/<service>.yaml``. Raises :class:`DocumentError` with field and line."""
+    what = f"policies/{service}.yaml"
+    doc = parse_yaml(text, what)
+    if doc.data is not None and not isinstance(doc.data, dict):
+        raise DocumentError(what, [Problem("", 1, "a policy must be a mapping of rule lists")])
+    return policy_from_document(doc, service, what)
+
+
+def policy_from_document(doc: Document, service: str, what: str) -> Policy:
+    policy = validate_document(Policy, doc, what)
+    if policy.service is not None and policy.service != service:
+        raise DocumentError(
+            what,
+            [
+                Problem(
+                    "service",
+                    doc.line_of(("service",)),
+                    f"says {policy.service!r} but the file is the policy of {service!r}",
+                )
+            ],
+        )
+    return policy
+
+
+def policy_from_data(data: Any, service: str, environments: Environments) -> Policy:
+    """Validate a policy given as data (the API's PUT body), with environment names checked."""
+    what = f"policy of {service}"
+    if not isinstance(data, dict):
+        raise DocumentError(what, [Problem("", None, "a policy must be a JSON object")])
+    doc = Document(data=data, lines={})
+    policy = policy_from_document(doc, service, what)
+    problems = check_environments(policy, environments)
+    if problems:
+        raise DocumentError(what, problems)
+    return policy

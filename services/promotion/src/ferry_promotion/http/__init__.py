@@ -1,0 +1,1 @@
+"""Promotion's HTTP API (FastAPI)."""

@@ -1,0 +1,239 @@
+"""The promotion HTTP API (docs/api.md): thin routes over :mod:`ferry_promotion.application`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from starlette.routing import BaseRoute
+
+from ferry_events import Intent
+from ferry_promotion.application import Promotion
+from ferry_promotion.errors import Unauthorized
+from ferry_promotion.http import problems
+from ferry_promotion.identity import Identity, TokenStore
+from ferry_promotion.slack import build_slack_router
+from ferry_promotion.views import (
+    Accepted,
+    ArtifactsView,
+    HistoryView,
+    PolicyAccepted,
+    ReleaseView,
+    ServicesView,
+    ServiceView,
+)
+
+NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+ARTIFACT = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+@dataclass
+class ApiDeps:
+    """What the routes (HTTP and Slack) need; built by bootstrap.py."""
+
+    promotion: Promotion
+    tokens: TokenStore
+    slack_signing_secret: str = ""
+    slack_bot_token: str = ""
+    slack_api_url: str = ""
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class ReleaseRequestBody(_Body):
+    service: str = Field(min_length=1, max_length=63, pattern=NAME)
+    environment: str = Field(min_length=1, max_length=63, pattern=NAME)
+    intent: Literal["release", "promote", "rollback"]
+    artifact_id: str | None = Field(default=None, max_length=128, pattern=ARTIFACT)
+    branch: str | None = Field(default=None, min_length=1, max_length=255)
+    from_environment: str | None = Field(default=None, max_length=63, pattern=NAME)
+    reason: str = Field(default="", max_length=2000)
+    override_freeze: bool = False
+
+
+class ApproveBody(_Body):
+    comment: str = Field(default="", max_length=2000)
+
+
+class RejectBody(_Body):
+    reason: str = Field(default="", max_length=2000)
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str = ""
+    errors: list[dict[str, str]] | None = None
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}, "description": title}
+    for code, title in (
+        (401, "no or unknown bearer token"),
+        (403, "the token's roles do not allow it"),
+        (404, "not found"),
+        (409, "conflict with the release's state"),
+        (422, "invalid request; errors names each field"),
+    )
+}
+
+ServiceName = Annotated[str, Path(min_length=1, max_length=63, pattern=NAME)]
+ReleaseId = Annotated[str, Path(min_length=1, max_length=128)]
+
+_bearer = HTTPBearer(auto_error=False, description="a Ferry API token (see the tokens file)")
+
+
+async def current_identity(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Identity:
+    """The identity of the bearer token (401 without one, or with an unknown one)."""
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("send Authorization: Bearer <token> (a token from the tokens file)")
+    deps: ApiDeps = request.app.state.deps
+    found = deps.tokens.authenticate(credentials.credentials)
+    if found is None:
+        raise Unauthorized("the bearer token is not known (or was revoked)")
+    return found
+
+
+Who = Annotated[Identity, Depends(current_identity)]
+
+
+def create_app(deps: ApiDeps, operational_routes: Sequence[BaseRoute] = ()) -> FastAPI:
+    """The FastAPI app: API routes, Slack routes, problem+json errors and operational routes."""
+    app = FastAPI(
+        title="Ferry promotion API",
+        version="1.0.0",
+        description="Releases, promotions, rollbacks, approvals and policies. See docs/api.md.",
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    problems.install(app)
+    app.state.deps = deps
+    promotion = deps.promotion
+
+    api = APIRouter(prefix="/v1", responses=_ERRORS)
+
+    @api.post("/releases", status_code=202, response_model=Accepted, response_model_by_alias=True)
+    async def request_release(body: ReleaseRequestBody, who: Who, response: Response) -> Accepted:
+        """Ask to release (artifactId or branch), promote or roll back."""
+        accepted = await promotion.request_release(
+            who,
+            service=body.service,
+            environment=body.environment,
+            intent=Intent(body.intent),
+            artifact_id=body.artifact_id,
+            branch=body.branch,
+            from_environment=body.from_environment,
+            reason=body.reason,
+            override_freeze=body.override_freeze,
+        )
+        response.headers["Location"] = f"/v1/releases/{accepted.release_id}"
+        return accepted
+
+    @api.get("/releases/{release_id}", response_model=ReleaseView, response_model_by_alias=True)
+    async def get_release(release_id: ReleaseId, who: Who) -> ReleaseView:
+        """A release: status, approvals, violations and timeline."""
+        return await promotion.status(who, release_id)
+
+    @api.post(
+        "/releases/{release_id}/approve", response_model=ReleaseView, response_model_by_alias=True
+    )
+    async def approve(
+        release_id: ReleaseId, who: Who, body: Annotated[ApproveBody | None, Body()] = None
+    ) -> ReleaseView:
+        """Approve a release awaiting approval (not your own)."""
+        return await promotion.approve(who, release_id, (body or ApproveBody()).comment)
+
+    @api.post(
+        "/releases/{release_id}/reject", response_model=ReleaseView, response_model_by_alias=True
+    )
+    async def reject(
+        release_id: ReleaseId, who: Who, body: Annotated[RejectBody | None, Body()] = None
+    ) -> ReleaseView:
+        """Reject a release awaiting approval."""
+        return await promotion.reject(who, release_id, (body or RejectBody()).reason)
+
+    @api.get("/services", response_model=ServicesView, response_model_by_alias=True)
+    async def services(who: Who) -> ServicesView:
+        """Every service and what runs in each environment."""
+        return await promotion.services(who)
+
+    @api.get("/services/{service}", response_model=ServiceView, response_model_by_alias=True)
+    async def service(service: ServiceName, who: Who) -> ServiceView:
+        """What runs where for one service: artifact, commit, rollout state."""
+        return await promotion.service(who, service)
+
+    @api.get(
+        "/services/{service}/history", response_model=HistoryView, response_model_by_alias=True
+    )
+    async def history(
+        service: ServiceName,
+        who: Who,
+        environment: Annotated[str | None, Query(max_length=63, pattern=NAME)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> HistoryView:
+        """Release commits of the service, newest first."""
+        return await promotion.history(who, service, environment, limit)
+
+    @api.get(
+        "/services/{service}/artifacts", response_model=ArtifactsView, response_model_by_alias=True
+    )
+    async def service_artifacts(
+        service: ServiceName,
+        who: Who,
+        branch: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> ArtifactsView:
+        """Stored artifacts of the service, newest first."""
+        return await promotion.artifacts(who, service, branch, limit)
+
+    @api.get("/policies/{service}")
+    async def get_policy(service: ServiceName, who: Who) -> dict[str, Any]:
+        """The service's policy document (see docs/policies.md)."""
+        return await promotion.get_policy(who, service)
+
+    @api.put(
+        "/policies/{service}",
+        status_code=202,
+        response_model=PolicyAccepted,
+        response_model_by_alias=True,
+    )
+    async def put_policy(
+        service: ServiceName, who: Who, document: Annotated[dict[str, Any], Body()]
+    ) -> PolicyAccepted:
+        """Replace the service's policy (committed by git-writer)."""
+        return await promotion.put_policy(who, service, document)
+
+    @api.delete(
+        "/policies/{service}",
+        status_code=202,
+        response_model=PolicyAccepted,
+        response_model_by_alias=True,
+    )
+    async def delete_policy(service: ServiceName, who: Who) -> PolicyAccepted:
+        """Delete the service's policy (committed by git-writer)."""
+        return await promotion.delete_policy(who, service)
+
+    app.include_router(api)
+
+    # ---- chat-ops: Slack routes --------------------------------------------------------
+    # The Slack slash-command and interaction routes live in ferry_promotion/slack/ and
+    # call the same use cases (deps.promotion) with the identity looked up by Slack user
+    # id (deps.tokens.by_slack_user_id). Include their router on the next line:
+    app.include_router(build_slack_router(deps))
+    # -------------------------------------------------------------------------------------
+
+    app.router.routes.extend(operational_routes)
+    return app

@@ -1,0 +1,124 @@
+"""Chat-ops' ports over the promotion service's use cases and tokens file.
+
+The same :class:`~ferry_promotion.application.Promotion` methods as the HTTP
+API, with the same identities and so the same authorization; their views
+become the API's JSON shapes, their errors :class:`Refusal` s with the same
+detail the API would put in a problem document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from ferry_events import Intent
+from ferry_promotion.application import Promotion
+from ferry_promotion.errors import (
+    ApplicationError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unavailable,
+)
+from ferry_promotion.identity import Identity, TokenStore
+from ferry_promotion.slack.ports import Refusal, RefusalKind
+
+__all__ = ["PromotionReleases", "TokenPeople"]
+
+T = TypeVar("T")
+
+_KINDS: tuple[tuple[type[ApplicationError], RefusalKind], ...] = (
+    (Forbidden, "forbidden"),
+    (NotFound, "not-found"),
+    (Conflict, "conflict"),
+    (Invalid, "invalid"),
+    (Unavailable, "unavailable"),
+)
+
+
+async def _refusing(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except ApplicationError as exc:
+        kind: RefusalKind = next((k for cls, k in _KINDS if isinstance(exc, cls)), "invalid")
+        raise Refusal(kind, exc.detail) from exc
+
+
+def _json(view: BaseModel) -> dict[str, Any]:
+    return view.model_dump(by_alias=True, mode="json")
+
+
+class TokenPeople:
+    """Identities from the tokens file the HTTP API uses."""
+
+    def __init__(self, tokens: TokenStore) -> None:
+        self._tokens = tokens
+
+    def by_slack_user(self, slack_user_id: str) -> Identity | None:
+        return self._tokens.by_slack_user_id(slack_user_id)
+
+    def by_email(self, email: str) -> Identity | None:
+        return self._tokens.by_email(email)
+
+    def describe(self, identity: Any) -> str:
+        return str(getattr(identity, "email", "") or getattr(identity, "subject", "someone"))
+
+
+class PromotionReleases:
+    """The promotion use cases, as chat-ops calls them."""
+
+    def __init__(self, promotion: Promotion) -> None:
+        self._promotion = promotion
+
+    async def request(
+        self,
+        actor: Identity,
+        *,
+        service: str,
+        environment: str,
+        intent: str,
+        artifact_id: str | None = None,
+        branch: str | None = None,
+        reason: str = "",
+    ) -> Mapping[str, Any]:
+        accepted = await _refusing(
+            self._promotion.request_release(
+                actor,
+                service=service,
+                environment=environment,
+                intent=Intent(intent),
+                artifact_id=artifact_id,
+                branch=branch,
+                reason=reason,
+            )
+        )
+        return {**_json(accepted), "service": service, "environment": environment}
+
+    async def approve(
+        self, actor: Identity, release_id: str, comment: str = ""
+    ) -> Mapping[str, Any]:
+        return _json(await _refusing(self._promotion.approve(actor, release_id, comment)))
+
+    async def reject(self, actor: Identity, release_id: str, reason: str) -> Mapping[str, Any]:
+        return _json(await _refusing(self._promotion.reject(actor, release_id, reason)))
+
+    async def get(self, actor: Identity, release_id: str) -> Mapping[str, Any]:
+        return _json(await _refusing(self._promotion.status(actor, release_id)))
+
+    async def service(self, actor: Identity, service: str) -> Mapping[str, Any]:
+        return _json(await _refusing(self._promotion.service(actor, service)))
+
+    async def history(
+        self, actor: Identity, service: str, environment: str | None, limit: int
+    ) -> Mapping[str, Any]:
+        return _json(await _refusing(self._promotion.history(actor, service, environment, limit)))
+
+    async def is_artifact(self, actor: Identity, service: str, artifact_id: str) -> bool:
+        try:
+            found = await self._promotion.artifacts(actor, service, limit=1000)
+        except ApplicationError:
+            return False  # the request itself will say what is wrong
+        return any(a.artifact_id == artifact_id for a in found.artifacts)

@@ -1,0 +1,301 @@
+"""The ``/ferry`` slash command's grammar: text in, a typed command (or the usage) out.
+
+Pure: no I/O, no Slack, no FastAPI. Every parse error carries the usage of the
+command that was meant, so the person sees how to write it right.
+
+Grammar (words are separated by spaces; ``[...]`` is optional)::
+
+    /ferry release <service> <artifact|branch> to <env>
+    /ferry promote <service> to <env>
+    /ferry rollback <service> in <env> [to <artifact>]
+    /ferry status <service>
+    /ferry history <service> [env]
+    /ferry approve <release>
+    /ferry reject <release> <reason...>
+    /ferry help [command]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from ferry_events import DNS_LABEL, is_safe_segment
+
+__all__ = [
+    "USAGE",
+    "ApproveCommand",
+    "Command",
+    "CommandError",
+    "HelpCommand",
+    "HistoryCommand",
+    "PromoteCommand",
+    "RejectCommand",
+    "ReleaseCommand",
+    "RollbackCommand",
+    "StatusCommand",
+    "command_name",
+    "help_text",
+    "parse",
+]
+
+USAGE: Final[dict[str, str]] = {
+    "release": "/ferry release <service> <artifact|branch> to <env>",
+    "promote": "/ferry promote <service> to <env>",
+    "rollback": "/ferry rollback <service> in <env> [to <artifact>]",
+    "status": "/ferry status <service>",
+    "history": "/ferry history <service> [env]",
+    "approve": "/ferry approve <release>",
+    "reject": "/ferry reject <release> <reason>",
+    "help": "/ferry help [command]",
+}
+
+_EXPLAIN: Final[dict[str, str]] = {
+    "release": "release an artifact by id, or the latest artifact of a branch",
+    "promote": "promote what runs in the environment before <env> to <env>",
+    "rollback": "roll back to the previous release in <env>, or to a named artifact",
+    "status": "what runs where: artifact, commit and rollout per environment",
+    "history": "the latest releases of a service, optionally of one environment",
+    "approve": "approve a release that waits for approval",
+    "reject": "reject a release that waits for approval, with a reason",
+    "help": "this help, or the usage of one command",
+}
+
+#: Release ids are UUIDs in Ferry, but any safe token is accepted here; the
+#: application layer answers "no such release" for the rest.
+_RELEASE_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+#: A git branch name as CI reports it (``feature/login``); stricter than git itself.
+_BRANCH: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+
+#: Typographic quotes and dashes that Slack clients substitute for plain ones.
+_TYPOGRAPHY: Final = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+
+
+@dataclass(frozen=True)
+class ReleaseCommand:
+    """Release ``target`` to ``environment``: an artifact id or a branch (the caller decides)."""
+
+    service: str
+    target: str
+    environment: str
+
+
+@dataclass(frozen=True)
+class PromoteCommand:
+    service: str
+    environment: str
+
+
+@dataclass(frozen=True)
+class RollbackCommand:
+    service: str
+    environment: str
+    artifact_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusCommand:
+    service: str
+
+
+@dataclass(frozen=True)
+class HistoryCommand:
+    service: str
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class ApproveCommand:
+    release_id: str
+
+
+@dataclass(frozen=True)
+class RejectCommand:
+    release_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class HelpCommand:
+    topic: str | None = None
+
+
+Command = (
+    ReleaseCommand
+    | PromoteCommand
+    | RollbackCommand
+    | StatusCommand
+    | HistoryCommand
+    | ApproveCommand
+    | RejectCommand
+    | HelpCommand
+)
+
+
+class CommandError(ValueError):
+    """The text is not a valid ``/ferry`` command. ``usage`` shows how to write it."""
+
+    def __init__(self, message: str, command: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.command = command
+
+    @property
+    def usage(self) -> str:
+        if self.command in USAGE:
+            return f"Usage: `{USAGE[self.command]}`"
+        return help_text()
+
+    def text(self) -> str:
+        """What the person sees: what was wrong, then how to write it."""
+        return f"{self.message}\n{self.usage}"
+
+
+def help_text() -> str:
+    lines = ["*Ferry* commands:"]
+    lines += [f"• `{USAGE[name]}`: {_EXPLAIN[name]}" for name in USAGE]
+    return "\n".join(lines)
+
+
+def _service(value: str, command: str) -> str:
+    if not DNS_LABEL.fullmatch(value):
+        raise CommandError(
+            f"`{value}` is not a service name (lower-case letters, digits and dashes).", command
+        )
+    return value
+
+
+def _environment(value: str, command: str) -> str:
+    if not DNS_LABEL.fullmatch(value):
+        raise CommandError(
+            f"`{value}` is not an environment name (lower-case letters, digits and dashes).",
+            command,
+        )
+    return value
+
+
+def _artifact(value: str, command: str) -> str:
+    if not is_safe_segment(value):
+        raise CommandError(f"`{value}` is not an artifact id or branch name.", command)
+    return value
+
+
+def _artifact_or_branch(value: str, command: str) -> str:
+    if is_safe_segment(value) or (_BRANCH.fullmatch(value) and ".." not in value):
+        return value
+    raise CommandError(f"`{value}` is not an artifact id or branch name.", command)
+
+
+def _release_id(value: str, command: str) -> str:
+    if not _RELEASE_ID.fullmatch(value):
+        raise CommandError(f"`{value}` is not a release id.", command)
+    return value
+
+
+def _expect(words: list[str], index: int, keyword: str, command: str) -> None:
+    found = words[index] if index < len(words) else None
+    if found is None or found.lower() != keyword:
+        shown = f"`{found}`" if found is not None else "nothing"
+        raise CommandError(f"Expected `{keyword}` here, found {shown}.", command)
+
+
+def _count(words: list[str], allowed: tuple[int, ...], command: str) -> None:
+    if len(words) not in allowed:
+        need = " or ".join(str(n - 1) for n in allowed)
+        raise CommandError(
+            f"`{command}` takes {need} word(s) after it; got {len(words) - 1}.", command
+        )
+
+
+def _parse_release(words: list[str]) -> ReleaseCommand:
+    _count(words, (5,), "release")
+    _expect(words, 3, "to", "release")
+    return ReleaseCommand(
+        service=_service(words[1], "release"),
+        target=_artifact_or_branch(words[2], "release"),
+        environment=_environment(words[4], "release"),
+    )
+
+
+def _parse_promote(words: list[str]) -> PromoteCommand:
+    _count(words, (4,), "promote")
+    _expect(words, 2, "to", "promote")
+    return PromoteCommand(
+        service=_service(words[1], "promote"), environment=_environment(words[3], "promote")
+    )
+
+
+def _parse_rollback(words: list[str]) -> RollbackCommand:
+    _count(words, (4, 6), "rollback")
+    _expect(words, 2, "in", "rollback")
+    artifact = None
+    if len(words) == 6:
+        _expect(words, 4, "to", "rollback")
+        artifact = _artifact(words[5], "rollback")
+    return RollbackCommand(
+        service=_service(words[1], "rollback"),
+        environment=_environment(words[3], "rollback"),
+        artifact_id=artifact,
+    )
+
+
+def _parse_status(words: list[str]) -> StatusCommand:
+    _count(words, (2,), "status")
+    return StatusCommand(service=_service(words[1], "status"))
+
+
+def _parse_history(words: list[str]) -> HistoryCommand:
+    _count(words, (2, 3), "history")
+    env = _environment(words[2], "history") if len(words) == 3 else None
+    return HistoryCommand(service=_service(words[1], "history"), environment=env)
+
+
+def _parse_approve(words: list[str]) -> ApproveCommand:
+    _count(words, (2,), "approve")
+    return ApproveCommand(release_id=_release_id(words[1], "approve"))
+
+
+def _parse_reject(words: list[str]) -> RejectCommand:
+    if len(words) < 3:
+        raise CommandError("`reject` needs a release id and a reason.", "reject")
+    reason = " ".join(words[2:]).strip().strip("\"'").strip()
+    if not reason:
+        raise CommandError("`reject` needs a reason.", "reject")
+    return RejectCommand(release_id=_release_id(words[1], "reject"), reason=reason)
+
+
+def _parse_help(words: list[str]) -> HelpCommand:
+    topic = words[1].lower() if len(words) > 1 else None
+    return HelpCommand(topic=topic if topic in USAGE else None)
+
+
+_PARSERS: Final[dict[str, Callable[[list[str]], Command]]] = {
+    "release": _parse_release,
+    "promote": _parse_promote,
+    "rollback": _parse_rollback,
+    "status": _parse_status,
+    "history": _parse_history,
+    "approve": _parse_approve,
+    "reject": _parse_reject,
+    "help": _parse_help,
+}
+
+
+def parse(text: str) -> Command:
+    """Parse the text after ``/ferry``. Raises :class:`CommandError` with the usage."""
+    words = text.translate(_TYPOGRAPHY).split()
+    if not words:
+        return HelpCommand()
+    name = words[0].lower()
+    parser = _PARSERS.get(name)
+    if parser is None:
+        raise CommandError(f"`{words[0]}` is not a Ferry command.")
+    return parser([name, *words[1:]])
+
+
+def command_name(command: Command) -> str:
+    """``release``, ``promote``, ... for logs and metrics."""
+    return type(command).__name__.removesuffix("Command").lower()
