@@ -101,9 +101,9 @@ def classifier(updates: int, workloads: int) -> None:
     wl_rate = updates / (time.perf_counter() - t0)
     t0 = time.perf_counter()
     for p in pods:
-        view = parse_pod(p)
-        assert view is not None
-        facts += len(tracker.pod_seen(view))
+        pod = parse_pod(p)
+        assert pod is not None
+        facts += len(tracker.pod_seen(pod))
     pod_rate = updates / (time.perf_counter() - t0)
     print(
         f"workload updates classified: {wl_rate:10,.0f} /s   ({updates:,} updates, 500 workloads)"
