@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from ferry_events import (
     Actor,
@@ -20,6 +21,7 @@ from ferry_events import (
     ReleaseCommitted,
     ReleaseFailed,
     ReleaseRejected,
+    RolloutFact,
     RolloutFailed,
     RolloutStarted,
     RolloutSucceeded,
@@ -30,6 +32,19 @@ AUTHOR = "dev@example.com"
 RELEASER = "rel@example.com"
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 JANE = Actor(subject="rel", email=RELEASER, name="Rel Easer")
+LEAD = Actor(subject="lead", email="lead@example.com")
+
+R = TypeVar("R", bound=RolloutFact)
+
+
+def _of_release(release_id: str, env: str = "prod", service: str = "payments") -> dict[str, Any]:
+    """Which release, of what, where: the fields every event of a release carries."""
+    return {
+        "release_id": release_id,
+        "service": service,
+        "environment": env,
+        "artifact_id": "master-abc-def",
+    }
 
 
 def stored(artifact_id: str = "master-abc-def", service: str = "payments") -> ArtifactStored:
@@ -58,11 +73,8 @@ def approved(
     release_id: str = "r-1", env: str = "prod", service: str = "payments"
 ) -> ReleaseApproved:
     return ReleaseApproved(
-        release_id=release_id,
-        service=service,
-        environment=env,
+        **_of_release(release_id, env, service),
         namespace="default",
-        artifact_id="master-abc-def",
         intent=Intent.RELEASE,
         actor=JANE,
         author_email=AUTHOR,
@@ -71,11 +83,8 @@ def approved(
 
 def committed(release_id: str = "r-1", env: str = "prod") -> ReleaseCommitted:
     return ReleaseCommitted(
-        release_id=release_id,
-        service="payments",
-        environment=env,
+        **_of_release(release_id, env),
         namespace="default",
-        artifact_id="master-abc-def",
         intent=Intent.RELEASE,
         actor=JANE,
         commit_sha="1234567890abcdef",
@@ -85,11 +94,8 @@ def committed(release_id: str = "r-1", env: str = "prod") -> ReleaseCommitted:
 
 def rejected(release_id: str = "r-1") -> ReleaseRejected:
     return ReleaseRejected(
-        release_id=release_id,
-        service="payments",
-        environment="prod",
+        **_of_release(release_id),
         intent=Intent.RELEASE,
-        artifact_id="master-abc-def",
         actor=JANE,
         violations=[PolicyViolation(policy="freeze", message="prod is frozen until Monday")],
         author_email=AUTHOR,
@@ -98,10 +104,7 @@ def rejected(release_id: str = "r-1") -> ReleaseRejected:
 
 def failed(release_id: str = "r-1") -> ReleaseFailed:
     return ReleaseFailed(
-        release_id=release_id,
-        service="payments",
-        environment="prod",
-        artifact_id="master-abc-def",
+        **_of_release(release_id),
         intent=Intent.RELEASE,
         actor=JANE,
         reason="push-rejected",
@@ -125,10 +128,7 @@ def artifact_rejected() -> ArtifactRejected:
 
 def approval_requested(release_id: str = "r-1") -> ApprovalRequested:
     return ApprovalRequested(
-        release_id=release_id,
-        service="payments",
-        environment="prod",
-        artifact_id="master-abc-def",
+        **_of_release(release_id),
         requester=JANE,
         required=1,
         author_email=AUTHOR,
@@ -138,11 +138,8 @@ def approval_requested(release_id: str = "r-1") -> ApprovalRequested:
 
 def approval_granted(release_id: str = "r-1") -> ApprovalGranted:
     return ApprovalGranted(
-        release_id=release_id,
-        service="payments",
-        environment="prod",
-        artifact_id="master-abc-def",
-        approver=Actor(subject="lead", email="lead@example.com"),
+        **_of_release(release_id),
+        approver=LEAD,
         approvals=1,
         remaining=0,
     )
@@ -150,60 +147,40 @@ def approval_granted(release_id: str = "r-1") -> ApprovalGranted:
 
 def approval_denied(release_id: str = "r-1") -> ApprovalDenied:
     return ApprovalDenied(
-        release_id=release_id,
-        service="payments",
-        environment="prod",
-        artifact_id="master-abc-def",
-        by=Actor(subject="lead", email="lead@example.com"),
+        **_of_release(release_id),
+        by=LEAD,
         reason="not during the sale",
     )
 
 
-def _workload() -> Workload:
-    return Workload(kind="Deployment", name="payments", uid="uid-1", generation=3)
+def _rollout(fact: type[R], release_id: str, env: str, **more: Any) -> R:
+    """What the cluster-watcher reports of one workload of a release."""
+    return fact(
+        **_of_release(release_id, env),
+        cluster="local",
+        namespace="default",
+        author=AUTHOR,
+        workload=Workload(kind="Deployment", name="payments", uid="uid-1", generation=3),
+        observed_at=NOW,
+        **more,
+    )
 
 
 def rollout_started(release_id: str = "r-1", env: str = "prod") -> RolloutStarted:
-    return RolloutStarted(
-        cluster="local",
-        environment=env,
-        namespace="default",
-        service="payments",
-        artifact_id="master-abc-def",
-        release_id=release_id,
-        author=AUTHOR,
-        workload=_workload(),
-        observed_at=NOW,
-    )
+    return _rollout(RolloutStarted, release_id, env)
 
 
 def rollout_succeeded(release_id: str = "r-1", env: str = "prod") -> RolloutSucceeded:
-    return RolloutSucceeded(
-        cluster="local",
-        environment=env,
-        namespace="default",
-        service="payments",
-        artifact_id="master-abc-def",
-        release_id=release_id,
-        author=AUTHOR,
-        workload=_workload(),
-        observed_at=NOW,
-    )
+    return _rollout(RolloutSucceeded, release_id, env)
 
 
 def rollout_failed(
     release_id: str = "r-1", env: str = "prod", reason: str = "CrashLoopBackOff", restarts: int = 3
 ) -> RolloutFailed:
-    return RolloutFailed(
-        cluster="local",
-        environment=env,
-        namespace="default",
-        service="payments",
-        artifact_id="master-abc-def",
-        release_id=release_id,
-        author=AUTHOR,
-        workload=_workload(),
-        observed_at=NOW,
+    return _rollout(
+        RolloutFailed,
+        release_id,
+        env,
         reason=reason,
         message="back-off restarting failed container",
         container="app",

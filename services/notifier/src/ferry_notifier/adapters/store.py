@@ -75,19 +75,19 @@ threads = Table(
     Column("rank", Integer, nullable=False, default=0),
 )
 
-releases = Table(
-    "releases",
-    metadata,
-    Column("release_id", String(128), primary_key=True),
-    Column("data", Text, nullable=False),
-)
 
-artifacts = Table(
-    "artifacts",
-    metadata,
-    Column("artifact_id", String(128), primary_key=True),
-    Column("data", Text, nullable=False),
-)
+def _documents(name: str, key: str) -> Table:
+    """A table of JSON documents by id: what earlier events said of something."""
+    return Table(
+        name,
+        metadata,
+        Column(key, String(128), primary_key=True),
+        Column("data", Text, nullable=False),
+    )
+
+
+releases = _documents("releases", "release_id")
+artifacts = _documents("artifacts", "artifact_id")
 
 floods = Table(
     "floods",
@@ -104,6 +104,15 @@ flood_events = Table(
     Column("event_id", String(128), primary_key=True),
     Column("anchor_event_id", String(128), nullable=False),
     Column("number", Integer, nullable=False),
+)
+
+
+#: The columns of a :class:`DeliveryRecord`, in its field order.
+_RECORD_COLUMNS = (
+    deliveries.c.status,
+    deliveries.c.detail,
+    deliveries.c.slack_channel,
+    deliveries.c.slack_ts,
 )
 
 
@@ -231,17 +240,19 @@ class Store:
             index_elements=keys, set_={k: v for k, v in values.items() if k not in keys}
         )
 
+    def _save_document(self, table: Table, key: str, document: dict[str, Any]) -> Executable:
+        """Write one document of a :func:`_documents` table, replacing what was there."""
+        column = _key(table)
+        return self._upsert(table, {column: key, "data": json.dumps(document)}, [column])
+
     # ------------------------------------------------------------------ deliveries
 
     async def delivery(self, event_id: str, destination: str) -> DeliveryRecord | None:
         def work(conn: Connection) -> DeliveryRecord | None:
             row = conn.execute(
-                select(
-                    deliveries.c.status,
-                    deliveries.c.detail,
-                    deliveries.c.slack_channel,
-                    deliveries.c.slack_ts,
-                ).where(deliveries.c.event_id == event_id, deliveries.c.destination == destination)
+                select(*_RECORD_COLUMNS).where(
+                    deliveries.c.event_id == event_id, deliveries.c.destination == destination
+                )
             ).first()
             return DeliveryRecord(*row) if row else None
 
@@ -321,12 +332,8 @@ class Store:
         def work(conn: Connection) -> Remembered:
             release = self._merge_release(conn, ctx) if ctx is not None else None
             wanted = artifact_id or (release.artifact_id if release else "")
-            artifact: ArtifactContext | None = None
-            if wanted:
-                row = conn.execute(
-                    select(artifacts.c.data).where(artifacts.c.artifact_id == wanted)
-                ).first()
-                artifact = ArtifactContext(**json.loads(row[0])) if row else None
+            known = _document(conn, artifacts, wanted) if wanted else None
+            artifact = ArtifactContext(**known) if known is not None else None
             return Remembered(release, artifact, _deliveries_of(conn, event_id))
 
         return await self._run(work)
@@ -336,10 +343,7 @@ class Store:
         return await self._run(lambda conn: self._merge_release(conn, ctx))
 
     def _merge_release(self, conn: Connection, ctx: ReleaseContext) -> ReleaseContext:
-        row = conn.execute(
-            select(releases.c.data).where(releases.c.release_id == ctx.release_id)
-        ).first()
-        known: dict[str, Any] = json.loads(row[0]) if row else {}
+        known = _document(conn, releases, ctx.release_id) or {}
         merged: dict[str, Any] = {
             "service": ctx.service or known.get("service", ""),
             "environment": ctx.environment or known.get("environment", ""),
@@ -349,13 +353,7 @@ class Store:
             "approvers": list(ctx.approvers) or known.get("approvers", []),
         }
         if merged != known:  # most events of a release add nothing: no write then
-            conn.execute(
-                self._upsert(
-                    releases,
-                    {"release_id": ctx.release_id, "data": json.dumps(merged)},
-                    ["release_id"],
-                )
-            )
+            conn.execute(self._save_document(releases, ctx.release_id, merged))
         return ReleaseContext(
             release_id=ctx.release_id,
             service=str(merged["service"]),
@@ -367,12 +365,7 @@ class Store:
         )
 
     async def remember_artifact(self, ctx: ArtifactContext) -> None:
-        statement = self._upsert(
-            artifacts,
-            {"artifact_id": ctx.artifact_id, "data": json.dumps(asdict(ctx))},
-            ["artifact_id"],
-        )
-        await self._execute(statement)
+        await self._execute(self._save_document(artifacts, ctx.artifact_id, asdict(ctx)))
 
     # ------------------------------------------------------------------ floods
 
@@ -429,12 +422,18 @@ class Store:
 
 def _deliveries_of(conn: Connection, event_id: str) -> dict[str, DeliveryRecord]:
     rows = conn.execute(
-        select(
-            deliveries.c.destination,
-            deliveries.c.status,
-            deliveries.c.detail,
-            deliveries.c.slack_channel,
-            deliveries.c.slack_ts,
-        ).where(deliveries.c.event_id == event_id)
+        select(deliveries.c.destination, *_RECORD_COLUMNS).where(deliveries.c.event_id == event_id)
     )
     return {row[0]: DeliveryRecord(*row[1:]) for row in rows}
+
+
+def _key(table: Table) -> str:
+    """The name of the key column of a :func:`_documents` table."""
+    (column,) = table.primary_key.columns
+    return str(column.name)
+
+
+def _document(conn: Connection, table: Table, key: str) -> dict[str, Any] | None:
+    """One document of a :func:`_documents` table (None: there is none)."""
+    row = conn.execute(select(table.c.data).where(table.c[_key(table)] == key)).first()
+    return json.loads(row[0]) if row else None

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import partial
-from typing import Final
+from typing import Final, TypedDict
 
 from ferry_events import (
+    Actor,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -26,6 +27,7 @@ from ferry_events import (
     ReleaseCommitted,
     ReleaseFailed,
     ReleaseRejected,
+    RolloutFact,
     RolloutFailed,
     RolloutStarted,
     RolloutSucceeded,
@@ -238,6 +240,47 @@ def artifact_context(data: ArtifactStored) -> ArtifactContext:
     )
 
 
+class _Release(TypedDict):
+    service: str
+    environment: str
+    artifact_id: str
+    release_id: str
+
+
+class _People(TypedDict):
+    author: str
+    releaser: str
+    actor: str
+
+
+#: The events that name one release of a service to an environment.
+_OfRelease = (
+    ReleaseApproved
+    | ReleaseRejected
+    | ReleaseCommitted
+    | ReleaseFailed
+    | ApprovalRequested
+    | ApprovalGranted
+    | ApprovalDenied
+    | RolloutFact
+)
+
+
+def _release(data: _OfRelease) -> _Release:
+    """Where and which release: the fields every event of a release carries."""
+    return {
+        "service": data.service,
+        "environment": data.environment,
+        "artifact_id": data.artifact_id or "",
+        "release_id": data.release_id,
+    }
+
+
+def _released_by(releaser: Actor, author: str = "") -> _People:
+    """The people of an event that someone released (or asked to release)."""
+    return {"author": author, "releaser": releaser.email, "actor": releaser.display()}
+
+
 def notice_for(event: CloudEvent, data: EventData) -> Notice:  # noqa: PLR0911 - one branch per type
     """The notice for one of :data:`NOTIFIED_TYPES`."""
     make = partial(Notice, event.id, event.type, short_type(event.type))
@@ -257,26 +300,16 @@ def notice_for(event: CloudEvent, data: EventData) -> Notice:  # noqa: PLR0911 -
     if isinstance(data, ReleaseApproved):
         return make(
             outcome=Outcome.SUCCESS,
-            service=data.service,
-            environment=data.environment,
-            artifact_id=data.artifact_id,
-            release_id=data.release_id,
-            author=data.author_email,
-            releaser=data.actor.email,
-            actor=data.actor.display(),
+            **_release(data),
+            **_released_by(data.actor, data.author_email),
             reason=data.reason,
             extra={"intent": str(data.intent), "promoted_from": data.promoted_from or ""},
         )
     if isinstance(data, ReleaseRejected):
         return make(
             outcome=Outcome.FAILURE,
-            service=data.service,
-            environment=data.environment,
-            artifact_id=data.artifact_id or "",
-            release_id=data.release_id,
-            author=data.author_email,
-            releaser=data.actor.email,
-            actor=data.actor.display(),
+            **_release(data),
+            **_released_by(data.actor, data.author_email),
             reason="; ".join(v.message for v in data.violations),
             details=tuple(f"{v.policy}: {v.message}" for v in data.violations),
             extra={"intent": str(data.intent)},
@@ -284,13 +317,8 @@ def notice_for(event: CloudEvent, data: EventData) -> Notice:  # noqa: PLR0911 -
     if isinstance(data, ReleaseCommitted):
         return make(
             outcome=Outcome.SUCCESS,
-            service=data.service,
-            environment=data.environment,
-            artifact_id=data.artifact_id,
-            release_id=data.release_id,
-            author=data.author_email,
-            releaser=data.actor.email,
-            actor=data.actor.display(),
+            **_release(data),
+            **_released_by(data.actor, data.author_email),
             commit_sha=data.commit_sha,
             extra={
                 "intent": str(data.intent),
@@ -301,26 +329,16 @@ def notice_for(event: CloudEvent, data: EventData) -> Notice:  # noqa: PLR0911 -
     if isinstance(data, ReleaseFailed):
         return make(
             outcome=Outcome.FAILURE,
-            service=data.service,
-            environment=data.environment,
-            artifact_id=data.artifact_id or "",
-            release_id=data.release_id,
-            author=data.author_email,
-            releaser=data.actor.email,
-            actor=data.actor.display(),
+            **_release(data),
+            **_released_by(data.actor, data.author_email),
             reason=data.message or data.reason,
             extra={"intent": str(data.intent), "code": data.reason},
         )
     if isinstance(data, ApprovalRequested):
         return make(
             outcome=Outcome.PENDING,
-            service=data.service,
-            environment=data.environment,
-            artifact_id=data.artifact_id,
-            release_id=data.release_id,
-            author=data.author_email,
-            releaser=data.requester.email,
-            actor=data.requester.display(),
+            **_release(data),
+            **_released_by(data.requester, data.author_email),
             reason=data.reason,
             extra={
                 "required": data.required,
@@ -331,20 +349,14 @@ def notice_for(event: CloudEvent, data: EventData) -> Notice:  # noqa: PLR0911 -
     if isinstance(data, ApprovalGranted):
         return make(
             outcome=Outcome.SUCCESS if data.remaining == 0 else Outcome.PENDING,
-            service=data.service,
-            environment=data.environment,
-            artifact_id=data.artifact_id,
-            release_id=data.release_id,
+            **_release(data),
             actor=data.approver.display(),
             extra={"approvals": data.approvals, "remaining": data.remaining},
         )
     if isinstance(data, ApprovalDenied):
         return make(
             outcome=Outcome.FAILURE,
-            service=data.service,
-            environment=data.environment,
-            artifact_id=data.artifact_id,
-            release_id=data.release_id,
+            **_release(data),
             actor=data.by.display() if data.by else "",
             reason=data.reason,
             extra={"expired": data.expired},
@@ -372,10 +384,7 @@ def notice_for(event: CloudEvent, data: EventData) -> Notice:  # noqa: PLR0911 -
             extra["restarts"] = data.restarts
         return make(
             outcome=outcome,
-            service=data.service,
-            environment=data.environment,
-            artifact_id=data.artifact_id,
-            release_id=data.release_id,
+            **_release(data),
             author=data.author,
             reason=reason,
             details=(data.message,) if isinstance(data, RolloutFailed) and data.message else (),
@@ -386,8 +395,7 @@ def notice_for(event: CloudEvent, data: EventData) -> Notice:  # noqa: PLR0911 -
         return make(
             outcome=Outcome.INFO,
             service=data.service,
-            releaser=data.actor.email,
-            actor=data.actor.display(),
+            **_released_by(data.actor),
             commit_sha=data.commit_sha,
             extra={"deleted": data.deleted, "policy": data.policy or {}},
         )
