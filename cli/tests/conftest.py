@@ -1,13 +1,18 @@
-"""A loopback HTTP server that answers as docs/api.md says promotion does."""
+"""What the CLI tests share: a loopback HTTP server that answers as docs/api.md says
+promotion does, the real ``ferry`` command in its own process, and a port nobody serves."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import socket
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -109,3 +114,44 @@ def _isolated_config(
     monkeypatch.setenv("FERRY_CONFIG", str(home / "config.yaml"))
     for name in ("FERRY_SERVER", "FERRY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+
+
+class Run(NamedTuple):
+    """What one ``ferry`` process did."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+RunFerry = Callable[..., Awaitable[Run]]
+
+
+async def _run_ferry(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Run:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ferry_cli",
+        *args,
+        env={**os.environ, "COLUMNS": "250", **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())
+
+
+@pytest.fixture
+def run_ferry() -> RunFerry:
+    """The real command in its own process: real exit codes, real start-up."""
+    return _run_ferry
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port that nothing listens on (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,11 @@ runner = CliRunner()
 
 def ferry(*args: str) -> Any:
     return runner.invoke(app, list(args))
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> tuple[int, dict[str, Any]]:
+    """An error reply: the status and its problem+json document."""
+    return status, {"title": title, "status": status, "detail": detail, **extra}
 
 
 def release_doc(status: str = "committed", **extra: Any) -> dict[str, Any]:
@@ -45,6 +49,25 @@ def release_doc(status: str = "committed", **extra: Any) -> dict[str, Any]:
         ],
         **extra,
     }
+
+
+def history_entry(artifact: str, at: str, **extra: Any) -> dict[str, Any]:
+    """One entry of GET /v1/services/payments/history."""
+    return {
+        "environment": "prod",
+        "artifactId": artifact,
+        "intent": "release",
+        "actor": "jane",
+        "commitSha": "abc",
+        "releaseId": f"rel-{artifact}",
+        "at": at,
+        "promotedFrom": None,
+        **extra,
+    }
+
+
+def history_reply(*entries: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return 200, {"service": "payments", "history": list(entries)}
 
 
 SERVICES = {
@@ -191,11 +214,7 @@ def test_forbidden_problem_is_shown_with_exit_code_4(fake_api) -> None:
 
 
 def test_missing_token_is_401_with_a_hint(fake_api) -> None:
-    fake_api.on(
-        "GET",
-        "/v1/services",
-        (401, {"title": "Unauthorized", "status": 401, "detail": "no bearer token"}),
-    )
+    fake_api.on("GET", "/v1/services", problem(401, "Unauthorized", "no bearer token"))
     result = ferry("status", "--server", fake_api.url)
     assert result.exit_code == 4
     assert "authorization" not in fake_api.requests[0].headers
@@ -204,19 +223,13 @@ def test_missing_token_is_401_with_a_hint(fake_api) -> None:
 
 
 def test_validation_problem_lists_each_field_and_exits_1(fake_api) -> None:
-    fake_api.on(
-        "POST",
-        "/v1/releases",
-        (
-            422,
-            {
-                "title": "Invalid request",
-                "status": 422,
-                "detail": "the body has 1 error",
-                "errors": [{"field": "environment", "message": "unknown environment 'qa'"}],
-            },
-        ),
+    invalid = problem(
+        422,
+        "Invalid request",
+        "the body has 1 error",
+        errors=[{"field": "environment", "message": "unknown environment 'qa'"}],
     )
+    fake_api.on("POST", "/v1/releases", invalid)
     result = ferry("promote", "payments", "--to", "qa", "--server", fake_api.url)
     assert result.exit_code == 1
     assert "environment: unknown environment 'qa'" in result.stderr
@@ -226,14 +239,7 @@ def test_approve_conflict_and_reject(fake_api) -> None:
     fake_api.on(
         "POST",
         "/v1/releases/rel-1/approve",
-        (
-            409,
-            {
-                "title": "Not awaiting approval",
-                "status": 409,
-                "detail": "release rel-1 was already rejected by bob",
-            },
-        ),
+        problem(409, "Not awaiting approval", "release rel-1 was already rejected by bob"),
     )
     fake_api.on("POST", "/v1/releases/rel-1/reject", lambda r: (200, release_doc("rejected")))
     approved = ferry("approve", "rel-1", "--comment", "lgtm", "--server", fake_api.url)
@@ -246,11 +252,8 @@ def test_approve_conflict_and_reject(fake_api) -> None:
     assert fake_api.requests[1].json() == {"reason": "not now"}
 
 
-def test_unreachable_server_exits_3() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    result = ferry("status", "--server", f"http://127.0.0.1:{port}")
+def test_unreachable_server_exits_3(closed_port: int) -> None:
+    result = ferry("status", "--server", f"http://127.0.0.1:{closed_port}")
     assert result.exit_code == 3
     assert "could not reach the Ferry API" in result.stderr
 
@@ -283,28 +286,14 @@ def test_status_table_and_json(fake_api) -> None:
 
 
 def test_history_and_artifacts_pass_their_filters(fake_api) -> None:
-    fake_api.on(
-        "GET",
-        "/v1/services/payments/history",
-        (
-            200,
-            {
-                "service": "payments",
-                "history": [
-                    {
-                        "environment": "prod",
-                        "artifactId": "master-2",
-                        "intent": "promote",
-                        "actor": "jane",
-                        "commitSha": "abc",
-                        "releaseId": "rel-9",
-                        "at": "2026-11-28T10:00:00Z",
-                        "promotedFrom": "staging",
-                    }
-                ],
-            },
-        ),
+    promoted = history_entry(
+        "master-2",
+        "2026-11-28T10:00:00Z",
+        intent="promote",
+        releaseId="rel-9",
+        promotedFrom="staging",
     )
+    fake_api.on("GET", "/v1/services/payments/history", history_reply(promoted))
     fake_api.on(
         "GET",
         "/v1/services/payments/artifacts",
@@ -478,32 +467,14 @@ def test_token_hash_prints_a_tokens_entry() -> None:
 
 
 def test_rollback_picker_offers_earlier_releases(fake_api) -> None:
-    def entry(artifact: str, at: str) -> dict[str, Any]:
-        return {
-            "environment": "prod",
-            "artifactId": artifact,
-            "intent": "release",
-            "actor": "jane",
-            "commitSha": "abc",
-            "releaseId": f"rel-{artifact}",
-            "at": at,
-            "promotedFrom": None,
-        }
-
     fake_api.on(
         "GET",
         "/v1/services/payments/history",
-        (
-            200,
-            {
-                "service": "payments",
-                "history": [
-                    entry("master-3", "t3"),
-                    entry("master-2", "t2"),
-                    entry("master-3", "t1b"),
-                    entry("master-1", "t1"),
-                ],
-            },
+        history_reply(
+            history_entry("master-3", "t3"),
+            history_entry("master-2", "t2"),
+            history_entry("master-3", "t1b"),
+            history_entry("master-1", "t1"),
         ),
     )
     fake_api.on("POST", "/v1/releases", (202, {"releaseId": "rel-4", "status": "requested"}))
@@ -518,3 +489,12 @@ def test_rollback_picker_offers_earlier_releases(fake_api) -> None:
     assert "master-2" in result.stdout
     assert result.stdout.index("master-2") < result.stdout.index("master-1")
     assert fake_api.requests[1].json()["artifactId"] == "master-1"
+
+
+def test_every_view_a_command_names_exists() -> None:
+    from typing import get_args
+
+    from ferry_cli import render
+    from ferry_cli.common import View
+
+    assert [v for v in get_args(View) if not callable(getattr(render, v, None))] == []

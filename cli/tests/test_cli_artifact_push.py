@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,50 +18,23 @@ from ferry_testing import BrokerNamespace, EventTap
 pytestmark = pytest.mark.amqp
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-
-async def ferry(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Run:
-    """The real command in its own process: real exit codes, real start-up."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ferry_cli",
-        *args,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+PUSH_EXAMPLE = (
+    "artifact",
+    "push",
+    str(EXAMPLES / "artifact.json"),
+    "--manifests",
+    str(EXAMPLES / "manifests"),
+)
 
 
 def push_args(ns: BrokerNamespace, *extra: str) -> list[str]:
-    return [
-        "artifact",
-        "push",
-        str(EXAMPLES / "artifact.json"),
-        "--manifests",
-        str(EXAMPLES / "manifests"),
-        "--amqp-url",
-        ns.amqp_url,
-        "--exchange",
-        ns.exchange,
-        *extra,
-    ]
+    return [*PUSH_EXAMPLE, "--amqp-url", ns.amqp_url, "--exchange", ns.exchange, *extra]
 
 
 async def test_push_publishes_the_example_artifact(
-    broker_ns: BrokerNamespace, event_tap: EventTap
+    broker_ns: BrokerNamespace, event_tap: EventTap, run_ferry
 ) -> None:
-    run = await ferry(*push_args(broker_ns, "--output", "json"))
+    run = await run_ferry(*push_args(broker_ns, "--output", "json"))
     assert run.code == 0, run.stderr
     summary = json.loads(run.stdout)
     [event] = await event_tap.wait_for("ferry.artifact.published.v1")
@@ -86,26 +55,19 @@ async def test_push_publishes_the_example_artifact(
 
 
 async def test_push_prints_event_and_correlation_ids(
-    broker_ns: BrokerNamespace, event_tap: EventTap
+    broker_ns: BrokerNamespace, event_tap: EventTap, run_ferry
 ) -> None:
-    run = await ferry(*push_args(broker_ns))
+    run = await run_ferry(*push_args(broker_ns))
     assert run.code == 0, run.stderr
     event = await event_tap.wait_one("ferry.artifact.published.v1")
     assert f"event id:       {event.id}" in run.stdout
     assert f"correlation id: {event.correlationid}" in run.stdout
 
 
-async def test_unreachable_broker_exits_3_with_what_to_do() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    run = await ferry(
-        "artifact",
-        "push",
-        str(EXAMPLES / "artifact.json"),
-        "--manifests",
-        str(EXAMPLES / "manifests"),
-        env={"FERRY_AMQP_URL": f"amqp://guest:secret@127.0.0.1:{port}/"},
+async def test_unreachable_broker_exits_3_with_what_to_do(run_ferry, closed_port: int) -> None:
+    port = closed_port
+    run = await run_ferry(
+        *PUSH_EXAMPLE, env={"FERRY_AMQP_URL": f"amqp://guest:secret@127.0.0.1:{port}/"}
     )
     assert run.code == 3
     assert f"could not reach RabbitMQ at amqp://guest:***@127.0.0.1:{port}/" in run.stderr
@@ -114,17 +76,9 @@ async def test_unreachable_broker_exits_3_with_what_to_do() -> None:
     assert "Traceback" not in run.stderr
 
 
-async def test_wrong_password_exits_4(broker_ns: BrokerNamespace) -> None:
+async def test_wrong_password_exits_4(broker_ns: BrokerNamespace, run_ferry) -> None:
     url = broker_ns.amqp_url.replace("guest:guest@", "guest:wrong@")
-    run = await ferry(
-        "artifact",
-        "push",
-        str(EXAMPLES / "artifact.json"),
-        "--manifests",
-        str(EXAMPLES / "manifests"),
-        "--amqp-url",
-        url,
-    )
+    run = await run_ferry(*PUSH_EXAMPLE, "--amqp-url", url)
     assert run.code == 4, run.stderr
     assert "refused the login" in run.stderr
 
@@ -159,25 +113,25 @@ def test_missing_inputs_exit_2(tmp_path: Path) -> None:
     assert "does not exist" in missing.stderr
 
 
-async def test_nothing_bound_is_a_clear_refusal(broker_ns: BrokerNamespace) -> None:
+async def test_nothing_bound_is_a_clear_refusal(broker_ns: BrokerNamespace, run_ferry) -> None:
     connection = await aio_pika.connect(broker_ns.amqp_url)
     async with connection:
         channel = await connection.channel()
         await channel.declare_exchange(
             broker_ns.exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
-    unbound = await ferry(*push_args(broker_ns))
+    unbound = await run_ferry(*push_args(broker_ns))
     assert unbound.code == 1
     assert "nothing is bound to ferry.artifact.published.v1" in unbound.stderr
     assert "start artifact-ingest" in unbound.stderr
 
-    missing = await ferry(*push_args(broker_ns, "--exchange", broker_ns.exchange + ".missing"))
+    missing = await run_ferry(*push_args(broker_ns, "--exchange", broker_ns.exchange + ".missing"))
     assert missing.code == 1
     assert "does not exist on the broker" in missing.stderr
 
 
 async def test_wait_reports_a_rejection_with_its_reasons(
-    broker_ns: BrokerNamespace, event_tap: EventTap
+    broker_ns: BrokerNamespace, event_tap: EventTap, run_ferry
 ) -> None:
     async def ingest_rejects() -> None:
         published = await event_tap.wait_one("ferry.artifact.published.v1", timeout=30)
@@ -197,7 +151,7 @@ async def test_wait_reports_a_rejection_with_its_reasons(
         )
 
     responder = asyncio.create_task(ingest_rejects())
-    run = await ferry(*push_args(broker_ns, "--wait", "--timeout", "30"))
+    run = await run_ferry(*push_args(broker_ns, "--wait", "--timeout", "30"))
     await responder
     assert run.code == 1
     assert "artifact-ingest rejected payments master-0017d995e3-67e9d69164" in run.stderr
@@ -206,7 +160,7 @@ async def test_wait_reports_a_rejection_with_its_reasons(
 
 
 async def test_wait_reports_where_it_was_stored(
-    broker_ns: BrokerNamespace, event_tap: EventTap
+    broker_ns: BrokerNamespace, event_tap: EventTap, run_ferry
 ) -> None:
     artifact = ArtifactSpec.model_validate_json((EXAMPLES / "artifact.json").read_text())
 
@@ -226,7 +180,7 @@ async def test_wait_reports_where_it_was_stored(
         )
 
     responder = asyncio.create_task(writer_stores())
-    run = await ferry(*push_args(broker_ns, "--wait", "-o", "json"))
+    run = await run_ferry(*push_args(broker_ns, "--wait", "-o", "json"))
     await responder
     assert run.code == 0, run.stderr
     outcome = json.loads(run.stdout)["outcome"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from datetime import UTC, datetime
 
 import aio_pika
@@ -39,21 +37,6 @@ def _request(n: int) -> ReleaseRequested:
     )
 
 
-async def ferry(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ferry_cli",
-        *args,
-        env={**os.environ, "COLUMNS": "250"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def dead_letter_count(ns: BrokerNamespace, service: str) -> int:
     connection = await aio_pika.connect(ns.amqp_url)
     async with connection:
@@ -69,7 +52,7 @@ async def wait_dead_letters(ns: BrokerNamespace, service: str, count: int) -> No
 
 
 async def test_list_shows_why_and_replay_gives_each_a_fresh_start(
-    broker_ns: BrokerNamespace,
+    broker_ns: BrokerNamespace, run_ferry
 ) -> None:
     runtime = ServiceRuntime("promotion", RuntimeSettings(**broker_ns.settings()))
     broken = True
@@ -93,7 +76,7 @@ async def test_list_shows_why_and_replay_gives_each_a_fresh_start(
         exhausted = await broker_ns.publish(_request(2))
         await wait_dead_letters(broker_ns, "promotion", 2)
 
-        code, out, err = await ferry("dlq", "list", "promotion", *broker, "-o", "json")
+        code, out, err = await run_ferry("dlq", "list", "promotion", *broker, "-o", "json")
         assert code == 0, err
         listing = json.loads(out)
         assert listing["queue"] == f"{broker_ns.queue_prefix}.promotion.dlq"
@@ -111,7 +94,7 @@ async def test_list_shows_why_and_replay_gives_each_a_fresh_start(
         assert second["routingKey"] == "ferry.release.requested.v1"
         assert second["subject"] == "payments"
 
-        code, table, err = await ferry("dlq", "list", "promotion", *broker)
+        code, table, err = await run_ferry("dlq", "list", "promotion", *broker)
         assert code == 0, err
         assert "unknown-artifact" in table
         assert "artifact x does not exist" in table
@@ -120,7 +103,7 @@ async def test_list_shows_why_and_replay_gives_each_a_fresh_start(
         assert await dead_letter_count(broker_ns, "promotion") == 2
 
         broken = False
-        code, out, err = await ferry(
+        code, out, err = await run_ferry(
             "dlq", "replay", "promotion", *broker, "--exchange", broker_ns.exchange, "-o", "json"
         )
         assert code == 0, err
@@ -142,8 +125,8 @@ async def test_list_shows_why_and_replay_gives_each_a_fresh_start(
     assert await dead_letter_count(broker_ns, "promotion") == 0
 
 
-async def test_unknown_dead_letter_queue_is_named(broker_ns: BrokerNamespace) -> None:
-    code, _, err = await ferry(
+async def test_unknown_dead_letter_queue_is_named(broker_ns: BrokerNamespace, run_ferry) -> None:
+    code, _, err = await run_ferry(
         "dlq",
         "list",
         "no-such-service",

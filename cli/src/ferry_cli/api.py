@@ -167,10 +167,14 @@ class ApiClient:
             raise CliError(f"{method} {path} answered with JSON that is not an object")
         return body
 
-    def _get(self, path: str, params: dict[str, str | int] | None = None) -> Json:
-        body = self.request("GET", path, params=params)
+    def _document(self, method: str, path: str, **options: Any) -> Json:
+        """``request`` for a route that always answers with a document (a 404 is an error)."""
+        body = self.request(method, path, **options)
         assert body is not None
         return body
+
+    def _get(self, path: str, params: dict[str, str | int] | None = None) -> Json:
+        return self._document("GET", path, params=params)
 
     # ------------------------------------------------------------------ releases
 
@@ -196,26 +200,20 @@ class ApiClient:
             "reason": reason,
             "overrideFreeze": override_freeze,
         }
-        created = self.request("POST", "/v1/releases", json=body)
-        assert created is not None
-        return created
+        return self._document("POST", "/v1/releases", json=body)
 
     def release(self, release_id: str) -> Json:
         return self._get(f"/v1/releases/{_segment(release_id)}")
 
     def approve(self, release_id: str, comment: str) -> Json:
-        body = self.request(
+        return self._document(
             "POST", f"/v1/releases/{_segment(release_id)}/approve", json={"comment": comment}
         )
-        assert body is not None
-        return body
 
     def reject(self, release_id: str, reason: str) -> Json:
-        body = self.request(
+        return self._document(
             "POST", f"/v1/releases/{_segment(release_id)}/reject", json={"reason": reason}
         )
-        assert body is not None
-        return body
 
     # ------------------------------------------------------------------ services
 
@@ -244,16 +242,9 @@ class ApiClient:
         return self.request("GET", f"/v1/policies/{_segment(service)}", not_found_ok=True)
 
     def put_policy(self, service: str, document: bytes, content_type: str) -> Json:
-        body = self.request(
-            "PUT",
-            f"/v1/policies/{_segment(service)}",
-            content=document,
-            content_type=content_type,
+        return self._document(
+            "PUT", f"/v1/policies/{_segment(service)}", content=document, content_type=content_type
         )
-        assert body is not None
-        return body
 
     def delete_policy(self, service: str) -> Json:
-        body = self.request("DELETE", f"/v1/policies/{_segment(service)}")
-        assert body is not None
-        return body
+        return self._document("DELETE", f"/v1/policies/{_segment(service)}")

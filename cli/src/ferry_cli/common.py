@@ -6,12 +6,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
 
 import typer
 
 from ferry_cli.errors import CliError, ExitCode
-from ferry_cli.output import OutputFormat, print_error
+from ferry_cli.output import OutputFormat, console, print_error, print_json
 
 if TYPE_CHECKING:
     from ferry_cli.api import ApiClient
@@ -107,6 +107,23 @@ def session(
     if ctx is not None:
         ctx.call_on_close(found.close)
     return found
+
+
+View = Literal["release_view", "status_table", "service_view", "history_table", "artifacts_table"]
+
+
+def show(s: Session, document: dict[str, Any], view: View) -> None:
+    """Print an API document: as JSON, or as the table ``ferry_cli.render.<view>`` draws.
+
+    The view is named rather than passed so that ``ferry_cli.render`` (and Rich's tables)
+    load only in table mode.
+    """
+    if s.json:
+        print_json(document)
+        return
+    from ferry_cli import render
+
+    console().print(getattr(render, view)(document))
 
 
 def _format_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> OutputFormat:

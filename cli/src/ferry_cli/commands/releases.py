@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ferry_cli.common import OutputOpt, ServerOpt, Session, TokenOpt, command, session
+from ferry_cli.common import OutputOpt, ServerOpt, Session, TokenOpt, command, session, show
 from ferry_cli.errors import CliError, ExitCode
 from ferry_cli.output import console, note, print_json
 
@@ -180,13 +180,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show one release: its status, policy violations, approvals and timeline."""
         s = session(ctx, output, server, token)
-        found = s.client().release(release_id)
-        if s.json:
-            print_json(found)
-            return
-        from ferry_cli.render import release_view
-
-        console().print(release_view(found))
+        show(s, s.client().release(release_id), "release_view")
 
     @command(app, "approve")
     def approve(

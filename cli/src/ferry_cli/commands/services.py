@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ferry_cli.common import OutputOpt, ServerOpt, TokenOpt, command, session
-from ferry_cli.output import console, print_json
+from ferry_cli.common import OutputOpt, ServerOpt, TokenOpt, command, session, show
+from ferry_cli.output import console
 
 Service = Annotated[str, typer.Argument(help="The service, as named in its artifact.json.")]
 Limit = Annotated[int, typer.Option("--limit", "-n", min=1, max=500, help="At most this many.")]
@@ -25,15 +25,10 @@ def register(app: typer.Typer) -> None:
         """Every service by environment: the artifact and its rollout state."""
         s = session(ctx, output, server, token)
         document = s.client().services()
-        if s.json:
-            print_json(document)
-            return
-        from ferry_cli.render import status_table
-
-        if not document.get("services"):
+        if not s.json and not document.get("services"):
             console().print("no services yet: push an artifact with 'ferry artifact push'")
             return
-        console().print(status_table(document))
+        show(s, document, "status_table")
 
     @command(app, "describe")
     def describe(
@@ -46,13 +41,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One service in each environment: artifact, commit, who released it, rollout."""
         s = session(ctx, output, server, token)
-        document = s.client().service(service)
-        if s.json:
-            print_json(document)
-            return
-        from ferry_cli.render import service_view
-
-        console().print(service_view(document))
+        show(s, s.client().service(service), "service_view")
 
     @command(app, "history")
     def history(
@@ -69,13 +58,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """What was released where, newest first (from the config repo's history)."""
         s = session(ctx, output, server, token)
-        document = s.client().history(service, environment=env, limit=limit)
-        if s.json:
-            print_json(document)
-            return
-        from ferry_cli.render import history_table
-
-        console().print(history_table(document))
+        show(s, s.client().history(service, environment=env, limit=limit), "history_table")
 
     @command(app, "artifacts")
     def artifacts(
@@ -92,10 +75,4 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The artifacts stored for a service, newest first, and where each was released."""
         s = session(ctx, output, server, token)
-        document = s.client().artifacts(service, branch=branch, limit=limit)
-        if s.json:
-            print_json(document)
-            return
-        from ferry_cli.render import artifacts_table
-
-        console().print(artifacts_table(document))
+        show(s, s.client().artifacts(service, branch=branch, limit=limit), "artifacts_table")
