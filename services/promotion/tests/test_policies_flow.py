@@ -13,6 +13,18 @@ from ferry_events import PolicyChanged, RolloutFailed, RolloutStarted, RolloutSu
 pytestmark = pytest.mark.amqp
 
 
+async def _release(h, who: str, environment: str, artifact: str, **body) -> str:
+    """``who`` asks to release ``artifact`` of payments to ``environment``; the release id."""
+    return await h.request(
+        who,
+        service="payments",
+        environment=environment,
+        intent="release",
+        artifactId=artifact,
+        **body,
+    )
+
+
 async def _commit(h, release_id: str) -> None:
     found = await h.wait_status(release_id, "approved", "rejected", "awaiting-approval")
     assert found["status"] == "approved", found
@@ -41,15 +53,11 @@ async def test_branch_restriction_allows_and_denies(h) -> None:
     )
     h.config.store("payments", "feature-1", branch="feature/x")
     h.config.store("payments", "release-1", branch="release/1.0")
-    denied = await h.request(
-        "alice", service="payments", environment="staging", intent="release", artifactId="feature-1"
-    )
+    denied = await _release(h, "alice", "staging", "feature-1")
     found = await h.wait_status(denied, "rejected")
     assert found["violations"][0]["policy"] == "branch-restriction"
     assert "feature/x" in found["violations"][0]["message"]
-    allowed = await h.request(
-        "alice", service="payments", environment="staging", intent="release", artifactId="release-1"
-    )
+    allowed = await _release(h, "alice", "staging", "release-1")
     assert (await h.wait_status(allowed, "approved", "rejected"))["status"] == "approved"
 
 
@@ -58,15 +66,11 @@ async def test_promotion_chain_waits_for_the_rollout_result(h) -> None:
     h.config.store("payments", "master-1")
     h.config.store("payments", "master-2")
     # never released to dev: refused at once
-    never = await h.request(
-        "alice", service="payments", environment="staging", intent="release", artifactId="master-1"
-    )
+    never = await _release(h, "alice", "staging", "master-1")
     found = await h.wait_status(never, "rejected")
     assert found["violations"][0]["policy"] == "promotion-chain"
 
-    dev = await h.request(
-        "alice", service="payments", environment="dev", intent="release", artifactId="master-1"
-    )
+    dev = await _release(h, "alice", "dev", "master-1")
     await _commit(h, dev)
     promote = await h.request("alice", service="payments", environment="staging", intent="promote")
     await asyncio.sleep(0.5)
@@ -83,9 +87,7 @@ async def test_promotion_chain_waits_for_the_rollout_result(h) -> None:
     assert service["environments"]["dev"]["rollout"] == "succeeded"
 
     # a failed rollout in dev refuses the chain with its reason
-    dev2 = await h.request(
-        "alice", service="payments", environment="dev", intent="release", artifactId="master-2"
-    )
+    dev2 = await _release(h, "alice", "dev", "master-2")
     await _commit(h, dev2)
     await h.ns.publish(
         _rollout(RolloutFailed, "dev", "master-2", dev2, reason="CrashLoopBackOff", message="boom")
@@ -116,9 +118,7 @@ async def test_freeze_window_and_admin_override(h) -> None:
     )
     h.config.store("payments", "master-1")
     h.config.store("payments", "master-2")
-    frozen = await h.request(
-        "bob", service="payments", environment="prod", intent="release", artifactId="master-1"
-    )
+    frozen = await _release(h, "bob", "prod", "master-1")
     found = await h.wait_status(frozen, "rejected")
     assert found["violations"][0]["policy"] == "freeze-window"
     assert "black friday" in found["violations"][0]["message"]
@@ -137,23 +137,13 @@ async def test_freeze_window_and_admin_override(h) -> None:
     )
     assert response.status_code == 403
     assert "admin" in response.json()["detail"]
-    override = await h.request(
-        "carol",
-        service="payments",
-        environment="prod",
-        intent="release",
-        artifactId="master-1",
-        overrideFreeze=True,
-        reason="hotfix",
-    )
+    override = await _release(h, "carol", "prod", "master-1", overrideFreeze=True, reason="hotfix")
     found = await h.wait_status(override, "approved", "rejected")
     assert found["status"] == "approved", found
     assert any("freeze overridden" in t["detail"] for t in found["timeline"])
     # the clock moves past the window: no freeze
     h.clock.append(now + timedelta(hours=2))
-    later = await h.request(
-        "bob", service="payments", environment="prod", intent="release", artifactId="master-2"
-    )
+    later = await _release(h, "bob", "prod", "master-2")
     assert (await h.wait_status(later, "approved", "rejected"))["status"] == "approved"
 
 
@@ -164,9 +154,7 @@ async def test_approvals_by_others_requester_refused_and_expiry(h) -> None:
     )
     h.config.store("payments", "master-1", author="dave@example.com")
     h.config.store("payments", "master-2", author="dave@example.com")
-    release_id = await h.request(
-        "bob", service="payments", environment="prod", intent="release", artifactId="master-1"
-    )
+    release_id = await _release(h, "bob", "prod", "master-1")
     found = await h.wait_status(release_id, "awaiting-approval")
     assert found["approvals"]["required"] == 1
     asked = await h.tap.wait_one("ferry.approval.requested.v1")
@@ -187,9 +175,7 @@ async def test_approval_by_someone_else_completes_the_release(h) -> None:
         "approvals:\n  - {environment: prod, required: 1, excludeAuthor: true}\n",
     )
     h.config.store("payments", "master-1", author="dave@example.com")
-    release_id = await h.request(
-        "bob", service="payments", environment="prod", intent="release", artifactId="master-1"
-    )
+    release_id = await _release(h, "bob", "prod", "master-1")
     await h.wait_status(release_id, "awaiting-approval")
     own = await h.client.post(f"/v1/releases/{release_id}/approve", json={}, headers=h.h("bob"))
     assert own.status_code == 403
@@ -215,9 +201,7 @@ async def test_approval_by_someone_else_completes_the_release(h) -> None:
 async def test_reject_settles_an_awaiting_release(h) -> None:
     h.config.write("policies/payments.yaml", "approvals:\n  - {environment: prod}\n")
     h.config.store("payments", "master-1")
-    release_id = await h.request(
-        "bob", service="payments", environment="prod", intent="release", artifactId="master-1"
-    )
+    release_id = await _release(h, "bob", "prod", "master-1")
     await h.wait_status(release_id, "awaiting-approval")
     response = await h.client.post(
         f"/v1/releases/{release_id}/reject", json={"reason": "not today"}, headers=h.h("dave")
@@ -235,9 +219,7 @@ async def test_invalid_policy_file_in_git_refuses_releases_until_fixed(h) -> Non
         "policies/payments.yaml", "approvals:\n  - environment: prod\n    required: many\n"
     )
     h.config.store("payments", "master-1")
-    release_id = await h.request(
-        "alice", service="payments", environment="dev", intent="release", artifactId="master-1"
-    )
+    release_id = await _release(h, "alice", "dev", "master-1")
     found = await h.wait_status(release_id, "rejected")
     assert found["violations"][0]["policy"] == "policy-invalid"
     assert "line 3" in found["violations"][0]["message"]
@@ -249,9 +231,7 @@ async def test_invalid_policy_file_in_git_refuses_releases_until_fixed(h) -> Non
             request_id="r", service="payments", policy={}, actor={"subject": "x"}, commit_sha=sha
         )
     )
-    again = await h.request(
-        "alice", service="payments", environment="dev", intent="release", artifactId="master-1"
-    )
+    again = await _release(h, "alice", "dev", "master-1")
     assert (await h.wait_status(again, "approved", "rejected"))["status"] == "approved"
 
 

@@ -21,7 +21,6 @@ from sqlalchemy.engine import RowMapping
 
 from ferry_events import (
     DNS_LABEL,
-    Actor,
     ApprovalDenied,
     ApprovalGranted,
     ArtifactSpec,
@@ -36,6 +35,7 @@ from ferry_events import (
 from ferry_promotion.adapters.configrepo import ConfigRepo, GitError, Snapshot
 from ferry_promotion.adapters.db import (
     Store,
+    Tx,
     approvals,
     artifacts,
     at,
@@ -44,7 +44,7 @@ from ferry_promotion.adapters.db import (
     timeline,
     utc,
 )
-from ferry_promotion.decisions import SOURCE
+from ferry_promotion.decisions import SOURCE, actor_of
 from ferry_promotion.domain.decision import Person, Status, approval_refusal, count_approvals
 from ferry_promotion.domain.environments import Environment
 from ferry_promotion.domain.policies import ApprovalRule, policy_from_data
@@ -148,55 +148,22 @@ class Promotion:
                 raise Invalid.field("reason", "overriding a freeze window needs a reason")
         release_id = str(uuid.uuid4())
         requested_at = self.clock()
-        event = CloudEvent.new(
-            ReleaseRequested(
-                release_id=release_id,
-                service=service,
-                environment=env.name,
-                intent=intent,
-                artifact_id=artifact_id or None,
-                branch=branch or None,
-                from_environment=from_environment or None,
-                reason=reason,
-                actor=actor.actor,
-                override_freeze=override_freeze,
-                requested_at=requested_at,
-            ),
-            source=SOURCE,
-            correlation_id=release_id,
+        request = ReleaseRequested(
+            release_id=release_id,
+            service=service,
+            environment=env.name,
+            intent=intent,
+            artifact_id=artifact_id or None,
+            branch=branch or None,
+            from_environment=from_environment or None,
+            reason=reason,
+            actor=actor.actor,
+            override_freeze=override_freeze,
+            requested_at=requested_at,
         )
+        event = CloudEvent.new(request, source=SOURCE, correlation_id=release_id)
         async with self.store.transaction() as tx:
-            await tx.insert_release(
-                release_id=release_id,
-                service=service,
-                environment=env.name,
-                intent=intent.value,
-                artifact_id=artifact_id or None,
-                branch=branch or None,
-                from_environment=from_environment or None,
-                status=Status.REQUESTED.value,
-                actor_subject=actor.subject,
-                actor_email=actor.email,
-                actor_name=actor.name,
-                reason=reason,
-                override_freeze=override_freeze,
-                requested_at=requested_at,
-                updated_at=requested_at,
-                correlation_id=release_id,
-                request_event_id=event.id,
-                violations=[],
-                approvals_required=0,
-                exclude_author=False,
-                author_email="",
-                author_name="",
-                artifact_branch="",
-            )
-            await tx.note(
-                release_id,
-                Status.REQUESTED,
-                ReleaseRequested.event_type,
-                f"{intent.value} requested by {actor.actor.display()}",
-            )
+            await tx.insert_request(event, request, updated_at=requested_at)
             await tx.publish(event)
         return Accepted(release_id=release_id, status=Status.REQUESTED.value)
 
@@ -256,12 +223,28 @@ class Promotion:
         return await self._view(release_id)
 
     async def _view(self, release_id: str) -> ReleaseView:
+        if len(release_id) > 128:
+            raise NotFound(f"no release {release_id[:40]}…")
+        # The release row and its timeline in ONE statement: a statement sees one
+        # snapshot (SQLite and PostgreSQL alike), so the status shown is always the
+        # last entry of the timeline shown, even while a decision is being committed.
+        entry = (
+            timeline.c.at.label("timeline_at"),
+            timeline.c.status.label("timeline_status"),
+            timeline.c.event_type.label("timeline_event_type"),
+            timeline.c.detail.label("timeline_detail"),
+        )
         async with self.store.read() as conn:
-            events = list(
+            joined = list(
                 (
                     await conn.execute(
-                        sa.select(timeline)
-                        .where(timeline.c.release_id == release_id)
+                        sa.select(releases, *entry)
+                        .select_from(
+                            releases.outerjoin(
+                                timeline, timeline.c.release_id == releases.c.release_id
+                            )
+                        )
+                        .where(releases.c.release_id == release_id)
                         .order_by(timeline.c.id)
                     )
                 ).mappings()
@@ -275,8 +258,19 @@ class Promotion:
                     )
                 ).mappings()
             )
-        # the release row last: its fields are at least as new as the timeline shown
-        row = await self._row(release_id)
+        if not joined:
+            raise NotFound(f"no release {release_id}; release ids come from POST /v1/releases")
+        row = joined[0]
+        events = [
+            {
+                "at": r["timeline_at"],
+                "status": r["timeline_status"],
+                "event_type": r["timeline_event_type"],
+                "detail": r["timeline_detail"],
+            }
+            for r in joined
+            if r["timeline_status"] is not None
+        ]
         voters = {
             v["decision"]: ApproverView(
                 subject=v["subject"], email=v["email"], at=at(v["at"]), comment=v["comment"]
@@ -345,6 +339,18 @@ class Promotion:
             why = f"it is {status}"
         return Conflict(f"release {row['release_id']} is not awaiting approval: {why}")
 
+    async def _vote(
+        self, tx: Tx, actor: Identity, release_id: str, decision: str, comment: str
+    ) -> RowMapping:
+        """Record ``actor``'s vote on a release still awaiting approval (its row, locked)."""
+        current = await tx.release(release_id, lock=True)
+        assert current is not None
+        if current["status"] != Status.AWAITING_APPROVAL:
+            raise self._not_open(current)
+        if not await tx.add_approval(release_id, decision=decision, comment=comment, **_who(actor)):
+            raise Conflict(f"{actor.subject} already voted on release {release_id}")
+        return current
+
     async def approve(self, actor: Identity, release_id: str, comment: str = "") -> ReleaseView:
         """One approval by ``actor``; the last one needed lets the decision go on."""
         row = await self._row(release_id)
@@ -368,14 +374,7 @@ class Promotion:
                 f"{expires_at:%Y-%m-%d %H:%M} UTC"
             )
         async with self.store.transaction() as tx:
-            current = await tx.release(release_id, lock=True)
-            assert current is not None
-            if current["status"] != Status.AWAITING_APPROVAL:
-                raise self._not_open(current)
-            if not await tx.add_approval(
-                release_id, decision="granted", comment=comment, **_who(actor)
-            ):
-                raise Conflict(f"{actor.subject} already voted on release {release_id}")
+            current = await self._vote(tx, actor, release_id, "granted", comment)
             people = tuple(
                 Person(a["subject"], a["email"])
                 for a in await tx.approvals_of(release_id)
@@ -417,14 +416,7 @@ class Promotion:
             require_release(actor, env, "rejecting a release")
         message = f"rejected by {actor.actor.display()}" + (f": {reason}" if reason else "")
         async with self.store.transaction() as tx:
-            current = await tx.release(release_id, lock=True)
-            assert current is not None
-            if current["status"] != Status.AWAITING_APPROVAL:
-                raise self._not_open(current)
-            if not await tx.add_approval(
-                release_id, decision="rejected", comment=reason, **_who(actor)
-            ):
-                raise Conflict(f"{actor.subject} already voted on release {release_id}")
+            current = await self._vote(tx, actor, release_id, "rejected", reason)
             violation = PolicyViolation(policy="approvals", message=message)
             await tx.update_release(
                 release_id, status=Status.REJECTED.value, violations=[violation.to_wire()]
@@ -453,11 +445,7 @@ class Promotion:
                         **base,
                         intent=Intent(current["intent"]),
                         artifact_id=current["artifact_id"],
-                        actor=Actor(
-                            subject=current["actor_subject"],
-                            email=current["actor_email"],
-                            name=current["actor_name"],
-                        ),
+                        actor=actor_of(current),
                         violations=[violation],
                         author_email=current["author_email"] or "",
                     ),

@@ -388,7 +388,7 @@ class Decider:
                         service=row["service"],
                         environment=row["environment"],
                         artifact_id=spec.id,
-                        requester=_actor(row),
+                        requester=actor_of(row),
                         required=rule.required,
                         exclude_author=rule.exclude_author,
                         author_email=spec.application.author_email,
@@ -424,7 +424,7 @@ class Decider:
                     namespace=namespace,
                     artifact_id=spec.id,
                     intent=Intent(row["intent"]),
-                    actor=_actor(row),
+                    actor=actor_of(row),
                     reason=row["reason"] or "",
                     promoted_from=target.promoted_from,
                     author_email=spec.application.author_email,
@@ -470,7 +470,7 @@ class Decider:
                     environment=row["environment"],
                     intent=Intent(row["intent"]),
                     artifact_id=artifact.id if artifact else row["artifact_id"],
-                    actor=_actor(row),
+                    actor=actor_of(row),
                     violations=violations,
                     author_email=artifact.application.author_email
                     if artifact
@@ -560,5 +560,6 @@ def _built_at(spec: ArtifactSpec) -> tuple[float, str]:
     return (moment.timestamp() if moment else 0.0, spec.id)
 
 
-def _actor(row: RowMapping) -> Actor:
+def actor_of(row: RowMapping) -> Actor:
+    """Who asked for the release in ``row``."""
     return Actor(subject=row["actor_subject"], email=row["actor_email"], name=row["actor_name"])

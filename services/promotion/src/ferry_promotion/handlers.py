@@ -98,37 +98,7 @@ class Handlers:
                 return
             if await tx.release(data.release_id) is None:
                 # a request from another producer than our API: record it first
-                await tx.insert_release(
-                    release_id=data.release_id,
-                    service=data.service,
-                    environment=data.environment,
-                    intent=data.intent.value,
-                    artifact_id=data.artifact_id,
-                    branch=data.branch,
-                    from_environment=data.from_environment,
-                    status=Status.REQUESTED.value,
-                    actor_subject=data.actor.subject,
-                    actor_email=data.actor.email,
-                    actor_name=data.actor.name,
-                    reason=data.reason,
-                    override_freeze=data.override_freeze,
-                    requested_at=data.requested_at,
-                    updated_at=now(),
-                    correlation_id=event.correlationid,
-                    request_event_id=event.id,
-                    violations=[],
-                    approvals_required=0,
-                    exclude_author=False,
-                    author_email="",
-                    author_name="",
-                    artifact_branch="",
-                )
-                await tx.note(
-                    data.release_id,
-                    Status.REQUESTED,
-                    event.type,
-                    f"{data.intent.value} requested by {data.actor.display()}",
-                )
+                await tx.insert_request(event, data, updated_at=now())
         await self.decider.decide(data.release_id, event)
 
     async def on_approval_granted(self, delivery: Delivery) -> None:

@@ -25,7 +25,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ferry_events import CloudEvent, encode
+from ferry_events import CloudEvent, ReleaseRequested, encode
+from ferry_promotion.domain.decision import Status
 
 metadata = sa.MetaData()
 _TS = sa.DateTime(timezone=True)
@@ -209,6 +210,42 @@ class Tx:
 
     async def insert_release(self, **values: Any) -> None:
         await self.conn.execute(releases.insert().values(**values))
+
+    async def insert_request(
+        self, event: CloudEvent, data: ReleaseRequested, *, updated_at: datetime
+    ) -> None:
+        """Record the release ``event`` asks for, as requested, with its first timeline entry."""
+        await self.insert_release(
+            release_id=data.release_id,
+            service=data.service,
+            environment=data.environment,
+            intent=data.intent.value,
+            artifact_id=data.artifact_id,
+            branch=data.branch,
+            from_environment=data.from_environment,
+            status=Status.REQUESTED.value,
+            actor_subject=data.actor.subject,
+            actor_email=data.actor.email,
+            actor_name=data.actor.name,
+            reason=data.reason,
+            override_freeze=data.override_freeze,
+            requested_at=data.requested_at,
+            updated_at=updated_at,
+            correlation_id=event.correlationid,
+            request_event_id=event.id,
+            violations=[],
+            approvals_required=0,
+            exclude_author=False,
+            author_email="",
+            author_name="",
+            artifact_branch="",
+        )
+        await self.note(
+            data.release_id,
+            Status.REQUESTED,
+            event.type,
+            f"{data.intent.value} requested by {data.actor.display()}",
+        )
 
     async def update_release(self, release_id: str, **values: Any) -> None:
         await self.conn.execute(
