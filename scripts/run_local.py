@@ -86,8 +86,8 @@ def ensure_state(data_dir: Path) -> dict[str, str]:
                 f"    roles: [{', '.join(repr(r) for r in roles)}]\n    sha256: {digest}\n"
             )
         tokens_file.write_text(
-            "# Development identities written by `make run`. Tokens: .ferry/*-token\ntokens:\n"
-            + "".join(entries),
+            f"# Development identities written by `make run`. Tokens: {_shown(data_dir)}/*-token\n"
+            "tokens:\n" + "".join(entries),
             encoding="utf-8",
         )
         tokens_file.chmod(0o600)
@@ -224,17 +224,23 @@ async def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    token_file = _shown(data_dir / "dev-token")
+    cli = "uv run ferry"
+    if base != 8080:
+        cli += f" --server http://127.0.0.1:{base}"
+    if data_dir != (ROOT / ".ferry").resolve():
+        cli += f" --token $(cat {token_file})"
     not_ready = await wait_ready(procs)
     if not_ready:
         say(f"not ready after 60 s: {', '.join(not_ready)} (see their logs above)")
     else:
         say(
             "Ferry is running.\n"
-            f"       API:    http://127.0.0.1:{base}  (token: {_shown(data_dir / 'dev-token')})\n"
+            f"       API:    http://127.0.0.1:{base}  (admin token: {token_file})\n"
             f"       Config: {_shown(data_dir / 'config.git')}\n"
-            "       Try:    uv run ferry artifact push examples/artifact.json "
-            "--manifests examples/manifests\n"
-            "               uv run ferry status        (Ctrl-C stops everything)"
+            f"       Try:    {cli} artifact push examples/artifact.json "
+            "--manifests examples/manifests --wait\n"
+            f"               {cli} status        (Ctrl-C stops everything)"
         )
 
     async def any_exit() -> None:

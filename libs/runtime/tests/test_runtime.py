@@ -262,3 +262,13 @@ async def test_broker_unreachable_is_reported_clearly() -> None:
 
     with pytest.raises(BrokerUnavailable, match="RabbitMQ is not reachable at amqp://u:\\*\\*\\*@"):
         await connect_broker("amqp://u:p@127.0.0.1:1/", attempts=1)
+
+
+def test_log_lines_keep_the_process_service_name(capsys: pytest.CaptureFixture[str]) -> None:
+    from ferry_runtime import configure_logging, get_logger
+
+    configure_logging("notifier", fmt="json")
+    get_logger("t").info("notification sent", service="payments")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["service"] == "notifier"
+    assert line["subject"] == "payments"

@@ -22,6 +22,7 @@ def configure_logging(service: str, *, level: str = "INFO", fmt: str = "auto") -
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     shared: list[Processor] = [
         merge_contextvars,
+        _ServiceKey(service),
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -54,6 +55,25 @@ def configure_logging(service: str, *, level: str = "INFO", fmt: str = "auto") -
     for noisy in ("aiormq", "aio_pika", "git", "uvicorn.access", "kubernetes_asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     bind_contextvars(service=service)
+
+
+class _ServiceKey:
+    """Keep ``service`` the name of the process that logs.
+
+    A log call about the service being released (``service="payments"``) would
+    otherwise overwrite it, and filtering logs by service would miss the line;
+    such a value moves to ``subject``, the CloudEvents name for it.
+    """
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+
+    def __call__(self, _: Any, __: str, event_dict: Any) -> Any:
+        value = event_dict.get("service")
+        if value is not None and value != self._service:
+            event_dict.setdefault("subject", value)
+            event_dict["service"] = self._service
+        return event_dict
 
 
 def _identity(_: Any, __: str, event_dict: Any) -> Any:

@@ -57,7 +57,7 @@ class IngestHandler:
                 "artifact rejected",
                 artifact_id=outcome.artifact_id,
                 service=outcome.service,
-                reasons=outcome.codes(),
+                reasons=[f"{r.code}: {r.message}" for r in outcome.reasons],
                 published_id=event.id,
             )
 

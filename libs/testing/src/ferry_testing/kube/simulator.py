@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
 import tempfile
@@ -579,7 +580,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--poll-interval", type=float, default=2.0, help="seconds between fetches")
     parser.add_argument("--step", type=float, default=0.3, help="seconds per rollout step")
     parser.add_argument("--environments", default="", help="comma list; empty: every folder")
-    parser.add_argument("--log-format", default="auto", choices=["auto", "json", "console"])
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get("FERRY_LOG_FORMAT", "auto"),
+        choices=["auto", "json", "console"],
+        help="as the services' FERRY_LOG_FORMAT (default: that variable, else auto)",
+    )
     args = parser.parse_args(argv)
     configure_logging("k8s-simulator", fmt=args.log_format)
     asyncio.run(run(args))
