@@ -411,3 +411,21 @@ def test_rollback_refusals(history, running, named, policy_name, words) -> None:
         rollback_target(history, running, named, "prod")
     assert caught.value.violation.policy == policy_name
     assert words in caught.value.violation.message
+
+
+def test_unknown_environment_is_named_with_the_other_problems() -> None:
+    document = {
+        "service": "other",
+        "approvals": [{"environment": "qa", "required": 0}],
+        "autoRelease": [{"branch": "master", "environment": "preprod"}],
+        "promotionChain": {"environments": ["uat"]},
+        "freezeWindows": [{"environment": "prod", "timezone": "Mars/Olympus"}],
+    }
+    with pytest.raises(DocumentError) as caught:
+        policy_from_data(document, "payments", DEFAULT_ENVIRONMENTS)
+    found = {p.field: p.message for p in caught.value.problems}
+    assert "unknown environment 'preprod'" in found["autoRelease[0].environment"]
+    assert "unknown environment 'qa'" in found["approvals[0].environment"]
+    assert "unknown environment 'uat'" in found["promotionChain.environments[0]"]
+    assert "approvals[0].required" in found
+    assert any(field.startswith("freezeWindows[0]") for field in found)

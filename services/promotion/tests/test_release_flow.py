@@ -153,6 +153,17 @@ async def test_auto_release_on_artifact_stored(h) -> None:
     assert approved.data["artifactId"] == "master-7"
     assert approved.data["intent"] == "auto-release"
     assert approved.causationid == requested.id
+    # the actor is documented (docs/policies.md) as subject ferry-auto-release, shown as
+    # "auto-release policy" in history and releasedBy
+    assert approved.data["actor"]["subject"] == "ferry-auto-release"
+    await h.commit_approved(approved.data["releaseId"])
+    status = await h.wait_status(approved.data["releaseId"], "committed")
+    assert status["actor"]["subject"] == "ferry-auto-release"
+    history = (await h.client.get("/v1/services/payments/history", headers=h.h("vic"))).json()
+    assert history["history"][0]["actor"] == "auto-release policy"
+    service = (await h.client.get("/v1/services/payments", headers=h.h("vic"))).json()
+    assert service["environments"]["dev"]["releasedBy"] == "auto-release policy"
+    assert service["environments"]["dev"]["namespace"] == "payments"
     artifacts = (await h.client.get("/v1/services/payments/artifacts", headers=h.h("vic"))).json()
     assert {a["artifactId"] for a in artifacts["artifacts"]} == {"master-7", "feature-7"}
     assert len(h.tap.of_type("ferry.release.requested.v1")) == 1

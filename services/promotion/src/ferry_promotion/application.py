@@ -305,6 +305,7 @@ class Promotion:
             commit_sha=row["commit_sha"],
             namespace=row["namespace"],
             promoted_from=row["promoted_from"],
+            superseded_by=row["superseded_by"],
             author_email=row["author_email"] or "",
             violations=[
                 ViolationView(policy=v["policy"], message=v["message"]) for v in violations
@@ -520,16 +521,22 @@ class Promotion:
         _check_service(service)
         snapshot = await self._snapshot(fresh=True)
         view = await self._service_view(snapshot, service, await self._rollout_states())
-        if not view.environments and service not in snapshot.services():
-            async with self.store.read() as conn:
-                known = await conn.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(artifacts)
-                    .where(artifacts.c.service == service)
-                )
-            if not known:
-                raise NotFound(f"no service {service}: nothing of it is stored or released")
+        if not view.environments:
+            await self._require_known(snapshot, service)
         return view
+
+    async def _require_known(self, snapshot: Snapshot, service: str) -> None:
+        """404 for a service Ferry has never seen (not released, stored or given a policy)."""
+        if service in snapshot.services():
+            return
+        async with self.store.read() as conn:
+            known = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(artifacts)
+                .where(artifacts.c.service == service)
+            )
+        if not known and not await self.repo.list_builds(service):
+            raise NotFound(f"no service {service}: nothing of it is stored or released")
 
     async def history(
         self, actor: Identity, service: str, environment: str | None = None, limit: int = 50
@@ -539,8 +546,10 @@ class Promotion:
         _check_service(service)
         if environment is not None:
             await self._environment(environment)
-        await self._snapshot(fresh=True)
+        snapshot = await self._snapshot(fresh=True)
         entries = await self.repo.history(service, environment)
+        if not entries:
+            await self._require_known(snapshot, service)
         return HistoryView(
             service=service,
             history=[
@@ -587,7 +596,8 @@ class Promotion:
             for r in rows
         ]
         if not items:
-            await self._snapshot(fresh=True)
+            snapshot = await self._snapshot(fresh=True)
+            await self._require_known(snapshot, service)
             builds = [
                 b
                 for b in await self.repo.list_builds(service)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
@@ -51,6 +52,33 @@ log = get_logger(__name__)
 SOURCE = "ferry/promotion"
 AUTO_RELEASE_ACTOR = Actor(subject="ferry-auto-release", name="auto-release policy")
 OPEN_STATUSES = {Status.REQUESTED.value, Status.AWAITING_APPROVAL.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What a decision did, for its log line (written after its transaction commits)."""
+
+    status: str
+    artifact_id: str | None
+    violations: tuple[PolicyViolation, ...] = ()
+    detail: str = ""
+
+
+def log_decision(row: RowMapping, decided: Decided) -> None:
+    """One structured line per decision about a release (``subject`` is the service released)."""
+    fields: dict[str, object] = {
+        "release_id": row["release_id"],
+        "subject": row["service"],
+        "environment": row["environment"],
+        "artifact_id": decided.artifact_id,
+        "intent": row["intent"],
+        "status": decided.status,
+    }
+    if decided.violations:
+        fields["violations"] = [f"{v.policy}: {v.message}" for v in decided.violations]
+    if decided.detail:
+        fields["detail"] = decided.detail
+    log.info("release decision", **fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +287,7 @@ class Decider:
             target = await self.resolve(row, snapshot)
         except ResolutionError as exc:
             resolution = exc.violation
+        decided: Decided | None = None
         async with self.store.transaction() as tx:
             if await tx.processed(cause.id):
                 return
@@ -269,12 +298,15 @@ class Decider:
             if target is None:
                 assert resolution is not None
                 await self._reject(tx, current, cause, [resolution], artifact=None)
+                decided = Decided(Status.REJECTED.value, current["artifact_id"], (resolution,))
             else:
                 verdict = await self._verdict(tx, current, snapshot, target)
-                await self._apply(
+                decided = await self._apply(
                     tx, current, cause, snapshot=snapshot, target=target, verdict=verdict
                 )
             await tx.mark_processed(cause)
+        if decided is not None:
+            log_decision(current, decided)
 
     async def _verdict(
         self, tx: Tx, row: RowMapping, snapshot: Snapshot, target: Target
@@ -337,26 +369,34 @@ class Decider:
         snapshot: Snapshot,
         target: Target,
         verdict: Verdict,
-    ) -> None:
+    ) -> Decided | None:
+        """Write the verdict; what it did (``None`` when nothing changed)."""
         release_id = row["release_id"]
         spec = target.artifact
-        common = {
+        namespace = snapshot.environments.namespace_for(
+            row["environment"], spec.namespace, spec.service
+        )
+        common: dict[str, Any] = {
             "artifact_id": spec.id,
             "author_email": spec.application.author_email,
             "author_name": spec.application.author_name,
             "artifact_branch": spec.application.branch,
             "promoted_from": target.promoted_from,
         }
+        if target.promoted_from:
+            # a promote without fromEnvironment shows where it was resolved to come from
+            common["from_environment"] = target.promoted_from
         for note in verdict.notes:
             await tx.note(release_id, row["status"], "", note)
         if verdict.outcome is Outcome.REJECT:
             await self._reject(tx, row, cause, list(verdict.violations), artifact=spec, **common)
-            return
+            return Decided(Status.REJECTED.value, spec.id, tuple(verdict.violations))
         if verdict.outcome is Outcome.WAIT_FOR_ROLLOUT:
             if row["waiting_since"] is None:
                 await tx.update_release(release_id, waiting_since=self.clock(), **common)
                 await tx.note(release_id, Status.REQUESTED, "", verdict.detail)
-            return
+                return Decided(Status.REQUESTED.value, spec.id, detail=verdict.detail)
+            return None
         if verdict.outcome is Outcome.AWAIT_APPROVAL:
             rule = verdict.approval_rule
             assert rule is not None
@@ -364,7 +404,7 @@ class Decider:
                 await tx.update_release(
                     release_id, approvals_required=rule.required, exclude_author=rule.exclude_author
                 )
-                return
+                return None
             expires_at = self.clock() + rule.expires_after
             await tx.update_release(
                 release_id,
@@ -373,6 +413,7 @@ class Decider:
                 exclude_author=rule.exclude_author,
                 expires_at=expires_at,
                 waiting_since=None,
+                namespace=namespace,
                 **common,
             )
             await tx.note(
@@ -400,10 +441,7 @@ class Decider:
                     correlation_id=row["correlation_id"],
                 )
             )
-            return
-        namespace = snapshot.environments.namespace_for(
-            row["environment"], spec.namespace, spec.service
-        )
+            return Decided(Status.AWAITING_APPROVAL.value, spec.id, detail=verdict.detail)
         await tx.update_release(
             release_id,
             status=Status.APPROVED.value,
@@ -436,6 +474,7 @@ class Decider:
                 correlation_id=row["correlation_id"],
             )
         )
+        return Decided(Status.APPROVED.value, spec.id, detail=detail)
 
     async def _reject(
         self,
@@ -552,6 +591,9 @@ class Decider:
                         current["release_id"], "expired", ReleaseRejected.event_type
                     ),
                 )
+            log_decision(
+                current, Decided(Status.REJECTED.value, current["artifact_id"], (violation,))
+            )
         return len(overdue)
 
 

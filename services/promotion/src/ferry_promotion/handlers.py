@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping
 
 import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ferry_events import (
@@ -30,8 +31,14 @@ from ferry_events import (
     derived_id,
 )
 from ferry_promotion.adapters.configrepo import ConfigRepo
-from ferry_promotion.adapters.db import Store, now, releases
-from ferry_promotion.decisions import AUTO_RELEASE_ACTOR, SOURCE, Decider
+from ferry_promotion.adapters.db import Store, Tx, now, releases
+from ferry_promotion.decisions import (
+    AUTO_RELEASE_ACTOR,
+    SOURCE,
+    Decided,
+    Decider,
+    log_decision,
+)
 from ferry_promotion.domain.decision import Status
 from ferry_runtime import Delivery, Handler, PermanentError, get_logger
 
@@ -99,6 +106,16 @@ class Handlers:
             if await tx.release(data.release_id) is None:
                 # a request from another producer than our API: record it first
                 await tx.insert_request(event, data, updated_at=now())
+        log.info(
+            "release decision",
+            release_id=data.release_id,
+            subject=data.service,
+            environment=data.environment,
+            artifact_id=data.artifact_id,
+            intent=data.intent.value,
+            status="requested",
+            actor=data.actor.display(),
+        )
         await self.decider.decide(data.release_id, event)
 
     async def on_approval_granted(self, delivery: Delivery) -> None:
@@ -178,10 +195,11 @@ class Handlers:
         status: str,
         detail: str,
         **values: object,
-    ) -> None:
+    ) -> RowMapping | None:
+        """Record a result of ``release_id``; its row (``None`` when unknown or seen before)."""
         async with self.store.transaction() as tx:
             if await tx.processed(event.id):
-                return
+                return None
             row = await tx.release(release_id, lock=True)
             if row is not None:
                 if _RANK.get(status, 0) >= _RANK.get(row["status"], 0):
@@ -189,7 +207,39 @@ class Handlers:
                 elif values:
                     await tx.update_release(release_id, **values)
                 await tx.note(release_id, status, event.type, detail)
+                if status == Status.COMMITTED.value:
+                    await self._supersede(tx, event, row)
             await tx.mark_processed(event)
+        return row
+
+    async def _supersede(self, tx: Tx, event: CloudEvent, row: RowMapping) -> None:
+        """Mark the releases of the same service and environment that were committed but had
+        not rolled out as superseded by ``row`` (git now holds the newer one)."""
+        found = await tx.conn.execute(
+            sa.select(releases.c.release_id).where(
+                releases.c.service == row["service"],
+                releases.c.environment == row["environment"],
+                releases.c.status == Status.COMMITTED.value,
+                releases.c.release_id != row["release_id"],
+                releases.c.superseded_by.is_(None),
+            )
+        )
+        for (older,) in found.all():
+            await tx.update_release(older, superseded_by=row["release_id"])
+            await tx.note(
+                older,
+                Status.COMMITTED,
+                event.type,
+                f"superseded by {row['release_id']}: {row['artifact_id']} was committed to "
+                f"{row['environment']} before this release rolled out",
+            )
+            log.info(
+                "release superseded",
+                release_id=older,
+                subject=row["service"],
+                environment=row["environment"],
+                superseded_by=row["release_id"],
+            )
 
     async def on_committed(self, delivery: Delivery) -> None:
         data = delivery.data
@@ -198,7 +248,7 @@ class Handlers:
         detail = f"commit {data.commit_sha[:12]} in {data.environment}/{data.namespace}"
         if data.no_change:
             detail += " (no change: it was already there)"
-        await self._advance(
+        row = await self._advance(
             delivery.event,
             data.release_id,
             Status.COMMITTED.value,
@@ -206,13 +256,16 @@ class Handlers:
             commit_sha=data.commit_sha,
             namespace=data.namespace,
         )
+        if row is not None:
+            log_decision(row, Decided(Status.COMMITTED.value, data.artifact_id, detail=detail))
 
     async def on_failed(self, delivery: Delivery) -> None:
         data = delivery.data
         assert isinstance(data, ReleaseFailed)
-        await self._advance(
-            delivery.event, data.release_id, Status.FAILED.value, f"{data.reason}: {data.message}"
-        )
+        detail = f"{data.reason}: {data.message}"
+        row = await self._advance(delivery.event, data.release_id, Status.FAILED.value, detail)
+        if row is not None:
+            log_decision(row, Decided(Status.FAILED.value, row["artifact_id"], detail=detail))
 
     async def on_rollout(self, delivery: Delivery) -> None:
         data = delivery.data
@@ -227,6 +280,7 @@ class Handlers:
         if isinstance(data, RolloutFailed):
             reason = f"{data.reason}: {data.message}" if data.message else data.reason
         waiting: list[tuple[str, str]] = []
+        changed: tuple[RowMapping, str, str] | None = None
         async with self.store.transaction() as tx:
             if await tx.processed(event.id):
                 return
@@ -259,6 +313,7 @@ class Handlers:
                         and new_status == Status.FAILED.value
                     ):
                         await tx.update_release(release_id, status=new_status)
+                        changed = (row, new_status, detail)
                     await tx.note(release_id, new_status or row["status"], event.type, detail)
             if status != "started":
                 found = await tx.conn.execute(
@@ -271,6 +326,9 @@ class Handlers:
                 )
                 waiting = [(r[0], r[1]) for r in found]
             await tx.mark_processed(event)
+        if changed is not None:
+            row, new_status, detail = changed
+            log_decision(row, Decided(new_status, data.artifact_id, detail=detail))
         for waiting_id, environment in waiting:
             # decide again now that the environment before has a result
             cause = CloudEvent.new(

@@ -61,6 +61,7 @@ class ReleaseView(View):
     commit_sha: str | None = None
     namespace: str | None = None
     promoted_from: str | None = None
+    superseded_by: str | None = None
     author_email: str = ""
     violations: list[ViolationView] = Field(default_factory=list)
     approvals: ApprovalsView = Field(default_factory=ApprovalsView)

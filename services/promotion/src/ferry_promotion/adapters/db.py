@@ -5,8 +5,8 @@ Tables: ``releases`` (requests and their decisions), ``timeline``,
 artifact), ``artifacts`` (the catalog, from ``ferry.artifact.stored.v1``),
 ``inbox`` (ids of processed events) and ``outbox`` (events to publish).
 An effect, its inbox row and its outbox rows are written in one transaction.
-The schema is created on start with ``metadata.create_all`` (new tables only;
-there are no migrations yet).
+The schema is created on start with ``metadata.create_all``; a nullable column
+added since a database was created is added to it (there are no other migrations yet).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ releases = sa.Table(
     sa.Column("waiting_since", _TS),
     sa.Column("correlation_id", sa.String(128), nullable=False),
     sa.Column("request_event_id", sa.String(128)),
+    sa.Column("superseded_by", sa.String(128)),
     sa.Index("ix_releases_service_env", "service", "environment", "status"),
     sa.Index("ix_releases_status", "status"),
 )
@@ -416,6 +417,7 @@ class Store:
     async def create_schema(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(_add_missing_columns)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -436,6 +438,17 @@ class Store:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             yield conn
+
+
+def _add_missing_columns(conn: sa.Connection) -> None:
+    """Add the nullable columns a database created by an older promotion lacks."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable and column.default is None:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:

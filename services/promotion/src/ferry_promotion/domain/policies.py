@@ -349,8 +349,51 @@ def policy_from_data(data: Any, service: str, environments: Environments) -> Pol
     if not isinstance(data, dict):
         raise DocumentError(what, [Problem("", None, "a policy must be a JSON object")])
     doc = Document(data=data, lines={})
-    policy = policy_from_document(doc, service, what)
+    try:
+        policy = policy_from_document(doc, service, what)
+    except DocumentError as exc:
+        # name every problem at once: unknown environments too, read from the raw data
+        reported = {p.field for p in exc.problems}
+        extra = [p for p in raw_environment_problems(data, environments) if p.field not in reported]
+        if not extra:
+            raise
+        raise DocumentError(what, [*exc.problems, *extra]) from exc
     problems = check_environments(policy, environments)
     if problems:
         raise DocumentError(what, problems)
     return policy
+
+
+#: Where a policy names environments: (rule list, its camelCase and snake_case keys).
+_ENV_LISTS = (
+    ("autoRelease", "auto_release"),
+    ("branchRestrictions", "branch_restrictions"),
+    ("freezeWindows", "freeze_windows"),
+    ("approvals", "approvals"),
+)
+
+
+def raw_environment_problems(data: dict[str, Any], environments: Environments) -> list[Problem]:
+    """Unknown environment names in a policy that did not validate (so that a person sees
+    them with the other problems, not after fixing those)."""
+    known = environments.names()
+    refs: list[tuple[tuple[str | int, ...], object]] = []
+    for camel, snake in _ENV_LISTS:
+        rules = data.get(camel, data.get(snake))
+        if isinstance(rules, list):
+            for i, rule in enumerate(rules):
+                if isinstance(rule, dict) and "environment" in rule:
+                    refs.append(((camel, i, "environment"), rule["environment"]))
+    chain = data.get("promotionChain", data.get("promotion_chain"))
+    if isinstance(chain, dict) and isinstance(chain.get("environments"), list):
+        for i, name in enumerate(chain["environments"]):
+            refs.append((("promotionChain", "environments", i), name))
+    return [
+        Problem(
+            field_name(path),
+            None,
+            f"unknown environment {name!r}; the environments are {', '.join(known)}",
+        )
+        for path, name in refs
+        if isinstance(name, str) and DNS_LABEL.fullmatch(name) and name not in known
+    ]

@@ -44,7 +44,9 @@ class ApiDeps:
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    """A request body: camelCase names; an unknown field (a typo) is refused with 422."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class ReleaseRequestBody(_Body):

@@ -46,6 +46,24 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return out or "body"
 
 
+def _json_error(err: dict[str, Any], document: Any) -> dict[str, str]:
+    """A body that is not JSON: where it breaks (line, column, character) and why."""
+    loc = list(err.get("loc", ()))
+    pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    ctx = err.get("ctx") or {}
+    why = str(ctx.get("error", "")) or "not valid JSON"
+    if pos is None:
+        return {"field": "body", "message": f"not valid JSON: {why}"}
+    where = f"character {pos}"
+    if isinstance(document, (str, bytes)):
+        text = document.decode("utf-8", "replace") if isinstance(document, bytes) else document
+        before = text[:pos]
+        line = before.count("\n") + 1
+        column = pos - (before.rfind("\n") + 1) + 1
+        where = f"line {line} column {column} (character {pos})"
+    return {"field": "body", "message": f"not valid JSON at {where}: {why}"}
+
+
 _STATUS_TITLES = {
     400: ("Bad request", "bad-request"),
     401: ("Unauthorized", "unauthorized"),
@@ -72,6 +90,9 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         errors = []
         for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                errors.append(_json_error(err, exc.body))
+                continue
             message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
             errors.append({"field": _field(err.get("loc", ())), "message": message})
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
