@@ -164,6 +164,19 @@ async def test_push_release_watch_and_status_through_every_service(
         code, out, err = await ferry("policy", "apply", str(policy), "-o", "json", env=env)
         assert code == 0, err
         assert json.loads(out)["status"] == "requested"
+        # a freeze window written as docs/policies.md writes it: YAML reads the unquoted
+        # times as datetimes, and the CLI sends them as the ISO-8601 strings they were
+        policy.write_text(
+            "freezeWindows:\n"
+            "  - environment: prod\n"
+            "    timezone: Europe/Copenhagen\n"
+            "    start: 2026-12-20T00:00:00\n"
+            "    end: 2027-01-02T00:00:00\n"
+            "    reason: holidays\n"
+        )
+        code, out, err = await ferry("policy", "apply", str(policy), "-o", "json", env=env)
+        assert code == 0, err
+        assert json.loads(out)["status"] == "requested"
         policy.write_text("freeze: always\n")
         code, out, err = await ferry("policy", "apply", str(policy), env=env)
         assert code == 1

@@ -498,3 +498,159 @@ def test_every_view_a_command_names_exists() -> None:
     from ferry_cli.common import View
 
     assert [v for v in get_args(View) if not callable(getattr(render, v, None))] == []
+
+
+def test_policy_apply_sends_unquoted_timestamps_as_iso_strings(fake_api, tmp_path: Path) -> None:
+    policy = tmp_path / "payments.yaml"
+    # as docs/policies.md writes a freeze window: YAML reads these as datetime and date
+    policy.write_text(
+        "freezeWindows:\n"
+        "  - environment: prod\n"
+        "    timezone: Europe/Copenhagen\n"
+        "    start: 2026-11-01T00:00:00\n"
+        "    end: 2026-11-02T08:30:00Z\n"
+        "    until: 2026-12-24\n"
+    )
+    fake_api.on("PUT", "/v1/policies/payments", (202, {"requestId": "p-1", "status": "requested"}))
+    result = ferry("policy", "apply", str(policy), "--server", fake_api.url)
+    assert result.exit_code == 0, result.output
+    [request] = fake_api.requests
+    [window] = request.json()["freezeWindows"]
+    assert window["start"] == "2026-11-01T00:00:00"  # naive stays naive
+    assert window["end"] == "2026-11-02T08:30:00+00:00"
+    assert window["until"] == "2026-12-24"
+
+
+def test_policy_apply_input_problems_are_messages_with_exit_2(fake_api, tmp_path: Path) -> None:
+    def apply(name: str, text: str | None) -> Any:
+        path = tmp_path / name
+        if text is None:
+            path.mkdir()
+        else:
+            path.write_text(text)
+        return ferry("policy", "apply", str(path), "--server", fake_api.url)
+
+    empty = apply("empty.yaml", "")
+    assert empty.exit_code == 2
+    assert (
+        f"{tmp_path / 'empty.yaml'} is empty; a policy is a YAML mapping, see docs/policies.md"
+        in (" ".join(empty.stderr.split()))
+    )
+    broken = apply("broken.yaml", "autoRelease:\n  - branch: [\n")
+    assert broken.exit_code == 2
+    assert str(tmp_path / "broken.yaml") in broken.stderr.replace("\n", "")
+    assert "<byte string>" not in broken.stderr
+    for name, text in (
+        ("list.yaml", "- a\n- b\n"),
+        ("binary.yaml", "blob: !!binary aGVsbG8=\n"),
+        ("nan.yaml", "limit: .nan\n"),
+        ("set.yaml", "s: !!set {a, b}\n"),
+        ("python.yaml", "x: !!python/object:os.system ls\n"),
+        ("dir.yaml", None),
+    ):
+        result = apply(name, text)
+        assert result.exit_code == 2, (name, result.output)
+        assert "Traceback" not in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit), name
+    assert fake_api.requests == []
+
+
+def test_help_and_usage_errors_name_values_as_the_docs_do() -> None:
+    history = ferry("history", "--help")
+    assert history.exit_code == 0
+    assert "Usage: ferry history [OPTIONS] SERVICE" in history.stdout
+    assert "--env ENV" in history.stdout
+    assert "--limit N" in history.stdout
+    promote = ferry("promote", "--help").stdout
+    assert "--to ENV" in promote
+    assert "--from ENV" in promote
+    assert "--artifact ID" in promote
+    for text in (history.stdout, promote, ferry("--help").stdout):
+        assert "<str>" not in text
+        assert "{" not in text
+    missing = ferry("watch")
+    assert missing.exit_code == 2
+    assert "Usage: ferry watch [OPTIONS] RELEASE_ID" in missing.output
+    assert "Missing argument 'RELEASE_ID'" in missing.output
+
+
+def test_artifacts_column_says_it_lists_manifests(fake_api) -> None:
+    artifact = {
+        "artifactId": "master-2",
+        "branch": "master",
+        "sha": "0017d995e3ac",
+        "author": "jane@example.com",
+        "message": "Retry on 503",
+        "storedAt": "2026-11-28T09:00:00Z",
+        "environments": ["dev", "staging"],
+    }
+    fake_api.on(
+        "GET",
+        "/v1/services/payments/artifacts",
+        (200, {"service": "payments", "artifacts": [artifact]}),
+    )
+    result = ferry("artifacts", "payments", "--server", fake_api.url)
+    assert result.exit_code == 0, result.output
+    assert "manifests for" in result.stdout
+    assert "released to" not in result.stdout
+
+
+def test_each_field_error_is_its_own_line(fake_api) -> None:
+    errors = [
+        {"field": "freezeWindows[0].start", "message": "not a date-time"},
+        {"field": "approvals[0].required", "message": "must be between 1 and 10"},
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    fake_api.on(
+        "GET", "/v1/services/payments", problem(422, "Invalid policy", detail, errors=errors)
+    )
+    result = ferry("describe", "payments", "--server", fake_api.url)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert "  - freezeWindows[0].start: not a date-time" in lines
+    assert "  - approvals[0].required: must be between 1 and 10" in lines
+    assert "; " not in result.stderr
+
+
+def test_piped_history_keeps_ids_whole(fake_api, monkeypatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    long_id = "0193a4c2-7f1e-7b3c-9d2e-5f6a7b8c9d0e-" + "x" * 40
+    entry = history_entry(
+        "feature-a-rather-long-branch-name-0017d995e3-67e9d69164",
+        "2026-11-28T10:00:00.123456+00:00",
+        releaseId=long_id,
+        environment="production-eu-west-1",
+        promotedFrom="staging-eu-west-1",
+        actor="jane.doe@example.com",
+    )
+    fake_api.on("GET", "/v1/services/payments/history", history_reply(entry))
+    result = ferry("history", "payments", "--server", fake_api.url)
+    assert result.exit_code == 0, result.output
+    assert long_id in result.stdout
+    assert "2026-11-28T10:00:00.123456+00:00" in result.stdout
+    assert "…" not in result.stdout
+
+
+def test_policy_list_of_one_service_prints_the_api_document(fake_api) -> None:
+    document = {"autoRelease": [{"branch": "master", "environment": "dev"}]}
+    fake_api.on("GET", "/v1/policies/payments", (200, document))
+    result = ferry("policy", "list", "payments", "--server", fake_api.url, "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == document
+
+
+def test_watch_stops_when_a_later_release_superseded_it(fake_api) -> None:
+    fake_api.on("GET", "/v1/releases/rel-1", (200, release_doc("committed", supersededBy="rel-2")))
+    result = ferry("watch", "rel-1", "--interval", "0.1", "--server", fake_api.url)
+    assert result.exit_code == 1
+    assert "release rel-1 was superseded by release rel-2 before it rolled out" in " ".join(
+        result.stderr.split()
+    )
+    assert len(fake_api.requests) == 1
+    # still not superseded (null): watch keeps waiting, as before
+    fake_api.on("GET", "/v1/releases/rel-3", (200, release_doc("committed", supersededBy=None)))
+    waiting = ferry(
+        "watch", "rel-3", "--timeout", "0.3", "--interval", "0.1", "--server", fake_api.url
+    )
+    assert waiting.exit_code == 1
+    assert "still committed after 0.3 s" in waiting.stderr

@@ -186,3 +186,12 @@ async def test_wait_reports_where_it_was_stored(
     outcome = json.loads(run.stdout)["outcome"]
     assert outcome["status"] == "stored"
     assert outcome["data"]["commitSha"] == "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def test_a_rejection_reason_names_its_field_once() -> None:
+    from ferry_cli.commands.artifact import _reason_line
+
+    named = {"code": "invalid-artifact", "field": "artifact.id", "message": "artifact.id: bad"}
+    unnamed = {"code": "tests-failed", "field": "artifact.stages[1]", "message": "3 failed"}
+    assert _reason_line(named) == "artifact.id: bad (invalid-artifact)"
+    assert _reason_line(unnamed) == "artifact.stages[1]: 3 failed (tests-failed)"

@@ -137,3 +137,25 @@ async def test_unknown_dead_letter_queue_is_named(broker_ns: BrokerNamespace, ru
     )
     assert code == 1
     assert f"no dead-letter queue '{broker_ns.queue_prefix}.no-such-service.dlq'" in err
+
+
+async def test_list_names_the_event_type_of_a_body_that_is_not_json(
+    broker_ns: BrokerNamespace, run_ferry
+) -> None:
+    runtime = ServiceRuntime("promotion", RuntimeSettings(**broker_ns.settings()))
+
+    async def handle(delivery: Delivery) -> None:
+        raise AssertionError("a body that is not JSON never reaches the handler")
+
+    runtime.consume({ReleaseRequested: handle})
+    broker = ["--amqp-url", broker_ns.amqp_url, "--queue-prefix", broker_ns.queue_prefix]
+    async with running(runtime):
+        await broker_ns.publish_raw(b"not json at all", routing_key="ferry.release.requested.v1")
+        await wait_dead_letters(broker_ns, "promotion", 1)
+        code, out, err = await run_ferry("dlq", "list", "promotion", *broker, "-o", "json")
+        assert code == 0, err
+        [letter] = json.loads(out)["messages"]
+        assert letter["eventType"] == "ferry.release.requested.v1"
+        code, table, err = await run_ferry("dlq", "list", "promotion", *broker)
+        assert code == 0, err
+        assert "ferry.release.requested.v1" in table

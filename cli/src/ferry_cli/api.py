@@ -62,6 +62,7 @@ def problem_error(response: httpx.Response, target: ApiTarget) -> CliError:
     """The CliError for an error response, from its problem+json body when it has one."""
     status = response.status_code
     problem = _problem_of(response)
+    title, detail = "", problem and problem.get("detail")
     if problem is not None:
         title = str(problem.get("title") or response.reason_phrase or "error")
         detail = problem.get("detail")
@@ -84,8 +85,13 @@ def problem_error(response: httpx.Response, target: ApiTarget) -> CliError:
         hint = f"the API at {target.server} is not available; try again, or check that it runs"
     else:
         code = ExitCode.REFUSED
-    # a detail that already says what one field error says is not repeated below it
-    details = [line for line in _problem_details(problem or {}) if line not in message]
+    details = _problem_details(problem or {})
+    if len(details) == 1 and details[0] in message:
+        # a detail that already says what the one field error says is not repeated below it
+        details = []
+    elif details and isinstance(detail, str) and all(line in detail for line in details):
+        # the detail is the field errors joined into one line: print them one per line
+        message = title
     return CliError(message, code, details=details, hint=hint, payload=problem)
 
 

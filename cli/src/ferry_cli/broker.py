@@ -369,7 +369,10 @@ def describe(position: int, message: AbstractIncomingMessage) -> DeadLetter:
         position=position,
         # the envelope's own id first: AMQP message ids may be set by the client library
         event_id=_text(envelope.get("id") or headers.get("ce-id") or message.message_id),
-        event_type=_text(envelope.get("type") or headers.get("ce-type") or message.type),
+        # a body that is not a CloudEvent still has the type it was routed with
+        event_type=_text(
+            envelope.get("type") or headers.get("ce-type") or original_routing_key(message)
+        ),
         routing_key=original_routing_key(message),
         code=_text(headers.get("x-ferry-error-code")),
         reason=_text(headers.get("x-ferry-reason")),

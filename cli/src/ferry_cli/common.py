@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperOption
 
 from ferry_cli.errors import CliError, ExitCode
-from ferry_cli.output import OutputFormat, console, print_error, print_json
+from ferry_cli.output import OutputFormat, print_error, print_json, print_table
 
 if TYPE_CHECKING:
     from ferry_cli.api import ApiClient
@@ -25,6 +26,7 @@ OutputOpt = Annotated[
         "--output",
         "-o",
         help="table for people, json for scripts (one document on stdout).",
+        metavar="table|json",
         case_sensitive=False,
         show_default=False,
     ),
@@ -34,6 +36,7 @@ ServerOpt = Annotated[
     typer.Option(
         "--server",
         envvar="FERRY_SERVER",
+        metavar="URL",
         help="Ferry API base URL [default: config file, else http://127.0.0.1:8080].",
         show_default=False,
     ),
@@ -43,6 +46,7 @@ TokenOpt = Annotated[
     typer.Option(
         "--token",
         envvar="FERRY_TOKEN",
+        metavar="TOKEN",
         help="API bearer token [default: config file, else .ferry/dev-token for a local server].",
         show_default=False,
     ),
@@ -123,7 +127,7 @@ def show(s: Session, document: dict[str, Any], view: View) -> None:
         return
     from ferry_cli import render
 
-    console().print(getattr(render, view)(document))
+    print_table(getattr(render, view)(document))
 
 
 def _format_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> OutputFormat:
@@ -151,6 +155,37 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _no_type(ctx: object) -> None:
+    return None
+
+
+class FerryCommand(TyperCommand):
+    """A command whose help and usage errors name values as the docs do (``SERVICE``,
+    ``--to ENV``), not as Typer does by default (``{service}``, ``<str>``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument):
+                if param.metavar is None and param.name:
+                    param.metavar = param.name.upper()
+                # the argument's name says what it is; "<str>" after it says nothing more
+                setattr(param, "display_type_rich", _no_type)  # noqa: B010
+            elif isinstance(param, TyperOption) and param.metavar is None and not param.is_flag:
+                long_names = [o for o in param.opts if o.startswith("--")] or param.opts
+                param.metavar = long_names[0].lstrip("-").upper().replace("-", "_")
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = str(param.metavar)
+                pieces.append(name if param.required else f"[{name}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+
 def command(
     app: typer.Typer, name: str | None = None, **kwargs: Any
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -158,7 +193,7 @@ def command(
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         wrapped = handle_errors(func)
-        app.command(name, **kwargs)(wrapped)
+        app.command(name, cls=FerryCommand, **kwargs)(wrapped)
         return wrapped
 
     return decorate

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ferry_cli.errors import CliError
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
 
 
 class OutputFormat(StrEnum):
@@ -26,6 +26,7 @@ class OutputFormat(StrEnum):
 
 
 _PIPED_WIDTH = 160
+_UNBOUNDED = 10_000
 _consoles: dict[bool, Console] = {}
 
 
@@ -41,6 +42,28 @@ def console(*, stderr: bool = False) -> Console:
         found = Console(file=stream, stderr=stderr, highlight=False, soft_wrap=False, width=width)
         _consoles[stderr] = found
     return found
+
+
+def print_table(renderable: RenderableType) -> None:
+    """Print a table on stdout; when stdout is not a terminal, as wide as it needs to be.
+
+    Piped output (CI logs, ``grep``, scripts) is never cut or folded: a release id or an
+    artifact id stays whole on its line, however many columns the table has.
+    """
+    out = console()
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    from rich.measure import Measurement
+
+    unbounded = out.options.update(max_width=_UNBOUNDED)
+    needed = Measurement.get(out, unbounded, renderable).maximum
+    width = out.width
+    out.width = max(width, min(needed, _UNBOUNDED))  # print() itself never goes wider
+    try:
+        out.print(renderable, crop=False)
+    finally:
+        out.width = width
 
 
 def print_json(document: Any) -> None:

@@ -178,7 +178,7 @@ def history_table(document: Json) -> Table:
 
 def artifacts_table(document: Json) -> Table:
     table = Table(title=f"artifacts of {escape(_s(document.get('service')))}", title_justify="left")
-    for column in ("artifact", "branch", "sha", "author", "message", "stored", "released to"):
+    for column in ("artifact", "branch", "sha", "author", "message", "stored", "manifests for"):
         table.add_column(column, overflow="fold")
     for a in document.get("artifacts") or []:
         message = _s(a.get("message")).splitlines()

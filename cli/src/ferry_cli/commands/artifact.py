@@ -30,7 +30,10 @@ def push(
     manifests: Annotated[
         Path,
         typer.Option(
-            "--manifests", "-m", help="Folder with one sub-folder per environment of *.yaml files."
+            "--manifests",
+            "-m",
+            metavar="DIR",
+            help="Folder with one sub-folder per environment of *.yaml files.",
         ),
     ],
     wait: Annotated[
@@ -38,12 +41,13 @@ def push(
         typer.Option("--wait", help="Wait until the artifact is stored or rejected."),
     ] = False,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait with --wait.", min=0.1)
+        float, typer.Option("--timeout", metavar="S", help="Seconds to wait with --wait.", min=0.1)
     ] = 60.0,
     max_bytes: Annotated[
         int,
         typer.Option(
             "--max-bytes",
+            metavar="N",
             envvar="FERRY_MAX_EVENT_BYTES",
             help="Largest event the services accept.",
             min=1,
@@ -129,12 +133,18 @@ def push(
             markup=False,
         )
     if outcome is not None and summary["outcome"]["status"] == "rejected":
-        reasons = [
-            f"{r.get('field') + ': ' if r.get('field') else ''}{r.get('message')} ({r.get('code')})"
-            for r in outcome.data.get("reasons") or []
-        ]
+        reasons = [_reason_line(r) for r in outcome.data.get("reasons") or []]
         raise CliError(
             f"artifact-ingest rejected {artifact.get('service')} {artifact.get('id')}",
             details=reasons,
             hint="fix the artifact or its manifests and push again",
         )
+
+
+def _reason_line(reason: dict[str, object]) -> str:
+    """One rejection reason; the field is shown only when the message does not name it."""
+    message = str(reason.get("message") or "")
+    field = reason.get("field")
+    if field and not message.startswith(str(field)):
+        message = f"{field}: {message}"
+    return f"{message} ({reason.get('code')})"

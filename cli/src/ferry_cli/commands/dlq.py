@@ -15,7 +15,7 @@ from ferry_cli.commands.broker_options import (
     QueuePrefixOpt,
 )
 from ferry_cli.common import OutputOpt, command, session
-from ferry_cli.output import console, note, print_json
+from ferry_cli.output import console, note, print_json, print_table
 
 dlq_app = typer.Typer(
     name="dlq",
@@ -35,7 +35,7 @@ def list_dlq(
     service: Service,
     *,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, help="Show at most this many.")
+        int, typer.Option("--limit", "-n", metavar="N", min=1, help="Show at most this many.")
     ] = 50,
     amqp_url: AmqpUrlOpt = DEFAULT_AMQP_URL,
     queue_prefix: QueuePrefixOpt = DEFAULT_QUEUE_PREFIX,
@@ -79,7 +79,7 @@ def list_dlq(
             escape(m.failed_at),
             escape(m.reason),
         )
-    console().print(table)
+    print_table(table)
     if listing.total > len(listing.messages):
         note(f"showing {len(listing.messages)} of {listing.total}; use --limit to see more")
 
@@ -90,7 +90,7 @@ def replay(
     service: Service,
     *,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, help="Replay at most this many.")
+        int, typer.Option("--limit", "-n", metavar="N", min=1, help="Replay at most this many.")
     ] = 100,
     direct: Annotated[
         bool,

@@ -18,7 +18,9 @@ FAILED = frozenset({"rejected", "failed"})
 
 Service = Annotated[str, typer.Argument(help="The service, as named in its artifact.json.")]
 ReleaseId = Annotated[str, typer.Argument(help="The release id that release/promote printed.")]
-Reason = Annotated[str, typer.Option("--reason", "-r", help="Why; kept in the audit trail.")]
+Reason = Annotated[
+    str, typer.Option("--reason", "-r", metavar="R", help="Why; kept in the audit trail.")
+]
 Watch = Annotated[
     bool, typer.Option("--watch", "-w", help="Follow the release until it is rolled out.")
 ]
@@ -52,13 +54,18 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         service: Service,
         *,
-        to: Annotated[str, typer.Option("--to", help="The environment to release to.")],
+        to: Annotated[
+            str, typer.Option("--to", metavar="ENV", help="The environment to release to.")
+        ],
         artifact: Annotated[
-            str | None, typer.Option("--artifact", "-a", help="The artifact id to release.")
+            str | None,
+            typer.Option("--artifact", "-a", metavar="ID", help="The artifact id to release."),
         ] = None,
         branch: Annotated[
             str | None,
-            typer.Option("--branch", "-b", help="Release the latest artifact of this branch."),
+            typer.Option(
+                "--branch", "-b", metavar="B", help="Release the latest artifact of this branch."
+            ),
         ] = None,
         reason: Reason = "",
         override_freeze: Override = False,
@@ -91,16 +98,25 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         service: Service,
         *,
-        to: Annotated[str, typer.Option("--to", help="The environment to promote to.")],
+        to: Annotated[
+            str, typer.Option("--to", metavar="ENV", help="The environment to promote to.")
+        ],
         from_env: Annotated[
             str | None,
             typer.Option(
-                "--from", help="Promote what runs there [default: the environment before --to]."
+                "--from",
+                metavar="ENV",
+                help="Promote what runs there [default: the environment before --to].",
             ),
         ] = None,
         artifact: Annotated[
             str | None,
-            typer.Option("--artifact", "-a", help="Promote this artifact (it must run in --from)."),
+            typer.Option(
+                "--artifact",
+                "-a",
+                metavar="ID",
+                help="Promote this artifact (it must run in --from).",
+            ),
         ] = None,
         reason: Reason = "",
         override_freeze: Override = False,
@@ -127,11 +143,14 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         service: Service,
         *,
-        env: Annotated[str, typer.Option("--in", help="The environment to roll back.")],
+        env: Annotated[
+            str, typer.Option("--in", metavar="ENV", help="The environment to roll back.")
+        ],
         to: Annotated[
             str | None,
             typer.Option(
                 "--to",
+                metavar="ARTIFACT",
                 help="The earlier artifact to go back to [default: pick one when interactive, "
                 "else the previous release].",
             ),
@@ -188,7 +207,7 @@ def register(app: typer.Typer) -> None:
         release_id: ReleaseId,
         *,
         comment: Annotated[
-            str, typer.Option("--comment", "-m", help="Kept with the approval.")
+            str, typer.Option("--comment", "-m", metavar="C", help="Kept with the approval.")
         ] = "",
         output: OutputOpt = None,
         server: ServerOpt = None,
@@ -204,7 +223,9 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         release_id: ReleaseId,
         *,
-        reason: Annotated[str, typer.Option("--reason", "-r", help="Why; the requester is told.")],
+        reason: Annotated[
+            str, typer.Option("--reason", "-r", metavar="R", help="Why; the requester is told.")
+        ],
         output: OutputOpt = None,
         server: ServerOpt = None,
         token: TokenOpt = None,
@@ -223,14 +244,18 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--until",
+                metavar="rolled-out|committed",
                 help="Stop at rolled-out (default) or already at committed.",
             ),
         ] = "rolled-out",
         timeout: Annotated[
-            float, typer.Option("--timeout", help="Give up after this many seconds (exit 1).")
+            float,
+            typer.Option(
+                "--timeout", metavar="S", help="Give up after this many seconds (exit 1)."
+            ),
         ] = 600.0,
         interval: Annotated[
-            float, typer.Option("--interval", help="Seconds between polls.", min=0.1)
+            float, typer.Option("--interval", metavar="S", help="Seconds between polls.", min=0.1)
         ] = 1.0,
         output: OutputOpt = None,
         server: ServerOpt = None,
@@ -369,7 +394,7 @@ def follow(s: Session, release_id: str, *, until: str, timeout: float, interval:
             if fetched is not None:
                 release = fetched
                 progress.show(release)
-                if str(release.get("status")) in stop_at:
+                if str(release.get("status")) in stop_at or release.get("supersededBy"):
                     break
             if time.monotonic() + interval > deadline:
                 raise CliError(
@@ -384,4 +409,13 @@ def follow(s: Session, release_id: str, *, until: str, timeout: float, interval:
     status = str(release.get("status"))
     if status in FAILED:
         raise _failure(release_id, release)
+    if status not in stop_at:
+        # a later release to the same service and environment replaced it (supersededBy,
+        # when the server sends it): it will never roll out, so there is nothing to wait for
+        newer = release.get("supersededBy")
+        raise CliError(
+            f"release {release_id} was superseded by release {newer} before it rolled out",
+            hint=f"ferry watch {newer}",
+            payload=release,
+        )
     progress.done(release_id, status)

@@ -10,7 +10,9 @@ from ferry_cli.common import OutputOpt, ServerOpt, TokenOpt, command, session, s
 from ferry_cli.output import console
 
 Service = Annotated[str, typer.Argument(help="The service, as named in its artifact.json.")]
-Limit = Annotated[int, typer.Option("--limit", "-n", min=1, max=500, help="At most this many.")]
+Limit = Annotated[
+    int, typer.Option("--limit", "-n", metavar="N", min=1, max=500, help="At most this many.")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -49,7 +51,7 @@ def register(app: typer.Typer) -> None:
         service: Service,
         *,
         env: Annotated[
-            str | None, typer.Option("--env", "-e", help="Only this environment.")
+            str | None, typer.Option("--env", "-e", metavar="ENV", help="Only this environment.")
         ] = None,
         limit: Limit = 50,
         output: OutputOpt = None,
@@ -66,13 +68,15 @@ def register(app: typer.Typer) -> None:
         service: Service,
         *,
         branch: Annotated[
-            str | None, typer.Option("--branch", "-b", help="Only artifacts of this branch.")
+            str | None,
+            typer.Option("--branch", "-b", metavar="B", help="Only artifacts of this branch."),
         ] = None,
         limit: Limit = 50,
         output: OutputOpt = None,
         server: ServerOpt = None,
         token: TokenOpt = None,
     ) -> None:
-        """The artifacts stored for a service, newest first, and where each was released."""
+        """The artifacts stored for a service, newest first, and the environments each has
+        manifests for."""
         s = session(ctx, output, server, token)
         show(s, s.client().artifacts(service, branch=branch, limit=limit), "artifacts_table")

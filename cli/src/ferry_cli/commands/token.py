@@ -34,11 +34,17 @@ def hash_token(
         str, typer.Argument(help="The token; '-' reads it from stdin (keeps it out of history).")
     ],
     *,
-    subject: Annotated[str, typer.Option("--subject", help="Identity name.")] = "CHANGE-ME",
-    email: Annotated[str, typer.Option("--email", help="Identity email.")] = "someone@example.com",
+    subject: Annotated[
+        str, typer.Option("--subject", metavar="S", help="Identity name.")
+    ] = "CHANGE-ME",
+    email: Annotated[
+        str, typer.Option("--email", metavar="E", help="Identity email.")
+    ] = "someone@example.com",
     role: Annotated[
         list[str] | None,
-        typer.Option("--role", help="viewer, developer, releaser:<env> or admin; repeatable."),
+        typer.Option(
+            "--role", metavar="R", help="viewer, developer, releaser:<env> or admin; repeatable."
+        ),
     ] = None,
     output: OutputOpt = None,
 ) -> None:
