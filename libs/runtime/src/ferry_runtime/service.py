@@ -220,8 +220,9 @@ class ServiceRuntime:
         assert self.channel is not None
         assert self.exchange is not None
         queues = self.queues()
-        queue = await declare_service_queues(self.channel, self.exchange, queues)
-        self.publisher.redelivery_exchange = await declare_redelivery_exchange(self.channel, queues)
+        redelivery = await declare_redelivery_exchange(self.channel, queues)
+        queue = await declare_service_queues(self.channel, self.exchange, queues, redelivery)
+        self.publisher.redelivery_exchange = redelivery
         self._consumer = Consumer(
             service=self.service,
             queue=queue,

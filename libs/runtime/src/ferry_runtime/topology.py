@@ -96,11 +96,15 @@ async def declare_redelivery_exchange(
 
 
 async def declare_service_queues(
-    channel: AbstractChannel, exchange: AbstractExchange, queues: ServiceQueues
+    channel: AbstractChannel,
+    exchange: AbstractExchange,
+    queues: ServiceQueues,
+    redelivery: AbstractExchange | None = None,
 ) -> AbstractQueue:
     """Declare the service queue (bound to its routing keys), its retry and dead-letter
-    queues, and the direct exchange that connects them."""
-    redelivery = await declare_redelivery_exchange(channel, queues)
+    queues, and (unless given, already declared) the direct exchange that connects them."""
+    if redelivery is None:
+        redelivery = await declare_redelivery_exchange(channel, queues)
     dead = await channel.declare_queue(
         queues.dead_letter, durable=True, arguments={"x-queue-type": "quorum"}
     )
