@@ -52,6 +52,16 @@ def broker_answers(url: str) -> bool:
         return False
 
 
+def _exit_status(code: int) -> str:
+    """``-9`` -> ``killed by SIGKILL``, ``1`` -> ``exit code 1``."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 def _shown(path: Path) -> str:
     """``path`` relative to the repository when it is inside it."""
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -252,8 +262,15 @@ async def main() -> int:
     await asyncio.wait({exit_watch, stop_watch}, return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if exit_watch.done() and not stop.is_set():
-        dead = [p.name for p in procs if p.process and p.process.returncode is not None]
-        say(f"{', '.join(dead)} exited; stopping the others")
+        dead = [
+            f"{p.name} ({_exit_status(p.process.returncode)})"
+            for p in procs
+            if p.process and p.process.returncode is not None
+        ]
+        say(
+            f"{', '.join(dead)} exited; stopping the others (make run keeps all or none; "
+            "to run one service by hand: uv run python -m <module> with the same FERRY_* settings)"
+        )
         code = 1
     else:
         say("stopping every service")

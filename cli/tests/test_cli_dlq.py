@@ -159,3 +159,37 @@ async def test_list_names_the_event_type_of_a_body_that_is_not_json(
         code, table, err = await run_ferry("dlq", "list", "promotion", *broker)
         assert code == 0, err
         assert "ferry.release.requested.v1" in table
+
+
+async def test_a_replay_that_fails_again_is_replayed_once_and_keeps_its_origin(
+    broker_ns: BrokerNamespace, run_ferry
+) -> None:
+    runtime = ServiceRuntime("promotion", RuntimeSettings(**broker_ns.settings()))
+    seen = 0
+
+    async def handle(_: Delivery) -> None:
+        nonlocal seen
+        seen += 1
+        raise PermanentError("still broken", code="still-broken")
+
+    runtime.consume({ReleaseRequested: handle})
+    broker = ["--amqp-url", broker_ns.amqp_url, "--queue-prefix", broker_ns.queue_prefix]
+    async with running(runtime):
+        for n in (1, 2):
+            await broker_ns.publish(_request(n))
+        await wait_dead_letters(broker_ns, "promotion", 2)
+
+        code, out, err = await run_ferry(
+            "dlq", "replay", "promotion", *broker, "--direct", "-o", "json"
+        )
+        assert code == 0, err
+        # each message once, although each fails again and returns while the replay runs
+        assert len(json.loads(out)["replayed"]) == 2
+        await wait_dead_letters(broker_ns, "promotion", 2)
+
+        code, out, err = await run_ferry("dlq", "list", "promotion", *broker, "-o", "json")
+        assert code == 0, err
+        messages = json.loads(out)["messages"]
+    assert seen == 4
+    # replayed straight to the service's queue, they still name the event they are
+    assert [m["routingKey"] for m in messages] == ["ferry.release.requested.v1"] * 2

@@ -46,6 +46,8 @@ ACCEPTED: Final = "ferry.artifact.accepted.v1"
 
 #: Headers the runtime kit writes when it retries or dead-letters a message, and the
 #: broker's own dead-letter history: a replayed message starts its life again without them.
+#: Where it was first published (``x-ferry-original-*``) is kept, so that a message
+#: replayed straight to its service's queue can still be replayed to the exchange later.
 FAILURE_HEADERS: Final = frozenset(
     {
         "x-ferry-attempt",
@@ -54,8 +56,6 @@ FAILURE_HEADERS: Final = frozenset(
         "x-ferry-error-code",
         "x-ferry-failed-at",
         "x-ferry-service",
-        "x-ferry-original-exchange",
-        "x-ferry-original-routing-key",
         "x-ferry-last-error",
         "x-ferry-last-error-code",
         "x-death",
@@ -396,8 +396,8 @@ async def _dead_letter_queue(
     except ChannelNotFoundEntity as exc:
         raise CliError(
             f"there is no dead-letter queue {name!r} on the broker",
-            hint="check the service name (artifact-ingest, git-writer, promotion, "
-            "cluster-watcher, notifier) and --queue-prefix / FERRY_QUEUE_PREFIX",
+            hint="check the service name (artifact-ingest, git-writer, promotion or notifier; "
+            "the cluster-watcher consumes nothing) and --queue-prefix / FERRY_QUEUE_PREFIX",
         ) from exc
     return channel, queue
 
@@ -439,6 +439,11 @@ class ReplayResult:
 def replay_message(message: AbstractIncomingMessage, source_queue: str) -> aio_pika.Message:
     """The message as first published, failure headers stripped, attempt count reset."""
     headers = {k: v for k, v in (message.headers or {}).items() if k not in FAILURE_HEADERS}
+    origin = _text(headers.get("x-ferry-original-exchange"))
+    if not origin or origin.endswith(".dlx"):
+        # not the event's own exchange (a retry's hop, as older versions recorded it)
+        headers.pop("x-ferry-original-exchange", None)
+        headers.pop("x-ferry-original-routing-key", None)
     headers["x-ferry-replayed-from"] = source_queue
     headers["x-ferry-replayed-at"] = datetime.now(UTC).isoformat()
     return aio_pika.Message(
@@ -477,7 +482,10 @@ async def replay_dead_letters(
         )
         replayed: list[DeadLetter] = []
         skipped: list[tuple[DeadLetter, str]] = []
-        for position in range(1, limit + 1):
+        # Only what was there when the replay started: a replayed message that fails
+        # again comes back to the tail of this queue and must not be replayed again.
+        waiting = queue.declaration_result.message_count or 0
+        for position in range(1, min(limit, waiting) + 1):
             message = await queue.get(no_ack=False, fail=False, timeout=target.timeout)
             if message is None:
                 break

@@ -272,3 +272,47 @@ def test_log_lines_keep_the_process_service_name(capsys: pytest.CaptureFixture[s
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["service"] == "notifier"
     assert line["subject"] == "payments"
+
+
+async def test_a_dropped_connection_is_reported_restored_and_consuming_resumes(
+    broker_ns: BrokerNamespace,
+) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    from ferry_runtime.metrics import BROKER_CONNECTED
+
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is needed to close a connection from the broker's side")
+    runtime = _runtime(broker_ns)
+    handled = asyncio.Event()
+
+    async def handle(_: Delivery) -> None:
+        handled.set()
+
+    runtime.consume({ReleaseRequested: handle})
+    name = f"ferry promotion [{broker_ns.queue_prefix}] pid {os.getpid()}"
+    connected = BROKER_CONNECTED.labels("promotion")
+    async with running(runtime):
+        listing = await asyncio.to_thread(
+            subprocess.run,
+            ["rabbitmqctl", "list_connections", "pid", "client_properties", "-q",
+             "--no-table-headers"],
+            capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+        pids = [line.split()[0] for line in listing.stdout.splitlines() if name in line]
+        assert len(pids) == 1, listing.stdout
+        await asyncio.to_thread(
+            subprocess.run,
+            ["rabbitmqctl", "close_connection", pids[0], "test: broker-side close"],
+            capture_output=True, check=True, timeout=30,
+        )  # fmt: skip
+        async with asyncio.timeout(10):
+            while connected._value.get() != 0:
+                await asyncio.sleep(0.02)
+        async with asyncio.timeout(30):
+            while connected._value.get() != 1:
+                await asyncio.sleep(0.1)
+        await broker_ns.publish(_request())
+        await asyncio.wait_for(handled.wait(), 15)

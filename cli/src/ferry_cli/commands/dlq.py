@@ -25,7 +25,9 @@ dlq_app = typer.Typer(
 
 Service = Annotated[
     str,
-    typer.Argument(help="artifact-ingest, git-writer, promotion, cluster-watcher or notifier."),
+    typer.Argument(
+        help="artifact-ingest, git-writer, promotion or notifier (the watcher consumes nothing)."
+    ),
 ]
 
 

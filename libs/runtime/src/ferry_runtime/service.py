@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -196,6 +197,19 @@ class ServiceRuntime:
         BROKER_CONNECTED.labels(self.service).set(1 if ready else 0)
         return ready
 
+    def _on_connection_lost(self, _: object, error: BaseException | None = None) -> None:
+        if self._stop.is_set():
+            return
+        BROKER_CONNECTED.labels(self.service).set(0)
+        log.warning(
+            "broker connection lost; reconnecting (messages in flight will be redelivered)",
+            error=repr(error) if error else None,
+        )
+
+    def _on_reconnected(self, _: object) -> None:
+        BROKER_CONNECTED.labels(self.service).set(1)
+        log.info("broker connection restored; consuming again")
+
     def stop(self) -> None:
         """Ask ``run`` to shut down (what SIGTERM does)."""
         self._stop.set()
@@ -204,9 +218,14 @@ class ServiceRuntime:
 
     async def connect(self, *, attempts: int = 0) -> None:
         """Connect, open a confirming channel, declare the exchange and this service's queues."""
+        # the name operators see in the management UI and rabbitmqctl: which service,
+        # which queues, which process
+        name = f"ferry {self.service} [{self.settings.queue_prefix}] pid {os.getpid()}"
         self.connection = await connect_broker(
-            self.settings.amqp_url, attempts=attempts, service=self.service
+            self.settings.amqp_url, attempts=attempts, service=name
         )
+        self.connection.close_callbacks.add(self._on_connection_lost)
+        self.connection.reconnect_callbacks.add(self._on_reconnected)
         self.channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         await self.channel.set_qos(prefetch_count=self._prefetch)
         self.exchange = await declare_exchange(self.channel, self.settings.exchange)
