@@ -24,7 +24,6 @@ import hashlib
 import json
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -37,17 +36,12 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from ferry_events import ArtifactAccepted, ArtifactSpec, CloudEvent, decode
 from ferry_testing import BrokerNamespace, ServiceProcess, git, make_bare_remote, resolve_amqp_url
+from ferry_testing.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 OUTCOMES = ("ferry.release.committed.v1", "ferry.release.rejected.v1", "ferry.release.failed.v1")
 DECIDED = ("ferry.release.approved.v1", "ferry.release.rejected.v1")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def manifests() -> dict[str, dict[str, str]]:

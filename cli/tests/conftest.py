@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -16,6 +15,8 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from ferry_testing.net import free_port
 
 
 @dataclass
@@ -151,7 +152,4 @@ def run_ferry() -> RunFerry:
 @pytest.fixture
 def closed_port() -> int:
     """A loopback port that nothing listens on (bound once, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return free_port()

@@ -29,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,6 +65,7 @@ from ferry_runtime.topology import (
 from ferry_testing import ServiceProcess, running
 from ferry_testing.git import git, make_bare_remote
 from ferry_testing.kube.server import KubeApiServer
+from ferry_testing.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
@@ -795,13 +795,6 @@ MODULES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 async def _ready(port: int) -> bool:
     async with httpx.AsyncClient(timeout=1.0) as client:
         try:
@@ -824,7 +817,7 @@ async def test_every_service_runs_as_its_own_user_and_a_ci_push_reaches_the_conf
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
         try:
             for service, module in MODULES.items():
-                port = _free_port()
+                port = free_port()
                 env = {
                     "FERRY_AMQP_URL": imported.url(service),
                     "FERRY_HTTP_PORT": str(port),

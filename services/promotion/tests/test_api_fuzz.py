@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 
@@ -13,15 +12,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from ferry_testing import BrokerNamespace, ServiceProcess
+from ferry_testing.net import free_port
 
 pytestmark = [pytest.mark.amqp, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _fuzz(
@@ -48,7 +41,7 @@ def test_no_request_produces_a_server_error(amqp_url, tokens, config, tmp_path: 
     config.release("dev", "payments", "master-1")
     config.write("policies/payments.yaml", "approvals:\n  - {environment: prod}\n")
     ns = BrokerNamespace(amqp_url)
-    port = _free_port()
+    port = free_port()
     env = ns.env(
         FERRY_HTTP_PORT=str(port),
         FERRY_DATA_DIR=str(tmp_path / "data"),

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from ferry_testing.net import free_port
 
 
 @dataclass
@@ -42,14 +43,6 @@ class _Handler:
         assert isinstance(message, EmailMessage)
         self._box._received(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message))
         return "250 OK"
-
-
-def _free_port() -> int:
-    # aiosmtpd's Controller connects to its own port to check it is up, so port 0 will not do.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class MailServer:
@@ -104,7 +97,7 @@ class MailServer:
                 "auth_required": False,
             }
         self._controller = Controller(
-            _Handler(self), hostname="127.0.0.1", port=_free_port(), **kwargs
+            _Handler(self), hostname="127.0.0.1", port=free_port(), **kwargs
         )
         await asyncio.to_thread(self._controller.start)
         return self

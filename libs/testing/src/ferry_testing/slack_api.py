@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ferry_testing.net import serve_app
+
 
 @dataclass
 class SlackCall:
@@ -123,13 +125,7 @@ class SlackApi:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_post("/response/{key}", self._respond)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_app(app)
         return self
 
     async def __aexit__(self, *_: object) -> None:

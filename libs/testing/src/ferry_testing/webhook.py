@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ferry_testing.net import serve_app
+
 
 @dataclass
 class Received:
@@ -63,13 +65,7 @@ class WebhookReceiver:
     async def __aenter__(self) -> WebhookReceiver:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_app(app)
         return self
 
     async def __aexit__(self, *_: object) -> None:

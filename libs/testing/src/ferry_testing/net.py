@@ -1,0 +1,40 @@
+"""Loopback networking for tests and benchmarks: free ports and aiohttp servers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from aiohttp import web
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (bound once, then released).
+
+    For servers that must be told their port before they start (aiosmtpd's
+    Controller, a subprocess); servers started here take port 0 instead.
+    """
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def serve_app(
+    app: web.Application, host: str = "127.0.0.1", port: int = 0, **runner: Any
+) -> tuple[web.AppRunner, int]:
+    """Start ``app`` on ``host:port`` (0: any free port); return its runner and real port.
+
+    ``runner`` goes to :class:`aiohttp.web.AppRunner` (``access_log=None`` by default).
+    Stop it with ``await runner.cleanup()``.
+    """
+    runner.setdefault("access_log", None)
+    app_runner = web.AppRunner(app, **runner)
+    await app_runner.setup()
+    site = web.TCPSite(app_runner, host, port)
+    await site.start()
+    server = site._server  # aiohttp exposes no public accessor for the bound socket
+    assert isinstance(server, asyncio.Server)
+    bound: int = server.sockets[0].getsockname()[1]
+    return app_runner, bound
