@@ -206,7 +206,7 @@ class Promotion:
 
     async def _row(self, release_id: str) -> RowMapping:
         if len(release_id) > 128:
-            raise NotFound(f"no release {release_id[:40]}…")
+            raise _no_release(release_id)
         async with self.store.read() as conn:
             row = (
                 (await conn.execute(sa.select(releases).where(releases.c.release_id == release_id)))
@@ -214,7 +214,7 @@ class Promotion:
                 .first()
             )
         if row is None:
-            raise NotFound(f"no release {release_id}; release ids come from POST /v1/releases")
+            raise _no_release(release_id)
         return row
 
     async def status(self, actor: Identity, release_id: str) -> ReleaseView:
@@ -224,7 +224,7 @@ class Promotion:
 
     async def _view(self, release_id: str) -> ReleaseView:
         if len(release_id) > 128:
-            raise NotFound(f"no release {release_id[:40]}…")
+            raise _no_release(release_id)
         # The release row and its timeline in ONE statement: a statement sees one
         # snapshot (SQLite and PostgreSQL alike), so the status shown is always the
         # last entry of the timeline shown, even while a decision is being committed.
@@ -259,7 +259,7 @@ class Promotion:
                 ).mappings()
             )
         if not joined:
-            raise NotFound(f"no release {release_id}; release ids come from POST /v1/releases")
+            raise _no_release(release_id)
         row = joined[0]
         events = [
             {
@@ -670,3 +670,9 @@ class Promotion:
                 )
             )
         return PolicyAccepted(request_id=request_id)
+
+
+def _no_release(release_id: str) -> NotFound:
+    """404 for a release id nobody handed out (a long one is shown cut)."""
+    shown = release_id if len(release_id) <= 128 else f"{release_id[:40]}…"
+    return NotFound(f"no release {shown}; release ids come from POST /v1/releases")
