@@ -96,7 +96,9 @@ class ServiceRuntime:
         self.channel: AbstractChannel | None = None
         self.exchange: AbstractExchange | None = None
         self._publisher: Publisher | None = None
-        self._handlers: dict[str, Handler] | None = None
+        #: The event types this service consumes (its queue's bindings); empty: it only publishes.
+        self._event_types: tuple[str, ...] = ()
+        self._handlers: dict[str, Handler] = {}
         self._batch_handler: BatchHandler | None = None
         self._options = ConsumerOptions(
             max_attempts=settings.max_attempts, max_event_bytes=settings.max_event_bytes
@@ -123,6 +125,7 @@ class ServiceRuntime:
     ) -> None:
         """Handle these event types, one message at a time per worker."""
         self._handlers = {model.event_type: handler for model, handler in handlers.items()}
+        self._event_types = tuple(sorted(self._handlers))
         self._options.concurrency = concurrency
         self._prefetch = prefetch or max(self.settings.prefetch, concurrency)
 
@@ -137,7 +140,7 @@ class ServiceRuntime:
     ) -> None:
         """Handle these event types in batches of whatever is waiting (up to ``max_batch``)."""
         self._batch_handler = handler
-        self._handlers = {model.event_type: _unreachable for model in event_types}
+        self._event_types = tuple(sorted(model.event_type for model in event_types))
         self._options.max_batch = max_batch
         self._prefetch = prefetch or max(self.settings.prefetch, max_batch)
         self._single_active = single_active_consumer
@@ -181,7 +184,7 @@ class ServiceRuntime:
         return ServiceQueues(
             service=self.service,
             prefix=self.settings.queue_prefix,
-            routing_keys=tuple(sorted(self._handlers or {})),
+            routing_keys=self._event_types,
             retry_delays=self.settings.retry_delays,
             delivery_limit=self.settings.delivery_limit,
             single_active_consumer=self._single_active,
@@ -234,7 +237,7 @@ class ServiceRuntime:
         log.info("broker connected", url=mask_url(self.settings.amqp_url))
 
     async def _start_consuming(self) -> None:
-        if self._handlers is None:
+        if not self._event_types:
             return
         assert self.channel is not None
         assert self.exchange is not None
@@ -248,7 +251,7 @@ class ServiceRuntime:
             queues=queues,
             publisher=self.publisher,
             registry=self.registry,
-            handlers=None if self._batch_handler else self._handlers,
+            handlers=None if self._batch_handler is not None else self._handlers,
             batch_handler=self._batch_handler,
             options=self._options,
         )
@@ -306,7 +309,3 @@ class ServiceRuntime:
             await self.connection.close()
         BROKER_CONNECTED.labels(self.service).set(0)
         log.info("stopped")
-
-
-async def _unreachable(_: Any) -> None:  # pragma: no cover - batch mode never calls it
-    raise RuntimeError("batch consumer dispatched a single message")
