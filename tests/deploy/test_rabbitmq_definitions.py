@@ -79,6 +79,8 @@ PUBLISHES: dict[str, tuple[str, ...]] = {
         "ferry.release.committed.v1",
         "ferry.release.failed.v1",
         "ferry.policy.changed.v1",
+        "ferry.halt.changed.v1",
+        "ferry.artifact.mark.changed.v1",
     ),
     "promotion": (
         "ferry.release.requested.v1",
@@ -88,6 +90,8 @@ PUBLISHES: dict[str, tuple[str, ...]] = {
         "ferry.approval.granted.v1",
         "ferry.approval.denied.v1",
         "ferry.policy.change.requested.v1",
+        "ferry.halt.change.requested.v1",
+        "ferry.artifact.mark.change.requested.v1",
     ),
     "cluster-watcher": (
         "ferry.rollout.started.v1",
@@ -877,7 +881,7 @@ async def test_every_service_runs_as_its_own_user_and_a_ci_push_reaches_the_conf
 @pytest.mark.amqp
 async def test_the_notifier_can_publish_no_event_at_all(imported: Imported) -> None:
     refused = [await _refused(imported, "notifier", _publish(event)) for event in ALL_EVENTS]
-    assert len(refused) == len(ALL_EVENTS) == 17
+    assert len(refused) == len(ALL_EVENTS) == 21
 
 
 def test_the_contract_covers_every_event_type_the_library_knows() -> None:

@@ -171,7 +171,7 @@ def test_artifact_ids_must_be_safe_path_segments(bad_id: str) -> None:
 
 def test_every_event_type_is_registered_and_versioned() -> None:
     types = default_registry.types()
-    assert len(types) == len(ferry_events.ALL_EVENT_TYPES) == 17
+    assert len(types) == len(ferry_events.ALL_EVENT_TYPES) == 21
     assert all(t.startswith("ferry.") and t.endswith(".v1") for t in types)
 
 
@@ -188,6 +188,7 @@ def test_checked_in_json_schemas_are_current() -> None:
 def test_public_surface_is_pinned() -> None:
     """Adding to or removing from the public surface is a deliberate change: update this list."""
     expected = {
+        "ALL_ENVIRONMENTS",
         "ALL_EVENT_TYPES",
         "CI",
         "DATA_CONTENT_TYPE",
@@ -200,6 +201,8 @@ def test_public_surface_is_pinned() -> None:
         "ApprovalGranted",
         "ApprovalRequested",
         "ArtifactAccepted",
+        "ArtifactMarkChangeRequested",
+        "ArtifactMarkChanged",
         "ArtifactPublished",
         "ArtifactRejected",
         "ArtifactSpec",
@@ -208,6 +211,8 @@ def test_public_surface_is_pinned() -> None:
         "EventData",
         "EventError",
         "EventRegistry",
+        "HaltChangeRequested",
+        "HaltChanged",
         "Intent",
         "MalformedEvent",
         "Manifests",

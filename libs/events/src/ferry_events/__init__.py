@@ -36,16 +36,21 @@ from ferry_events.registry import (
     split_type,
 )
 from ferry_events.types import (
+    ALL_ENVIRONMENTS,
     ALL_EVENT_TYPES,
     Actor,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
     ArtifactAccepted,
+    ArtifactMarkChanged,
+    ArtifactMarkChangeRequested,
     ArtifactPublished,
     ArtifactRejected,
     ArtifactStored,
     EventData,
+    HaltChanged,
+    HaltChangeRequested,
     Intent,
     PolicyChanged,
     PolicyChangeRequested,
@@ -64,6 +69,7 @@ from ferry_events.types import (
 )
 
 __all__ = [
+    "ALL_ENVIRONMENTS",
     "ALL_EVENT_TYPES",
     "CI",
     "DATA_CONTENT_TYPE",
@@ -76,6 +82,8 @@ __all__ = [
     "ApprovalGranted",
     "ApprovalRequested",
     "ArtifactAccepted",
+    "ArtifactMarkChangeRequested",
+    "ArtifactMarkChanged",
     "ArtifactPublished",
     "ArtifactRejected",
     "ArtifactSpec",
@@ -84,6 +92,8 @@ __all__ = [
     "EventData",
     "EventError",
     "EventRegistry",
+    "HaltChangeRequested",
+    "HaltChanged",
     "Intent",
     "MalformedEvent",
     "Manifests",

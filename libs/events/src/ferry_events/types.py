@@ -272,6 +272,70 @@ class PolicyChanged(EventData):
     deleted: bool = False
 
 
+# --------------------------------------------------------------------------- halts and marks
+
+#: The environment name of a halt that stops every environment at once.
+ALL_ENVIRONMENTS = "*"
+
+
+class HaltChangeRequested(EventData):
+    """Someone (or auto-rollback) asks to halt an environment (``"*"``: all) or to resume it.
+
+    git-writer records it in ``halts.yaml``; ``requested_at`` is the "since" it writes.
+    """
+
+    event_type: ClassVar[str] = "ferry.halt.change.requested.v1"
+    request_id: str
+    environment: str
+    halted: bool
+    reason: str = ""
+    actor: Actor
+    requested_at: datetime
+
+
+class HaltChanged(EventData):
+    """git-writer committed a halt (``halted``) or a resume of ``environment``."""
+
+    event_type: ClassVar[str] = "ferry.halt.changed.v1"
+    request_id: str
+    environment: str
+    halted: bool
+    reason: str = ""
+    actor: Actor
+    since: datetime
+    commit_sha: str
+    #: the repo already said so: no commit was made
+    no_change: bool = False
+
+
+class ArtifactMarkChangeRequested(EventData):
+    """Someone (or a policy) marks an artifact bad (``rejected``) or lifts the mark."""
+
+    event_type: ClassVar[str] = "ferry.artifact.mark.change.requested.v1"
+    request_id: str
+    service: str
+    artifact_id: str
+    rejected: bool
+    reason: str = ""
+    actor: Actor
+    requested_at: datetime
+
+
+class ArtifactMarkChanged(EventData):
+    """git-writer recorded the mark (or its removal) in ``rejected/<service>.yaml``."""
+
+    event_type: ClassVar[str] = "ferry.artifact.mark.changed.v1"
+    request_id: str
+    service: str
+    artifact_id: str
+    rejected: bool
+    reason: str = ""
+    actor: Actor
+    since: datetime
+    commit_sha: str
+    no_change: bool = False
+
+
 # --------------------------------------------------------------------------- rollouts
 
 
@@ -337,6 +401,10 @@ ALL_EVENT_TYPES: tuple[type[EventData], ...] = (
     ReleaseFailed,
     PolicyChangeRequested,
     PolicyChanged,
+    HaltChangeRequested,
+    HaltChanged,
+    ArtifactMarkChangeRequested,
+    ArtifactMarkChanged,
     RolloutStarted,
     RolloutSucceeded,
     RolloutFailed,

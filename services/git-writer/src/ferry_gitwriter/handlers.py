@@ -27,9 +27,11 @@ from dataclasses import dataclass
 
 from ferry_events import (
     ArtifactAccepted,
+    ArtifactMarkChangeRequested,
     ArtifactStored,
     CloudEvent,
     EventData,
+    HaltChangeRequested,
     PolicyChanged,
     PolicyChangeRequested,
     ReleaseApproved,
@@ -55,13 +57,20 @@ from ferry_gitwriter.domain.changes import (
     plan_store_artifact,
     release_namespace,
 )
+from ferry_gitwriter.domain.marks import halt_result, mark_result, plan_halt, plan_mark
 from ferry_gitwriter.metrics import BATCH_SIZE, COMMITS, CYCLE_SECONDS, DUPLICATES, PUSHES
 from ferry_runtime import Delivery, PermanentError, TemporaryError, get_logger
 
 log = get_logger(__name__)
 
 SOURCE = "ferry/git-writer"
-HANDLED = (ArtifactAccepted, ReleaseApproved, PolicyChangeRequested)
+HANDLED = (
+    ArtifactAccepted,
+    ReleaseApproved,
+    PolicyChangeRequested,
+    HaltChangeRequested,
+    ArtifactMarkChangeRequested,
+)
 
 Publish = Callable[[CloudEvent], Awaitable[None]]
 
@@ -220,6 +229,10 @@ def _plan(
         return plan_release(event_id, data, session)
     if isinstance(data, PolicyChangeRequested):
         return plan_policy(event_id, data, session)
+    if isinstance(data, HaltChangeRequested):
+        return plan_halt(event_id, data, session)
+    if isinstance(data, ArtifactMarkChangeRequested):
+        return plan_mark(event_id, data, session)
     raise Refused(f"git-writer does not handle {data.event_type}", code="unhandled-event-type")
 
 
@@ -268,4 +281,8 @@ def result_of(data: EventData, answer: _Answer) -> EventData:
             commit_sha=sha,
             deleted=data.policy is None,
         )
+    if isinstance(data, HaltChangeRequested):
+        return halt_result(data, sha, no_change=answer.no_change)
+    if isinstance(data, ArtifactMarkChangeRequested):
+        return mark_result(data, sha, no_change=answer.no_change)
     raise TypeError(f"no result for {data.event_type}")

@@ -21,8 +21,10 @@ import yaml
 from ferry_events import (
     DNS_LABEL,
     ArtifactAccepted,
+    ArtifactMarkChangeRequested,
     ArtifactSpec,
     EventData,
+    HaltChangeRequested,
     PolicyChangeRequested,
     ReleaseApproved,
 )
@@ -157,6 +159,10 @@ def check_event(data: EventData) -> None:
                 paths.dns_label(data.namespace, "namespace")
         elif isinstance(data, PolicyChangeRequested):
             paths.policy_file(data.service)
+        elif isinstance(data, HaltChangeRequested):
+            paths.halt_environment(data.environment)
+        elif isinstance(data, ArtifactMarkChangeRequested):
+            paths.build_dir(data.service, data.artifact_id)
         else:
             raise Refused(
                 f"git-writer does not handle {data.event_type}; "

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Final
 
-from ferry_events import DNS_LABEL, is_safe_segment
+from ferry_events import ALL_ENVIRONMENTS, DNS_LABEL, is_safe_segment
 
 BUILDS: Final = "builds"
 ENVIRONMENTS: Final = "environments"
 POLICIES: Final = "policies"
+REJECTED: Final = "rejected"
+HALTS_FILE: Final = "halts.yaml"
 ARTIFACT_FILE: Final = "artifact.json"
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
 
@@ -71,3 +73,13 @@ def environment_dir(environment: str, namespace: str, service: str) -> str:
 def policy_file(service: str) -> str:
     """``policies/<service>.yaml``."""
     return f"{POLICIES}/{dns_label(service, 'service')}.yaml"
+
+
+def rejected_file(service: str) -> str:
+    """``rejected/<service>.yaml``: the service's artifacts marked bad."""
+    return f"{REJECTED}/{dns_label(service, 'service')}.yaml"
+
+
+def halt_environment(value: str) -> str:
+    """An environment a halt names: a DNS label, or ``*`` for every environment."""
+    return value if value == ALL_ENVIRONMENTS else dns_label(value, "environment")
