@@ -44,6 +44,7 @@ from ferry_promotion.adapters.db import (
     timeline,
     utc,
 )
+from ferry_promotion.adapters.records import release_of
 from ferry_promotion.decisions import SOURCE, actor_of
 from ferry_promotion.domain.decision import Person, Status, approval_refusal, count_approvals
 from ferry_promotion.domain.environments import Environment
@@ -328,17 +329,7 @@ class Promotion:
         )
 
     def _not_open(self, row: RowMapping) -> Conflict:
-        status = row["status"]
-        if status == Status.REJECTED and any(
-            v.get("policy") == "approvals" and "expired" in v.get("message", "")
-            for v in row["violations"] or []
-        ):
-            why = "its approval expired"
-        elif status == Status.REQUESTED:
-            why = "it has not been decided yet (no approval was asked for)"
-        else:
-            why = f"it is {status}"
-        return Conflict(f"release {row['release_id']} is not awaiting approval: {why}")
+        return Conflict(release_of(row).why_not_awaiting_approval())
 
     async def _vote(
         self, tx: Tx, actor: Identity, release_id: str, decision: str, comment: str

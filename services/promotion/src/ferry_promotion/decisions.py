@@ -44,6 +44,7 @@ from ferry_promotion.domain.decision import (
     evaluate,
     rollback_target,
 )
+from ferry_promotion.domain.release import is_open
 from ferry_promotion.identity import TokenStore
 from ferry_runtime import get_logger
 
@@ -51,7 +52,6 @@ log = get_logger(__name__)
 
 SOURCE = "ferry/promotion"
 AUTO_RELEASE_ACTOR = Actor(subject="ferry-auto-release", name="auto-release policy")
-OPEN_STATUSES = {Status.REQUESTED.value, Status.AWAITING_APPROVAL.value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +275,7 @@ class Decider:
                 .mappings()
                 .first()
             )
-        if row is None or row["status"] not in OPEN_STATUSES:
+        if row is None or not is_open(row["status"]):
             async with self.store.transaction() as tx:
                 if not await tx.processed(cause.id):
                     await tx.mark_processed(cause)
@@ -292,7 +292,7 @@ class Decider:
             if await tx.processed(cause.id):
                 return
             current = await tx.release(release_id, lock=True)
-            if current is None or current["status"] not in OPEN_STATUSES:
+            if current is None or not is_open(current["status"]):
                 await tx.mark_processed(cause)
                 return
             if target is None:

@@ -40,20 +40,10 @@ from ferry_promotion.decisions import (
     log_decision,
 )
 from ferry_promotion.domain.decision import Status
+from ferry_promotion.domain.release import may_follow
 from ferry_runtime import Delivery, Handler, PermanentError, get_logger
 
 log = get_logger(__name__)
-
-#: A later status is never overwritten by an earlier one arriving late.
-_RANK = {
-    Status.REQUESTED.value: 0,
-    Status.AWAITING_APPROVAL.value: 1,
-    Status.APPROVED.value: 2,
-    Status.REJECTED.value: 3,
-    Status.COMMITTED.value: 3,
-    Status.FAILED.value: 4,
-    Status.ROLLED_OUT.value: 4,
-}
 
 
 class Handlers:
@@ -202,7 +192,7 @@ class Handlers:
                 return None
             row = await tx.release(release_id, lock=True)
             if row is not None:
-                if _RANK.get(status, 0) >= _RANK.get(row["status"], 0):
+                if may_follow(status, row["status"]):
                     await tx.update_release(release_id, status=status, **values)
                 elif values:
                     await tx.update_release(release_id, **values)

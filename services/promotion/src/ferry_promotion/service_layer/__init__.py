@@ -1,0 +1,1 @@
+"""Promotion's use cases, over a unit of work; no storage, broker or HTTP library here."""
