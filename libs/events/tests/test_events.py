@@ -245,6 +245,12 @@ def test_public_surface_is_pinned() -> None:
         "is_safe_segment",
         "split_type",
         "utcnow",
+        "DEFAULT_YAML_LIMITS",
+        "YamlLimitExceeded",
+        "YamlLimits",
+        "check_yaml_limits",
+        "load_yaml_document",
+        "load_yaml_documents",
     }
     assert set(ferry_events.__all__) == expected
     for name in expected:

@@ -599,3 +599,37 @@ async def test_hot_standby_takes_over_when_the_active_replica_is_killed_mid_burs
     assert sorted(trailer_values(bare_remote, "Ferry-Event-Id")) == sorted(ids)  # once each
     for result in event_tap.of_type(STORED):
         assert result.data["commitSha"] == commit_of[str(result.causationid)]
+
+
+def _deep_deployment(depth: int) -> str:
+    nested = "leaf"
+    for _ in range(depth):
+        nested = f"{{a: {nested}}}"
+    return (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: payments\nspec:\n"
+        f"  template:\n    spec:\n      deep: {nested}\n"
+    )
+
+
+async def test_a_600_deep_manifest_fails_only_its_own_release_in_a_burst(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    ids = [f"master-{i:010d}-deep" for i in range(4)]
+    poisoned = "master-9999999999-deep"
+    artifacts = [accepted(artifact_id) for artifact_id in ids]
+    artifacts.append(accepted(poisoned, prod={"deployment.yaml": _deep_deployment(600)}))
+    releases = [approved(a, release_id=f"rel-{n}") for n, a in enumerate([*ids, poisoned])]
+    config = settings(broker_ns, bare_remote, tmp_path / "data")
+    async with running(build(config)):
+        pass  # declares the queue
+    await publish_all(broker_ns, artifacts + releases)  # one burst, batched together
+    async with running(build(config)):
+        stored = await event_tap.wait_for(STORED, count=5, timeout=30)
+        failed = await event_tap.wait_one("ferry.release.failed.v1", timeout=30)
+        committed = await event_tap.wait_for("ferry.release.committed.v1", count=4, timeout=30)
+    assert sorted(e.data["artifact"]["id"] for e in stored) == sorted([*ids, poisoned])
+    assert failed.data["artifactId"] == poisoned
+    assert failed.data["reason"] == "invalid-manifest"
+    assert "nested more than 64 levels deep" in failed.data["message"]
+    assert sorted(e.data["artifactId"] for e in committed) == sorted(ids)
+    assert await broker_ns.dead_letters("git-writer", timeout=1) == []

@@ -67,6 +67,14 @@ from ferry_events.types import (
     RolloutSucceeded,
     Workload,
 )
+from ferry_events.yamlload import (
+    DEFAULT_YAML_LIMITS,
+    YamlLimitExceeded,
+    YamlLimits,
+    check_yaml_limits,
+    load_yaml_document,
+    load_yaml_documents,
+)
 
 __all__ = [
     "ALL_ENVIRONMENTS",
@@ -74,6 +82,7 @@ __all__ = [
     "CI",
     "DATA_CONTENT_TYPE",
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_YAML_LIMITS",
     "DNS_LABEL",
     "STRUCTURED_CONTENT_TYPE",
     "Actor",
@@ -117,13 +126,18 @@ __all__ = [
     "Upcaster",
     "WireModel",
     "Workload",
+    "YamlLimitExceeded",
+    "YamlLimits",
     "binary_attributes",
+    "check_yaml_limits",
     "decode",
     "default_registry",
     "derived_id",
     "describe_errors",
     "encode",
     "is_safe_segment",
+    "load_yaml_document",
+    "load_yaml_documents",
     "split_type",
     "utcnow",
 ]

@@ -26,6 +26,7 @@ def limits(settings: IngestSettings) -> Limits:
         max_total_bytes=settings.ingest_max_total_bytes,
         max_files_per_environment=settings.ingest_max_files_per_environment,
         environments=frozenset(settings.ingest_environments),
+        allowed_kinds=frozenset(settings.ingest_allowed_kinds),
     )
 
 

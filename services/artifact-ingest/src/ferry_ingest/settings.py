@@ -26,10 +26,12 @@ class IngestSettings(RuntimeSettings):
     ingest_max_files_per_environment: int = Field(default=100, ge=1)
     #: Environments manifests may be given for, comma-separated; empty accepts any name.
     ingest_environments: Annotated[tuple[str, ...], NoDecode] = ()
+    #: Cluster-scoped kinds a build may hold anyway, comma-separated (default: none).
+    ingest_allowed_kinds: Annotated[tuple[str, ...], NoDecode] = ()
     #: Messages handled at once.
     ingest_concurrency: int = Field(default=4, ge=1, le=256)
 
-    @field_validator("ingest_environments", mode="before")
+    @field_validator("ingest_environments", "ingest_allowed_kinds", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -14,7 +14,10 @@ Then a cycle, run in a worker thread so the event loop (and ``/healthz``) stays 
 4. back on the loop: publish each result event and wait for its confirm. The
    runtime acks each delivery only after that.
 
-A failure of one delivery (unsafe id, conflicting build) fails only that one.
+A failure of one delivery (unsafe id, conflicting build, or any unexpected error
+while planning it, such as a ``RecursionError``) fails only that one: a release
+becomes its own ``release.failed`` with the reason, anything else its own dead
+letter, and the rest of the batch is written.
 """
 
 from __future__ import annotations
@@ -181,6 +184,14 @@ class GitWriter:
         return answers
 
     def _answer(self, session: Session, delivery: Delivery) -> _Answer:
+        try:
+            return self._planned(session, delivery)
+        except RepoError:
+            raise  # git itself failed: the whole cycle is retried
+        except Exception as exc:  # noqa: BLE001 - one poisoned event fails only itself
+            return _unexpected(delivery, exc)
+
+    def _planned(self, session: Session, delivery: Delivery) -> _Answer:
         event_id = delivery.event.id
         data = delivery.data
         try:
@@ -217,7 +228,29 @@ def _refusal(delivery: Delivery) -> PermanentError | None:
     except Refused as exc:
         log.warning("refused", code=exc.code, reason=str(exc), event_id=delivery.event.id)
         return PermanentError(str(exc), code=exc.code)
+    except Exception as exc:
+        log.exception("could not check the event", event_id=delivery.event.id)
+        return PermanentError(f"could not check the event: {exc!r}", code="unexpected-error")
     return None
+
+
+def _unexpected(delivery: Delivery, exc: Exception) -> _Answer:
+    """An error nobody planned for while planning one delivery: it fails that one only.
+
+    A release becomes ``release.failed`` (promotion and the developer hear of it); any
+    other event is dead-lettered. Neither is retried: planning is pure, so it would
+    fail the same way again (``RecursionError`` is not a temporary error).
+    """
+    reason = f"git-writer could not plan this change: {type(exc).__name__}: {str(exc)[:500]}"
+    log.error(
+        "planning failed; failing this delivery only",
+        event_id=delivery.event.id,
+        reason=reason,
+        exc_info=exc,
+    )
+    if isinstance(delivery.data, ReleaseApproved):
+        return _Answer(failure=ReleaseFailure("unexpected-error", reason))
+    return _Answer(error=PermanentError(reason, code="unexpected-error"))
 
 
 def _plan(

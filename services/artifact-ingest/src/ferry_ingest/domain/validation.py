@@ -18,28 +18,31 @@ Reason codes (stable, for machines; ``message`` is for people):
 - ``manifests-too-large``     all files together over the total limit
 - ``invalid-yaml``            a file does not parse as YAML
 - ``not-a-kubernetes-object`` a YAML document lacks apiVersion, kind or metadata.name
+- ``cluster-scoped-kind``     an object that is not namespaced (see ``bounds``)
+- ``foreign-namespace``       an object in a namespace other than the artifact's
+- ``remote-kustomize-base``   a kustomization that reaches outside the build
 - ``tests-failed``            the CI ``test`` stage reports failed tests
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from ferry_events import DNS_LABEL, ArtifactSpec, Manifests, Reason, is_safe_segment
+from ferry_ingest.domain.bounds import Bounds
+from ferry_ingest.domain.documents import check_yaml
+from ferry_ingest.domain.text import cut as _cut
+from ferry_ingest.domain.text import shown as _shown
 
 KIB: Final = 1024
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
 #: Identifying strings copied into a rejection are cut to this length.
 _MAX_ECHO: Final = 256
-#: libyaml's safe loader when PyYAML was built with it (about 6x faster), else the pure one.
-#: Both construct only plain data: tags such as !!python/object are refused.
-_SAFE_LOADER: Final[type[yaml.SafeLoader]] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,8 @@ class Limits:
     max_total_bytes: int = 1024 * KIB
     max_files_per_environment: int = 100
     environments: frozenset[str] = field(default_factory=frozenset)
+    #: Cluster-scoped kinds a build may hold anyway (FERRY_INGEST_ALLOWED_KINDS).
+    allowed_kinds: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +96,9 @@ def validate(
     limits = limits or Limits()
     spec, reasons = check_spec(artifact)
     reasons += check_ci(artifact)
-    checked, manifest_reasons = check_manifests(manifests, limits)
+    # Namespaces are checked against a valid spec only: a broken one is refused already.
+    namespace = spec.namespace if spec is not None else None
+    checked, manifest_reasons = check_manifests(manifests, limits, namespace)
     reasons += manifest_reasons
     if spec is not None and not reasons:
         return Accepted(artifact=spec, manifests=checked)
@@ -168,9 +175,13 @@ def check_ci(artifact: Mapping[str, Any]) -> list[Reason]:
 # --------------------------------------------------------------------------- manifests
 
 
-def check_manifests(manifests: Mapping[str, Any], limits: Limits) -> tuple[Manifests, list[Reason]]:
+def check_manifests(
+    manifests: Mapping[str, Any], limits: Limits, namespace: str | None = None
+) -> tuple[Manifests, list[Reason]]:
     """The manifests as environment -> file name -> text, and every problem with them.
 
+    ``namespace`` is the artifact's (``""``: the environment decides, so objects name
+    none; ``None``: not checked).
     Environments without files are left out of the result.
     """
     reasons: list[Reason] = []
@@ -214,7 +225,8 @@ def check_manifests(manifests: Mapping[str, Any], limits: Limits) -> tuple[Manif
                 )
             )
         for name, text in files.items():
-            size, file_reasons = check_file(env, name, text, limits)
+            bounds = Bounds(namespace, limits.allowed_kinds)
+            size, file_reasons = check_file(env, name, text, limits, bounds)
             total += size
             reasons += file_reasons
             if isinstance(text, str):
@@ -233,7 +245,9 @@ def check_manifests(manifests: Mapping[str, Any], limits: Limits) -> tuple[Manif
     return checked, reasons
 
 
-def check_file(env: str, name: str, text: Any, limits: Limits) -> tuple[int, list[Reason]]:
+def check_file(
+    env: str, name: str, text: Any, limits: Limits, bounds: Bounds | None = None
+) -> tuple[int, list[Reason]]:
     """The size of one manifest file in bytes, and every problem with it."""
     label = f"{_shown(env)}/{_shown(name)}"
     path = f"manifests.{_shown(env)}.{_shown(name)}"
@@ -260,7 +274,7 @@ def check_file(env: str, name: str, text: Any, limits: Limits) -> tuple[int, lis
             )
         )
         return size, reasons
-    return size, reasons + check_yaml(label, text, path)
+    return size, reasons + check_yaml(label, text, path, bounds)
 
 
 def _check_environment_name(env: str, limits: Limits) -> list[Reason]:
@@ -308,90 +322,6 @@ def _check_file_name(env: str, name: str, path: str) -> list[Reason]:
     ]
 
 
-def check_yaml(label: str, text: str, path: str) -> list[Reason]:
-    """Every document of one file must be a Kubernetes object; empty documents are skipped.
-
-    ``label`` names the file in messages (``dev/deployment.yaml``), ``path`` in ``field``.
-    """
-    reasons: list[Reason] = []
-    try:
-        for number, document in _documents(text):
-            problem = kubernetes_object_problem(document)
-            if problem is not None:
-                reasons.append(
-                    Reason(
-                        code="not-a-kubernetes-object",
-                        message=f"{label}, document {number}: {problem}",
-                        field=path,
-                    )
-                )
-    except yaml.YAMLError as exc:
-        reasons.append(
-            Reason(code="invalid-yaml", message=_yaml_message(label, text, exc), field=path)
-        )
-    except RecursionError:
-        reasons.append(
-            Reason(code="invalid-yaml", message=f"{label} is nested too deeply", field=path)
-        )
-    except (ValueError, TypeError, OverflowError) as exc:
-        # PyYAML's constructors raise these for scalars that look typed but are not,
-        # such as the timestamp 2026-13-45.
-        reasons.append(
-            Reason(code="invalid-yaml", message=f"{label} is not valid YAML: {exc}", field=path)
-        )
-    return reasons
-
-
-def _documents(text: str) -> Iterator[tuple[int, Any]]:
-    """(1-based number, document) for every non-empty document."""
-    for number, document in enumerate(yaml.load_all(text, Loader=_SAFE_LOADER), start=1):
-        if document is not None:
-            yield number, document
-
-
-def kubernetes_object_problem(document: Any) -> str | None:
-    """What keeps ``document`` from being a Kubernetes object, or ``None``."""
-    if not isinstance(document, dict):
-        return (
-            f"expected a Kubernetes object (a mapping with apiVersion, kind and metadata.name), "
-            f"got {_yaml_kind(document)}"
-        )
-    missing = [key for key in ("apiVersion", "kind") if not _text(document.get(key))]
-    metadata = document.get("metadata")
-    if not isinstance(metadata, dict) or not _text(metadata.get("name")):
-        missing.append("metadata.name")
-    if not missing:
-        return None
-    kind = document.get("kind")
-    what = (
-        f"the {_cut(kind, 63)} object" if isinstance(kind, str) and kind.strip() else "the object"
-    )
-    return f"{what} has no {', '.join(missing)} (every Kubernetes object needs them)"
-
-
-def _yaml_message(label: str, text: str, exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.reader.ReaderError):
-        line = text.count("\n", 0, exc.position) + 1
-        return (
-            f"{label} is not valid YAML: character #x{exc.character:04x} is not allowed "
-            f"({exc.reason}) at line {line}"
-        )
-    if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem:
-            started = exc.context_mark
-            at = f" (from line {started.line + 1})" if started is not None else ""
-            problem = f"{exc.context}{at}: {exc.problem}"
-        if mark is not None:
-            return (
-                f"{label} is not valid YAML: {problem} at line {mark.line + 1}, "
-                f"column {mark.column + 1}"
-            )
-        return f"{label} is not valid YAML: {problem}"
-    return f"{label} is not valid YAML: {exc}"
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -416,32 +346,9 @@ def _echo(value: Any) -> str | None:
     return _shown(value, _MAX_ECHO) if isinstance(value, str) and value else None
 
 
-def _shown(value: str, length: int = 80) -> str:
-    """``value`` safe to put in an event: printable, valid UTF-8 and not too long."""
-    if not value.isprintable():
-        value = value.encode("ascii", errors="backslashreplace").decode("ascii")
-    return _cut(value, length)
-
-
-def _text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _cut(value: str, length: int) -> str:
-    return value if len(value) <= length else value[: length - 1] + "…"
-
-
 def _size(n: int) -> str:
     if n >= KIB * KIB and n % (KIB * KIB) == 0:
         return f"{n // (KIB * KIB)} MiB"
     if n >= KIB and n % KIB == 0:
         return f"{n // KIB} KiB"
     return f"{n} bytes"
-
-
-def _yaml_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"the text {_cut(value, 40)!r}"
-    return f"a {type(value).__name__}"

@@ -16,6 +16,8 @@ from typing import Any, Final
 
 import yaml
 
+from ferry_events import YamlLimitExceeded, load_yaml_document
+
 WORKLOAD_KINDS: Final = frozenset(
     {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 )
@@ -120,8 +122,11 @@ def stamp_manifest(text: str, stamp: Stamp, *, name: str = "manifest") -> str:
     out: list[str] = []
     for index, chunk in enumerate(documents):
         try:
-            doc = yaml.safe_load(chunk)
-        except yaml.YAMLError as exc:
+            # The loader and limits artifact-ingest validated with: what it accepted loads.
+            doc = load_yaml_document(chunk)
+        except YamlLimitExceeded as exc:
+            raise InvalidManifest(f"{name}: document {index + 1}: {exc}") from exc
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
             raise InvalidManifest(f"{name}: document {index + 1} is not valid YAML: {exc}") from exc
         if isinstance(doc, dict) and doc.get("kind") in WORKLOAD_KINDS:
             try:
