@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-ANNOTATION_PREFIX: Final = "ferry.dev/"
 SERVICE: Final = "ferry.dev/service"
 ENVIRONMENT: Final = "ferry.dev/environment"
 ARTIFACT_ID: Final = "ferry.dev/artifact-id"

@@ -230,12 +230,7 @@ def create_app(deps: ApiDeps, operational_routes: Sequence[BaseRoute] = ()) -> F
 
     app.include_router(api)
 
-    # ---- chat-ops: Slack routes --------------------------------------------------------
-    # The Slack slash-command and interaction routes live in ferry_promotion/slack/ and
-    # call the same use cases (deps.promotion) with the identity looked up by Slack user
-    # id (deps.tokens.by_slack_user_id). Include their router on the next line:
     app.include_router(build_slack_router(deps))
-    # -------------------------------------------------------------------------------------
 
     app.router.routes.extend(operational_routes)
     return app
