@@ -22,7 +22,7 @@ lint: setup ## ruff lint and format check, import-layer contracts
 
 .PHONY: types
 types: setup ## mypy --strict over every package
-	$(UV) run mypy libs/*/src services/*/src cli/src bench scripts
+	$(UV) run mypy libs/*/src services/*/src cli/src tools/*/src bench scripts
 
 .PHONY: test
 test: lint types ## lint, types and every test (needs RabbitMQ and PostgreSQL on loopback)

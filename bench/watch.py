@@ -34,10 +34,10 @@ import psutil
 from aio_pika.abc import AbstractIncomingMessage
 
 from ferry_events import CloudEvent, RolloutSucceeded, Workload, decode, utcnow
+from ferry_kube_sim import KubeApiServer
+from ferry_kube_sim import objects as k
 from ferry_runtime import build_message
 from ferry_testing import BrokerNamespace, resolve_amqp_url
-from ferry_testing.kube import KubeApiServer
-from ferry_testing.kube import objects as k
 from ferry_watcher.adapters.kube import connect
 from ferry_watcher.bootstrap import build
 from ferry_watcher.domain import RolloutTracker, parse_pod, parse_workload

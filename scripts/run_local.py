@@ -178,12 +178,12 @@ async def main() -> int:
     data_dir = Path(args.data_dir).resolve()
     env = {**os.environ, **ensure_state(data_dir), "PYTHONUNBUFFERED": "1"}
     procs: list[Proc] = []
-    if not os.environ.get("KUBECONFIG") and available("ferry_testing.kube.simulator"):
+    if not os.environ.get("KUBECONFIG") and available("ferry_kube_sim"):
         kubeconfig = data_dir / "kubeconfig"
         procs.append(
             Proc(
                 "k8s-simulator",
-                "ferry_testing.kube.simulator",
+                "ferry_kube_sim",
                 None,
                 {"FERRY_SIMULATOR_KUBECONFIG_OUT": str(kubeconfig)},
             )
@@ -205,7 +205,7 @@ async def main() -> int:
     width = max(len(p.name) for p in procs)
     pumps = []
     for index, proc in enumerate(procs):
-        if proc.module == "ferry_testing.kube.simulator":
+        if proc.module == "ferry_kube_sim":
             argv = [
                 sys.executable, "-m", proc.module,
                 "--config-repo", env["FERRY_CONFIG_REPO_URL"],
@@ -223,7 +223,7 @@ async def main() -> int:
             start_new_session=True,
         )
         pumps.append(asyncio.create_task(pump(proc, COLOURS[index % len(COLOURS)], width)))
-        if proc.module == "ferry_testing.kube.simulator":
+        if proc.module == "ferry_kube_sim":
             for _ in range(100):  # the watcher needs the kubeconfig the simulator writes
                 if Path(env["KUBECONFIG"]).exists():
                     break

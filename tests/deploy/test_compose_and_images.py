@@ -229,11 +229,24 @@ def test_the_cli_image_is_the_default_target_for_ci_jobs() -> None:
     assert "ferry" in scripts["project"]["scripts"]
 
 
+def test_the_simulator_image_runs_the_kube_sim_package() -> None:
+    all_stages = stages()
+    build = " ".join(all_stages["build-k8s-simulator"])
+    assert "--package ferry-kube-sim" in build
+    image = all_stages["k8s-simulator"]
+    assert 'ENTRYPOINT ["python", "-m", "ferry_kube_sim"]' in image
+    assert "USER 10001:10001" in image
+    package = ROOT / "tools" / "kube-sim" / "src" / "ferry_kube_sim"
+    assert (package / "__main__.py").is_file()
+    project = tomllib.loads((ROOT / "tools/kube-sim/pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["name"] == "ferry-kube-sim"
+
+
 def test_every_packaged_name_is_a_workspace_member_in_the_lock() -> None:
     lock = tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
     locked = {p["name"] for p in lock["package"]}
     packages = set(re.findall(r"--package (ferry-[a-z-]+)", DOCKERFILE.read_text(encoding="utf-8")))
-    assert packages == {p for p, _, _ in SERVICES.values()} | {"ferry-cli", "ferry-testing"}
+    assert packages == {p for p, _, _ in SERVICES.values()} | {"ferry-cli", "ferry-kube-sim"}
     assert packages <= locked
 
 

@@ -48,6 +48,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiormq.exceptions import ChannelAccessRefused
 
 from ferry_events import CloudEvent, RolloutFailed, Workload, default_registry
+from ferry_kube_sim.server import KubeApiServer
 from ferry_runtime import (
     Delivery,
     PermanentError,
@@ -64,7 +65,6 @@ from ferry_runtime.topology import (
 )
 from ferry_testing import ServiceProcess, running
 from ferry_testing.git import git, make_bare_remote
-from ferry_testing.kube.server import KubeApiServer
 from ferry_testing.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

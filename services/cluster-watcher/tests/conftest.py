@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from ferry_kube_sim import KubeApiServer
 from ferry_testing import BrokerNamespace, running
-from ferry_testing.kube import KubeApiServer
 from ferry_watcher.bootstrap import WatcherApp, build
 from ferry_watcher.settings import WatcherSettings
 

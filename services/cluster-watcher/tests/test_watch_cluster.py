@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from ferry_events import CloudEvent
+from ferry_kube_sim import KubeApiServer
+from ferry_kube_sim import objects as k
 from ferry_testing import EventTap, running
-from ferry_testing.kube import KubeApiServer
-from ferry_testing.kube import objects as k
 from ferry_watcher.bootstrap import build
 from ferry_watcher.settings import WatcherSettings
 

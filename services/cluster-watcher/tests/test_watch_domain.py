@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ferry_events import RolloutFailed, RolloutStarted
-from ferry_testing.kube import objects as k
+from ferry_kube_sim import objects as k
 from ferry_watcher.domain import (
     Fact,
     Malformed,

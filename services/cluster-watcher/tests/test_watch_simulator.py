@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ferry_kube_sim import KubeApiServer
+from ferry_kube_sim import objects as k
+from ferry_kube_sim.simulator import LocalCluster
 from ferry_testing import EventTap, git
-from ferry_testing.kube import KubeApiServer
-from ferry_testing.kube import objects as k
-from ferry_testing.kube.simulator import LocalCluster, read_environments
 
 pytestmark = pytest.mark.amqp
 
@@ -116,14 +116,3 @@ async def test_the_simulator_rolls_out_the_config_repo_and_the_watcher_reports_i
         if p["metadata"]["name"].startswith("payments-")
     ]
     assert len(pods) == 2  # the old ReplicaSet's pods are gone
-
-
-def test_read_environments_places_each_environment_in_its_own_namespace(tmp_path: Path) -> None:
-    write_release(tmp_path, "dev", "payments", "a-1", "r-1")
-    write_release(tmp_path, "prod", "payments", "a-0", "r-0", simulate="oom")
-    found = read_environments(tmp_path)
-    assert [(m.environment, m.obj["metadata"]["namespace"], m.obj["kind"]) for m in found] == [
-        ("dev", "dev-shop", "Deployment"),
-        ("prod", "prod-shop", "Deployment"),
-    ]
-    assert [m.environment for m in read_environments(tmp_path, ["prod"])] == ["prod"]

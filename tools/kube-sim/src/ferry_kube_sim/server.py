@@ -37,8 +37,6 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from ferry_testing.net import serve_app
-
 
 @dataclass(frozen=True)
 class Resource:
@@ -173,9 +171,15 @@ class KubeApiServer:
                 prefix + "/namespaces/{ns}/{plural}/{name}/status", self._http_replace_status
             )
             app.router.add_delete(prefix + "/namespaces/{ns}/{plural}/{name}", self._http_delete)
-        self._runner, self._port = await serve_app(
-            app, self.host, self._port, handle_signals=False, shutdown_timeout=1.0
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self._port)
+        await site.start()
+        server = site._server  # aiohttp exposes no public accessor for the bound socket
+        assert isinstance(server, asyncio.Server)
+        self._port = server.sockets[0].getsockname()[1]
         return self
 
     async def stop(self) -> None:

@@ -1,6 +1,6 @@
 """The local cluster SIMULATOR for ``make run``: not Kubernetes, a stand-in that plays it.
 
-It starts the Kubernetes API test server (:mod:`ferry_testing.kube.server`)
+It starts the Kubernetes API test server (:mod:`ferry_kube_sim.server`)
 and plays two parts against it:
 
 - **Flux**: it polls the config repository's branch, reads every
@@ -20,7 +20,7 @@ and plays two parts against it:
 
 Run it with::
 
-    python -m ferry_testing.kube.simulator --config-repo URL --port 8090 \\
+    python -m ferry_kube_sim --config-repo URL --port 8090 \\
         --kubeconfig-out .ferry/kubeconfig
 
 and point ``KUBECONFIG`` at the written file. Pointing ``KUBECONFIG`` at a
@@ -45,9 +45,9 @@ from typing import Any
 
 import yaml
 
+from ferry_kube_sim import objects as k
+from ferry_kube_sim.server import RESOURCES, KubeApiServer, NotFound
 from ferry_runtime import configure_logging, get_logger
-from ferry_testing.kube import objects as k
-from ferry_testing.kube.server import RESOURCES, KubeApiServer, NotFound
 
 log = get_logger("ferry.k8s-simulator")
 
@@ -568,7 +568,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m ferry_testing.kube.simulator",
+        prog="python -m ferry_kube_sim",
         description="Local cluster SIMULATOR (not Kubernetes): plays Flux and the kubelet "
         "against a loopback Kubernetes API, for `make run`.",
     )

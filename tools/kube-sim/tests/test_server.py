@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client, config, watch
 
-from ferry_testing.kube import KubeApiServer
-from ferry_testing.kube import objects as k
+from ferry_kube_sim import KubeApiServer
+from ferry_kube_sim import objects as k
 
 
 @pytest.fixture
