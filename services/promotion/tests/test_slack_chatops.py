@@ -19,8 +19,8 @@ import yaml
 from ferry_gitwriter.bootstrap import build as build_gitwriter
 from ferry_gitwriter.settings import GitWriterSettings
 from ferry_promotion.bootstrap import PromotionService, build
+from ferry_promotion.entrypoints.slack import ChatOps
 from ferry_promotion.settings import PromotionSettings
-from ferry_promotion.slack import ChatOps, chatops_of
 from ferry_testing import BrokerNamespace, EventTap, running, trailer_values
 from ferry_testing.slack_api import SlackApi
 from ferry_testing.slack_signing import (
@@ -175,8 +175,9 @@ async def chat(
             slack_api_url=slack.base_url,
         )
         service = await build(settings)
-        chatops = chatops_of(service.runtime._app)  # the app promotion serves
-        assert chatops is not None, "the promotion app does not include the Slack routes"
+        chatops = service.chatops
+        served = service.runtime._app.openapi()["paths"]  # the app promotion serves
+        assert "/v1/slack/commands" in served, "the promotion app does not include the Slack routes"
         chatops.follow_interval = 0.1
         async with running(service.runtime):
             async with httpx.AsyncClient(

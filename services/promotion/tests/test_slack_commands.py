@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ferry_promotion.slack.commands import (
+from ferry_promotion.entrypoints.slack.commands import (
     USAGE,
     ApproveCommand,
     CommandError,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ferry_promotion.slack.messages import (
+from ferry_promotion.entrypoints.slack.messages import (
     already_decided,
     decided_message,
     history_table,

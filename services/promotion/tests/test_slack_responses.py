@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from ferry_promotion.slack.responder import MAX_POSTS, MAX_SECONDS, ResponseUrlPoster
-from ferry_promotion.slack.users import SlackUnavailable, SlackUserDirectory
+from ferry_promotion.adapters.slack.responder import MAX_POSTS, MAX_SECONDS, ResponseUrlPoster
+from ferry_promotion.adapters.slack.users import SlackUnavailable, SlackUserDirectory
 from ferry_testing.slack_api import SlackApi
 
 
@@ -62,7 +62,7 @@ async def test_without_a_signing_secret_every_slack_request_is_refused():
     import httpx
     from fastapi import FastAPI
 
-    from ferry_promotion.slack import ChatOps, SlackRouter
+    from ferry_promotion.entrypoints.slack import ChatOps, SlackRouter
     from ferry_testing.slack_signing import signed_headers, slash_command_body
 
     chatops = ChatOps(

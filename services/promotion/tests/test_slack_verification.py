@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ferry_promotion.slack.verification import ReplayCache, RequestRefused, SlackRequestVerifier
+from ferry_promotion.adapters.slack.verification import (
+    ReplayCache,
+    RequestRefused,
+    SlackRequestVerifier,
+)
 from ferry_testing.slack_signing import SLACK_EXAMPLE, sign, signed_headers
 
 

@@ -18,19 +18,25 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from slack_sdk.web.async_client import AsyncWebClient
 
 from ferry_events import CloudEvent
 from ferry_promotion.adapters.configrepo import ConfigRepo, GitError, run_git
 from ferry_promotion.adapters.db import Store
 from ferry_promotion.adapters.db import now as utc_now
 from ferry_promotion.adapters.outbox import OutboxRelay
+from ferry_promotion.adapters.slack.responder import SLACK_HOOKS_ORIGIN, ResponseUrlPoster
+from ferry_promotion.adapters.slack.users import SlackUserDirectory
+from ferry_promotion.adapters.slack.verification import SlackRequestVerifier
 from ferry_promotion.application import Promotion
 from ferry_promotion.decisions import Decider
-from ferry_promotion.handlers import Handlers
-from ferry_promotion.http.api import ApiDeps, create_app
+from ferry_promotion.entrypoints.consumers import Handlers
+from ferry_promotion.entrypoints.http.api import ApiDeps, create_app
+from ferry_promotion.entrypoints.slack import ChatOps
+from ferry_promotion.entrypoints.slack.backend import PromotionReleases, TokenPeople
+from ferry_promotion.entrypoints.timers import housekeeping
 from ferry_promotion.identity import TokenStore
 from ferry_promotion.settings import PromotionSettings
-from ferry_promotion.slack import chatops_of
 from ferry_runtime import ServiceRuntime, get_logger
 
 log = get_logger(__name__)
@@ -52,28 +58,20 @@ class PromotionService:
     handlers: Handlers
     relay: OutboxRelay
     deps: ApiDeps
+    chatops: ChatOps
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def _expiry_loop(self) -> None:
-        purged = 0.0
-        while True:
-            await asyncio.sleep(self.settings.expiry_check_interval)
-            try:
-                await self.decider.expire()
-                if asyncio.get_running_loop().time() - purged > 3600:
-                    moment = utc_now()
-                    await self.store.purge(
-                        sent_before=moment - timedelta(days=self.settings.outbox_retention_days),
-                        processed_before=moment
-                        - timedelta(days=self.settings.inbox_retention_days),
-                    )
-                    purged = asyncio.get_running_loop().time()
-            except Exception:
-                log.exception("approval expiry check failed; retrying")
+    async def _purge(self) -> None:
+        moment = utc_now()
+        await self.store.purge(
+            sent_before=moment - timedelta(days=self.settings.outbox_retention_days),
+            processed_before=moment - timedelta(days=self.settings.inbox_retention_days),
+        )
 
     async def start(self) -> None:
         self.relay.start()
-        self._tasks.append(asyncio.create_task(self._expiry_loop(), name="expiry"))
+        loop = housekeeping(self.settings.expiry_check_interval, self.decider.expire, self._purge)
+        self._tasks.append(asyncio.create_task(loop, name="expiry"))
         self._tasks.append(asyncio.create_task(self.repo.keep_fresh(), name="config-refresh"))
 
     async def stop(self) -> None:
@@ -145,12 +143,10 @@ async def build(
     deps = ApiDeps(
         promotion=promotion,
         tokens=tokens,
-        slack_signing_secret=settings.slack_signing_secret.get_secret_value(),
-        slack_bot_token=settings.slack_bot_token.get_secret_value(),
-        slack_api_url=settings.slack_api_url,
     )
+    chatops = _chatops(settings, tokens, promotion)
     service = PromotionService(
-        settings, runtime, store, repo, tokens, promotion, decider, handlers, relay, deps
+        settings, runtime, store, repo, tokens, promotion, decider, handlers, relay, deps, chatops
     )
 
     async def database_ready() -> bool:
@@ -164,11 +160,30 @@ async def build(
     runtime.readiness.add("database", database_ready)
     runtime.readiness.add("config-repo", repo_ready)
     runtime.consume(handlers.routes(), concurrency=settings.consumer_concurrency)
-    app = create_app(deps, runtime.routes())
-    runtime.serve(app)
+    runtime.serve(create_app(deps, chatops, runtime.routes()))
     runtime.on_start(service.start)
     runtime.on_stop(service.stop)
-    chatops = chatops_of(app)
-    if chatops is not None:  # Slack follow-ups end with the process, not after it
-        runtime.on_stop(chatops.aclose)
+    runtime.on_stop(chatops.aclose)  # Slack follow-ups end with the process, not after it
     return service
+
+
+def _chatops(settings: PromotionSettings, tokens: TokenStore, promotion: Promotion) -> ChatOps:
+    """Chat-ops and its Slack adapters.
+
+    Without a signing secret every Slack request is refused (401: it cannot be
+    verified); without a bot token a Slack user is known only by the
+    ``slackUserId`` of their tokens-file entry.
+    """
+    api_url = settings.slack_api_url or "https://slack.com/api/"
+    base_url = api_url if api_url.endswith("/") else api_url + "/"
+    secret = settings.slack_signing_secret.get_secret_value()
+    bot_token = settings.slack_bot_token.get_secret_value()
+    return ChatOps(
+        verifier=SlackRequestVerifier(secret) if secret else None,
+        people=TokenPeople(tokens),
+        releases=PromotionReleases(promotion),
+        users=SlackUserDirectory(AsyncWebClient(token=bot_token, base_url=base_url))
+        if bot_token
+        else None,
+        poster=ResponseUrlPoster([SLACK_HOOKS_ORIGIN, base_url]),
+    )

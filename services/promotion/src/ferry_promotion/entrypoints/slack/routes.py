@@ -14,7 +14,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from ferry_promotion.slack.chatops import ChatOps, Refused
+from ferry_promotion.entrypoints.slack.chatops import ChatOps, Refused
 
 __all__ = ["MAX_BODY_BYTES", "SlackRouter"]
 

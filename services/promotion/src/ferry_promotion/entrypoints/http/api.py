@@ -14,10 +14,10 @@ from starlette.routing import BaseRoute
 
 from ferry_events import Intent
 from ferry_promotion.application import Promotion
+from ferry_promotion.entrypoints.http import problems
+from ferry_promotion.entrypoints.slack import ChatOps, SlackRouter
 from ferry_promotion.errors import Unauthorized
-from ferry_promotion.http import problems
 from ferry_promotion.identity import Identity, TokenStore
-from ferry_promotion.slack import build_slack_router
 from ferry_promotion.views import (
     Accepted,
     ArtifactsView,
@@ -34,13 +34,10 @@ ARTIFACT = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 @dataclass
 class ApiDeps:
-    """What the routes (HTTP and Slack) need; built by bootstrap.py."""
+    """What the API routes need; built by bootstrap.py."""
 
     promotion: Promotion
     tokens: TokenStore
-    slack_signing_secret: str = ""
-    slack_bot_token: str = ""
-    slack_api_url: str = ""
 
 
 class _Body(BaseModel):
@@ -111,7 +108,9 @@ async def current_identity(
 Who = Annotated[Identity, Depends(current_identity)]
 
 
-def create_app(deps: ApiDeps, operational_routes: Sequence[BaseRoute] = ()) -> FastAPI:
+def create_app(
+    deps: ApiDeps, chatops: ChatOps, operational_routes: Sequence[BaseRoute] = ()
+) -> FastAPI:
     """The FastAPI app: API routes, Slack routes, problem+json errors and operational routes."""
     app = FastAPI(
         title="Ferry promotion API",
@@ -230,7 +229,7 @@ def create_app(deps: ApiDeps, operational_routes: Sequence[BaseRoute] = ()) -> F
 
     app.include_router(api)
 
-    app.include_router(build_slack_router(deps))
+    app.include_router(SlackRouter(chatops))  # /v1/slack/commands and /interactions
 
     app.router.routes.extend(operational_routes)
     return app

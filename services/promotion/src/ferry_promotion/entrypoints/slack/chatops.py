@@ -18,8 +18,11 @@ from urllib.parse import parse_qs
 
 from prometheus_client import Counter
 
-from ferry_promotion.slack import messages
-from ferry_promotion.slack.commands import (
+from ferry_promotion.adapters.slack.responder import ResponseUrl, ResponseUrlPoster
+from ferry_promotion.adapters.slack.users import SlackUnavailable, SlackUserDirectory
+from ferry_promotion.adapters.slack.verification import RequestRefused, SlackRequestVerifier
+from ferry_promotion.entrypoints.slack import messages
+from ferry_promotion.entrypoints.slack.commands import (
     ApproveCommand,
     Command,
     CommandError,
@@ -34,10 +37,7 @@ from ferry_promotion.slack.commands import (
     help_text,
     parse,
 )
-from ferry_promotion.slack.ports import People, Refusal, Releases
-from ferry_promotion.slack.responder import ResponseUrl, ResponseUrlPoster
-from ferry_promotion.slack.users import SlackUnavailable, SlackUserDirectory
-from ferry_promotion.slack.verification import RequestRefused, SlackRequestVerifier
+from ferry_promotion.entrypoints.slack.ports import People, Refusal, Releases
 from ferry_runtime import get_logger
 
 __all__ = ["APPROVE_ACTION", "REJECT_ACTION", "ChatOps", "Refused"]

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from ferry_events import Intent
 from ferry_promotion.application import Promotion
+from ferry_promotion.entrypoints.slack.ports import Refusal, RefusalKind
 from ferry_promotion.errors import (
     ApplicationError,
     Conflict,
@@ -24,7 +25,6 @@ from ferry_promotion.errors import (
     Unavailable,
 )
 from ferry_promotion.identity import Identity, TokenStore
-from ferry_promotion.slack.ports import Refusal, RefusalKind
 
 __all__ = ["PromotionReleases", "TokenPeople"]
 

@@ -1,0 +1,1 @@
+"""Promotion's entrypoints: HTTP routes, Slack routes, event consumers and timers."""
