@@ -34,8 +34,9 @@ fmt: setup ## format and auto-fix
 	$(UV) run ruff check --fix .
 
 .PHONY: schemas
-schemas: setup ## regenerate the JSON Schemas of every event type into docs/events/
+schemas: setup ## regenerate the event JSON Schemas (docs/events/) and the AsyncAPI document (docs/asyncapi.yaml)
 	$(UV) run python -m ferry_events.schema docs/events
+	$(UV) run python -m ferry_events.asyncapi docs/asyncapi.yaml
 
 .PHONY: run
 run: setup ## run every service locally against the local RabbitMQ, with a local config repo and dev token

@@ -48,6 +48,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiormq.exceptions import ChannelAccessRefused
 
 from ferry_events import CloudEvent, RolloutFailed, Workload, default_registry
+from ferry_events.contract import PARTIES, consumed_by, published_by
 from ferry_kube_sim.server import KubeApiServer
 from ferry_runtime import (
     Delivery,
@@ -71,40 +72,14 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
 EXCHANGE = "ferry.events"
 
-#: What each identity may publish to the exchange (the contract of issue 7).
-PUBLISHES: dict[str, tuple[str, ...]] = {
-    "artifact-ingest": ("ferry.artifact.accepted.v1", "ferry.artifact.rejected.v1"),
-    "git-writer": (
-        "ferry.artifact.stored.v1",
-        "ferry.release.committed.v1",
-        "ferry.release.failed.v1",
-        "ferry.policy.changed.v1",
-        "ferry.halt.changed.v1",
-        "ferry.artifact.mark.changed.v1",
-    ),
-    "promotion": (
-        "ferry.release.requested.v1",
-        "ferry.release.approved.v1",
-        "ferry.release.rejected.v1",
-        "ferry.approval.requested.v1",
-        "ferry.approval.granted.v1",
-        "ferry.approval.denied.v1",
-        "ferry.policy.change.requested.v1",
-        "ferry.halt.change.requested.v1",
-        "ferry.artifact.mark.change.requested.v1",
-    ),
-    "cluster-watcher": (
-        "ferry.rollout.started.v1",
-        "ferry.rollout.succeeded.v1",
-        "ferry.rollout.failed.v1",
-    ),
-    "notifier": (),
-    "ci": ("ferry.artifact.published.v1",),
-}
+#: What each identity may publish to the exchange: the event contract (ferry_events.contract,
+#: also the source of docs/asyncapi.yaml); ``ci`` is the identity of CI's `ferry artifact push`.
+PUBLISHES: dict[str, tuple[str, ...]] = {party: published_by(party) for party in PARTIES}
 ALL_EVENTS = sorted({e for events in PUBLISHES.values() for e in events})
-#: Services whose queues the definitions pre-declare. The watcher consumes nothing, so it
-#: has no queue, no redelivery exchange and no permission to make either.
-CONSUMERS = ("artifact-ingest", "git-writer", "promotion", "notifier")
+#: Services whose queues the definitions pre-declare: those the contract gives a queue. The
+#: watcher consumes nothing, so it has no queue, no redelivery exchange and no permission to
+#: make either.
+CONSUMERS = tuple(party for party in PARTIES if consumed_by(party))
 #: A routing key each service binds in this test (any event type passes the topic read rule).
 BINDS = {
     "artifact-ingest": "ferry.artifact.published.v1",
