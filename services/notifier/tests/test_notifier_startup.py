@@ -60,3 +60,8 @@ def test_a_broken_template_override_is_refused(tmp_path: Path) -> None:
 def test_an_unreadable_routing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot read the routing file"):
         build(NotifierSettings(routes_file=tmp_path / "missing.yaml"))
+
+
+def test_a_claim_lease_shorter_than_a_send_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="FERRY_CLAIM_LEASE"):
+        build(NotifierSettings(claim_lease=5, send_timeout=10))

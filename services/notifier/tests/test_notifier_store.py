@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ferry_notifier.adapters.store import Store, Thread
+from ferry_notifier.adapters.claims import DELIVERY, ClaimKey, Held, Taken
+from ferry_notifier.adapters.store import DeliveryRecord, Store, Thread
 from ferry_notifier.domain.notice import ReleaseContext
 from ferry_testing.database import postgres_database
 
@@ -65,3 +67,68 @@ async def test_flood_positions_count_once_per_event(store: Store) -> None:
     assert (second.anchor_event_id, second.number) == ("e1", 2)
     assert again == second
     assert (later.anchor_event_id, later.number) == ("e3", 1)
+
+
+async def test_a_delivery_claim_is_held_then_taken_over_when_its_lease_runs_out(
+    store: Store,
+) -> None:
+    first = await store.claim_delivery("e1", "slack:#x", "a", 0.3, retry_failed=False)
+    assert isinstance(first, Taken)
+    assert first.taken_over_from == ""
+    held = await store.claim_delivery("e1", "slack:#x", "b", 0.3, retry_failed=False)
+    assert isinstance(held, Held)
+    assert held.owner == "a"
+    # The holder asks again (a redelivery to the same replica): still its own.
+    assert isinstance(
+        await store.claim_delivery("e1", "slack:#x", "a", 0.3, retry_failed=False), Taken
+    )
+    await asyncio.sleep(0.35)
+    taken = await store.claim_delivery("e1", "slack:#x", "b", 30, retry_failed=False)
+    assert isinstance(taken, Taken)
+    assert taken.taken_over_from == "a"
+    key = ClaimKey(DELIVERY, "e1", "slack:#x")
+    assert not await store.renew_claim(key, "a", 30)  # "a" lost it
+    assert await store.renew_claim(key, "b", 30)
+    await store.record_delivery("e1", "slack:#x", "sent", slack_ts="1.1", owner="b")
+    # Recorded and let go of in one step: the next claim finds the record.
+    settled = await store.claim_delivery("e1", "slack:#x", "a", 30, retry_failed=False)
+    assert settled == DeliveryRecord("sent", slack_ts="1.1")
+    assert await store.delivery_or_holder("e1", "slack:#x") == settled
+
+
+async def test_a_released_claim_is_free_at_once_and_a_failed_one_is_retried_on_replay(
+    store: Store,
+) -> None:
+    key = ClaimKey(DELIVERY, "e2", "webhook:x")
+    assert isinstance(
+        await store.claim_delivery("e2", "webhook:x", "a", 60, retry_failed=False), Taken
+    )
+    assert isinstance(await store.delivery_or_holder("e2", "webhook:x"), Held)
+    await store.release_claim(key, "b")  # not b's: nothing happens
+    assert isinstance(
+        await store.claim_delivery("e2", "webhook:x", "b", 60, retry_failed=False), Held
+    )
+    await store.release_claim(key, "a")
+    assert await store.delivery_or_holder("e2", "webhook:x") is None
+    assert isinstance(
+        await store.claim_delivery("e2", "webhook:x", "b", 60, retry_failed=False), Taken
+    )
+    await store.record_delivery("e2", "webhook:x", "failed", detail="HTTP 503", owner="b")
+    again = await store.claim_delivery("e2", "webhook:x", "a", 60, retry_failed=False)
+    assert isinstance(again, DeliveryRecord)
+    assert again.status == "failed"
+    replay = await store.claim_delivery("e2", "webhook:x", "a", 60, retry_failed=True)
+    assert isinstance(replay, Taken)
+
+
+async def test_one_replica_starts_a_thread_and_the_other_gets_it(store: Store) -> None:
+    assert isinstance(await store.claim_thread("release:r", "slack:#x", "a", 60), Taken)
+    held = await store.claim_thread("release:r", "slack:#x", "b", 60)
+    assert isinstance(held, Held)
+    assert held.owner == "a"
+    await store.save_thread("release:r", "slack:#x", Thread("C1", "1.1", 1), owner="a")
+    assert await store.claim_thread("release:r", "slack:#x", "b", 60) == Thread("C1", "1.1", 1)
+    # The claim went with the save: nothing is left held.
+    assert await store.claim_thread("release:r", "slack:#x", "a", 60) == Thread("C1", "1.1", 1)
+    assert await store.raise_rank("release:r", "slack:#x", 1)  # the same stage: still newest
+    assert not await store.raise_rank("release:r", "slack:#x", 0)

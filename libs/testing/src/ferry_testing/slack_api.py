@@ -5,7 +5,9 @@ It serves ``chat.postMessage``, ``chat.update``, ``users.lookupByEmail`` and
 ``/response/<key>``, records every call, and can be told to fail:
 ``ratelimit(method, retry_after)`` answers the next call of ``method`` with
 HTTP 429 ``ratelimited`` and a ``Retry-After`` header; ``fail(method, status)``
-answers with a server error; unknown emails get ``users_not_found``.
+answers with a server error; unknown emails get ``users_not_found``;
+``hold(token)`` keeps the calls made with that token waiting until ``release()``,
+and drops those whose client has gone away by then (as if Slack never got them).
 
     async with SlackApi() as slack:
         slack.add_user("jane@example.com", "U0JANE")
@@ -68,6 +70,10 @@ class SlackApi:
         self._faults: dict[str, deque[_Fault]] = defaultdict(deque)
         self._ts = itertools.count(1)
         self._changed = asyncio.Event()
+        self._held_tokens: set[str] = set()
+        self._released = asyncio.Event()
+        #: Calls waiting right now because their token is held.
+        self.waiting = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -85,6 +91,17 @@ class SlackApi:
         """The next ``times`` calls of ``method`` get this HTTP status (and Slack error)."""
         for _ in range(times):
             self._faults[method].append(_Fault(status, error or "service_unavailable"))
+
+    def hold(self, token: str) -> None:
+        """Calls with this bot token wait, unanswered, until :meth:`release`."""
+        self._held_tokens.add(token)
+        self._released.clear()
+
+    def release(self) -> None:
+        """Answer the held calls; a call whose client went away meanwhile is dropped
+        (recorded with status 499, no message posted), as Slack never saw it."""
+        self._held_tokens.clear()
+        self._released.set()
 
     # ------------------------------------------------------------------ reading
 
@@ -159,6 +176,15 @@ class SlackApi:
         call = SlackCall(method, params, time.monotonic(), 0, token)
         if not token:
             return self._answer(call, {"ok": False, "error": "not_authed"})
+        if token in self._held_tokens:
+            self.waiting += 1
+            self._changed.set()
+            try:
+                await self._released.wait()
+            finally:
+                self.waiting -= 1
+            if request.transport is None or request.transport.is_closing():
+                return self._answer(call, {"ok": False, "error": "client_gone"}, 499)
         if self._faults[method]:
             fault = self._faults[method].popleft()
             headers = {"Retry-After": str(int(fault.retry_after))} if fault.retry_after else {}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from datetime import timedelta
 
 import aio_pika
@@ -12,6 +15,7 @@ from ferry_notifier.adapters.slack import Slack, load_user_map
 from ferry_notifier.adapters.store import Store
 from ferry_notifier.adapters.templates import Renderer
 from ferry_notifier.adapters.webhook import Webhooks
+from ferry_notifier.claiming import Claimant, Claiming
 from ferry_notifier.delivery import DESTINATION_HEADER, Channels, Deliverer, RetryPolicy
 from ferry_notifier.domain.notice import CONTEXT_TYPES, NOTIFIED_TYPES
 from ferry_notifier.domain.routing import (
@@ -117,7 +121,15 @@ def build(settings: NotifierSettings) -> ServiceRuntime:
         backoff_max=settings.delivery_backoff_max,
         max_retry_after=settings.max_retry_after,
     )
-    deliverer = Deliverer(store, Channels(slack, mailer, webhooks), policy)
+    if settings.claim_lease <= settings.send_timeout:
+        raise ConfigurationError(
+            f"FERRY_CLAIM_LEASE ({settings.claim_lease:g}s) must be longer than "
+            f"FERRY_SEND_TIMEOUT ({settings.send_timeout:g}s), or another replica could take "
+            "over a delivery that is still being sent"
+        )
+    owner = settings.replica_name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    claimant = Claimant(store, Claiming(owner=owner[:128], lease=settings.claim_lease))
+    deliverer = Deliverer(store, Channels(slack, mailer, webhooks), policy, claimant)
     runtime = ServiceRuntime(SERVICE, settings)
 
     async def dead_letter(
@@ -167,6 +179,7 @@ def build(settings: NotifierSettings) -> ServiceRuntime:
             "routing loaded",
             source=str(settings.routes_file) if settings.routes_file else "built-in",
             rules=[rule.name or ", ".join(rule.to) for rule in routing.routes],
+            replica=owner,
             channels={
                 "slack": slack is not None,
                 "email": mailer is not None,

@@ -3,11 +3,20 @@
 For every destination of an event, in parallel:
 
 1. a record for (event id, destination) means it was handled before: skip it;
-2. send; on :class:`Retryable` wait (``Retry-After`` when given, else exponential
-   backoff with jitter) and try again, up to ``attempts``;
-3. record ``sent`` (with the Slack channel and ts), ``skipped`` (nobody to send to)
+2. claim the delivery in the database (:mod:`ferry_notifier.adapters.claims`). A claim
+   another replica holds means it is sending this very delivery: wait until its record
+   appears (then skip), or until its lease runs out (then take the claim over);
+3. send; on :class:`Retryable` renew the lease, wait (``Retry-After`` when given, else
+   exponential backoff with jitter) and try again, up to ``attempts``;
+4. record ``sent`` (with the Slack channel and ts), ``skipped`` (nobody to send to)
    or, when it keeps failing or is refused, ``failed``, after publishing a copy of the
    event to the service's dead-letter queue with ``x-ferry-destination`` naming it.
+   The record and the end of the claim are one transaction. When the send fails in a
+   way that retries the whole event, the claim is let go of at once.
+
+The first message of a release's thread is claimed the same way, per (release,
+destination): the replica that wins posts it; the others wait for its ``ts`` and
+reply in that thread.
 
 The handler returns (and the event is acked) only when every destination is settled,
 so a crash repeats only the unsettled destinations. One slow or dead destination
@@ -17,17 +26,19 @@ delays only itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ferry_events import CloudEvent, encode
+from ferry_notifier.adapters.claims import DELIVERY, ClaimKey
 from ferry_notifier.adapters.email import Mailer
 from ferry_notifier.adapters.slack import Slack, message_blocks
 from ferry_notifier.adapters.store import DeliveryRecord, Store, Thread
 from ferry_notifier.adapters.templates import Rendered, plain
 from ferry_notifier.adapters.webhook import Webhooks
+from ferry_notifier.claiming import Claimant, ClaimLost, Lease
 from ferry_notifier.domain.flood import FloodPosition
 from ferry_notifier.domain.notice import Notice, Outcome
 from ferry_notifier.domain.routing import Destination
@@ -96,11 +107,13 @@ class Job:
 
 
 class Deliverer:
-    def __init__(self, store: Store, channels: Channels, policy: RetryPolicy) -> None:
+    def __init__(
+        self, store: Store, channels: Channels, policy: RetryPolicy, claimant: Claimant
+    ) -> None:
         self._store = store
         self._channels = channels
         self._policy = policy
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._claims = claimant
 
     async def deliver(self, job: Job, destinations: list[Destination]) -> dict[str, str]:
         """Settle every destination; returns destination key -> status.
@@ -129,27 +142,52 @@ class Deliverer:
         return statuses
 
     async def _one(self, job: Job, destination: Destination, record: DeliveryRecord | None) -> str:
-        event_id = job.event.id
-        if record is not None and not (
-            record.status == "failed" and job.replay_destination == destination.key
-        ):
+        retry_failed = job.replay_destination == destination.key
+        if record is not None and not (record.status == "failed" and retry_failed):
             log.info("already handled", destination=destination.key, status=record.status)
             return record.status
+        claim = ClaimKey(DELIVERY, job.event.id, destination.key)
+        lease = await self._claims.delivery(claim, retry_failed=retry_failed)
+        if isinstance(lease, DeliveryRecord):
+            log.info(
+                "already handled by another replica",
+                destination=destination.key,
+                status=lease.status,
+            )
+            return lease.status
+        try:
+            return await self._attempts(job, destination, lease)
+        except ClaimLost:
+            log.warning("another replica took this delivery over", destination=destination.key)
+            return "handed-over"
+        except BaseException:
+            # The event will be retried: let go now, so no replica waits out the lease.
+            with contextlib.suppress(Exception):
+                await self._claims.release(lease)
+            raise
+
+    async def _attempts(self, job: Job, destination: Destination, lease: Lease) -> str:
+        event_id = job.event.id
         attempt = 0
         while True:
             attempt += 1
             try:
-                sent = await self._send(job, destination)
+                sent = await self._send(job, destination, lease)
             except NoRecipient as exc:
                 log.warning("nobody to send to", destination=destination.key, reason=str(exc))
                 await self._store.record_delivery(
-                    event_id, destination.key, "skipped", detail=str(exc), attempts=attempt
+                    event_id,
+                    destination.key,
+                    "skipped",
+                    detail=str(exc),
+                    attempts=attempt,
+                    owner=lease.owner,
                 )
                 return "skipped"
             except Retryable as exc:
                 if attempt >= self._policy.attempts:
                     return await self._give_up(
-                        job, destination, f"failed {attempt} times; last: {exc}", attempt
+                        job, destination, lease, f"failed {attempt} times; last: {exc}", attempt
                     )
                 delay = self._policy.delay(attempt, exc)
                 log.warning(
@@ -159,10 +197,11 @@ class Deliverer:
                     retry_in_seconds=round(delay, 3),
                     reason=str(exc),
                 )
+                await self._claims.renew(lease, delay)
                 await asyncio.sleep(delay)
                 continue
             except (Undeliverable, SendError) as exc:
-                return await self._give_up(job, destination, str(exc), attempt)
+                return await self._give_up(job, destination, lease, str(exc), attempt)
             await self._store.record_delivery(
                 event_id,
                 destination.key,
@@ -170,21 +209,29 @@ class Deliverer:
                 attempts=attempt,
                 slack_channel=sent.slack_channel,
                 slack_ts=sent.slack_ts,
+                owner=lease.owner,
             )
             log.info("delivered", destination=destination.key, status=sent.status, attempts=attempt)
             return sent.status
 
-    async def _give_up(self, job: Job, destination: Destination, reason: str, attempts: int) -> str:
+    async def _give_up(
+        self, job: Job, destination: Destination, lease: Lease, reason: str, attempts: int
+    ) -> str:
         log.error("giving up on destination", destination=destination.key, reason=reason)
         await job.dead_letter(destination, reason, attempts)
         await self._store.record_delivery(
-            job.event.id, destination.key, "failed", detail=reason, attempts=attempts
+            job.event.id,
+            destination.key,
+            "failed",
+            detail=reason,
+            attempts=attempts,
+            owner=lease.owner,
         )
         return "failed"
 
     # ------------------------------------------------------------------ sending
 
-    async def _send(self, job: Job, destination: Destination) -> Sent:
+    async def _send(self, job: Job, destination: Destination, lease: Lease) -> Sent:
         kind = destination.kind
         if kind == "console":
             self._console(job)
@@ -206,7 +253,7 @@ class Deliverer:
                 destination.target, r.subject, r.text, r.html, job.event.id
             )
             return Sent()
-        return await self._slack(job, destination)
+        return await self._slack(job, destination, lease)
 
     def _console(self, job: Job) -> None:
         notice = job.notice
@@ -221,7 +268,7 @@ class Deliverer:
             occurrences=job.flood.number,
         )
 
-    async def _slack(self, job: Job, destination: Destination) -> Sent:
+    async def _slack(self, job: Job, destination: Destination, lease: Lease) -> Sent:
         slack = self._channels.slack
         if slack is None:
             raise Undeliverable("Slack is not configured (set FERRY_SLACK_BOT_TOKEN)")
@@ -235,7 +282,7 @@ class Deliverer:
         blocks = message_blocks(text, approval_release_id=approval, what=what)
 
         if job.flood.is_repeat:
-            anchor = await self._store.delivery(job.flood.anchor_event_id, destination.key)
+            anchor = await self._claims.anchor(job.flood.anchor_event_id, destination.key, lease)
             if anchor is not None and anchor.slack_ts:
                 await slack.update(anchor.slack_channel, anchor.slack_ts, text, blocks)
                 return Sent(anchor.slack_channel, anchor.slack_ts, status="collapsed")
@@ -244,32 +291,31 @@ class Deliverer:
         if not key:
             posted = await slack.post(channel, text, blocks)
             return Sent(posted.channel, posted.ts)
-        lock_key = f"{key}\x1f{destination.key}"
-        lock = self._locks.get(lock_key)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[lock_key] = lock
-        async with lock:
-            thread = await self._store.thread(key, destination.key)
-            if thread is None:
+        thread = await self._claims.thread(key, destination.key, lease)
+        if isinstance(thread, Lease):  # ours to start
+            try:
                 posted = await slack.post(channel, text, blocks)
-                await self._store.save_thread(
-                    key, destination.key, Thread(posted.channel, posted.ts, notice.stage_rank)
-                )
-                return Sent(posted.channel, posted.ts)
-            reply = await slack.post(
-                thread.channel,
-                text,
-                blocks,
-                thread_ts=thread.ts,
-                broadcast=notice.outcome is Outcome.FAILURE,
-            )
-            if notice.stage_rank >= thread.rank:
-                # Best effort: the reply is out, so retrying would post it twice.
-                try:
-                    await slack.update(thread.channel, thread.ts, text, blocks)
-                except SendError as exc:
-                    log.warning("could not update the release message", reason=str(exc))
-                else:
-                    await self._store.raise_rank(key, destination.key, notice.stage_rank)
-            return Sent(reply.channel, reply.ts)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self._claims.release(thread)
+                raise
+            started = Thread(posted.channel, posted.ts, notice.stage_rank)
+            await self._store.save_thread(key, destination.key, started, owner=thread.owner)
+            return Sent(posted.channel, posted.ts)
+        reply = await slack.post(
+            thread.channel,
+            text,
+            blocks,
+            thread_ts=thread.ts,
+            broadcast=notice.outcome is Outcome.FAILURE,
+        )
+        # The database says whose message is the newest to show, across replicas.
+        if notice.stage_rank >= thread.rank and await self._store.raise_rank(
+            key, destination.key, notice.stage_rank
+        ):
+            # Best effort: the reply is out, so retrying would post it twice.
+            try:
+                await slack.update(thread.channel, thread.ts, text, blocks)
+            except SendError as exc:
+                log.warning("could not update the release message", reason=str(exc))
+        return Sent(reply.channel, reply.ts)

@@ -42,6 +42,12 @@ class NotifierSettings(RuntimeSettings):
     max_retry_after: float = Field(default=300.0, ge=0)
     #: Timeout of one send (Slack call, SMTP session, webhook POST), in seconds.
     send_timeout: float = Field(default=10.0, gt=0)
+    #: Seconds a replica's claim on a delivery (or on starting a release's thread) lasts
+    #: unless renewed; another replica takes a claim over once it has run out. Longer
+    #: than ``send_timeout``; what a replica that dies mid-send delays by.
+    claim_lease: float = Field(default=60.0, gt=0)
+    #: A name for this replica in its claims; empty: host name, process id and a random part.
+    replica_name: str = Field(default="", max_length=128)
     #: Identical failures within this many seconds are collapsed into one message.
     flood_window: float = Field(default=600.0, ge=0)
     #: Link to a config repo commit, ``{sha}`` replaced (e.g. a web UI's commit page).

@@ -1,111 +1,35 @@
 """The notifier's records, in SQLite (default) or PostgreSQL, through SQLAlchemy.
 
-Each operation is one transaction written as a plain function of a SQLAlchemy
-``Connection``, run in one step: on PostgreSQL through the asyncpg async engine
-(``AsyncConnection.run_sync``), on SQLite on one dedicated thread with the
-standard ``sqlite3`` driver. (The aiosqlite driver hands every cursor call to its
-thread, about 40 hand-offs per event; this is one per transaction, and SQLite
-writes one transaction at a time anyway.)
-
-- ``deliveries``: one row per (event id, destination): ``sent``, ``failed`` (given
-  up, dead-lettered), ``skipped`` (nobody to send to) or ``collapsed`` (part of a
-  flood). A redelivered event skips every destination that has a row.
-- ``threads``: per (thread key, Slack destination) the channel id and ``ts`` of the
-  first message of a release, and how far along the release it shows.
-- ``releases`` and ``artifacts``: what earlier events said (people, squad, links).
-- ``floods`` and ``flood_events``: runs of identical failures.
+Each operation is one transaction, run in one step by
+:class:`~ferry_notifier.adapters.database.Database`. The tables are in
+:mod:`ferry_notifier.adapters.tables`, the claims in :mod:`ferry_notifier.adapters.claims`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    select,
-    update,
-)
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy import Table, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import Executable
 
+from ferry_notifier.adapters import claims
+from ferry_notifier.adapters.claims import DELIVERY, THREAD, ClaimKey, Held, Taken
+from ferry_notifier.adapters.database import Database
+from ferry_notifier.adapters.tables import (
+    artifacts,
+    deliveries,
+    flood_events,
+    floods,
+    releases,
+    threads,
+)
 from ferry_notifier.domain.flood import Flood, FloodPosition, next_in_flood
 from ferry_notifier.domain.notice import ArtifactContext, ReleaseContext
-
-metadata = MetaData()
-
-deliveries = Table(
-    "deliveries",
-    metadata,
-    Column("event_id", String(128), primary_key=True),
-    Column("destination", String(512), primary_key=True),
-    Column("status", String(16), nullable=False),
-    Column("detail", Text, nullable=False, default=""),
-    Column("slack_channel", String(64), nullable=False, default=""),
-    Column("slack_ts", String(64), nullable=False, default=""),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("at", DateTime(timezone=True), nullable=False),
-)
-
-threads = Table(
-    "threads",
-    metadata,
-    Column("thread_key", String(256), primary_key=True),
-    Column("destination", String(512), primary_key=True),
-    Column("channel", String(64), nullable=False),
-    Column("ts", String(64), nullable=False),
-    Column("rank", Integer, nullable=False, default=0),
-)
-
-
-def _documents(name: str, key: str) -> Table:
-    """A table of JSON documents by id: what earlier events said of something."""
-    return Table(
-        name,
-        metadata,
-        Column(key, String(128), primary_key=True),
-        Column("data", Text, nullable=False),
-    )
-
-
-releases = _documents("releases", "release_id")
-artifacts = _documents("artifacts", "artifact_id")
-
-floods = Table(
-    "floods",
-    metadata,
-    Column("flood_key", String(512), primary_key=True),
-    Column("anchor_event_id", String(128), nullable=False),
-    Column("count", Integer, nullable=False),
-    Column("last_at", DateTime(timezone=True), nullable=False),
-)
-
-flood_events = Table(
-    "flood_events",
-    metadata,
-    Column("event_id", String(128), primary_key=True),
-    Column("anchor_event_id", String(128), nullable=False),
-    Column("number", Integer, nullable=False),
-)
-
 
 #: The columns of a :class:`DeliveryRecord`, in its field order.
 _RECORD_COLUMNS = (
@@ -144,101 +68,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _later(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=seconds)
+
+
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
-    # WAL: readers never wait for the writer. synchronous=NORMAL: a commit survives a
-    # process crash; a power cut may lose the last ones, which can repeat a message,
-    # never lose one (the event is acked only after its records are written).
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-T = TypeVar("T")
-
-
-class Store:
+class Store(Database):
     """Every record the notifier keeps."""
-
-    def __init__(
-        self, *, async_engine: AsyncEngine | None = None, sync_engine: Engine | None = None
-    ):
-        if (async_engine is None) == (sync_engine is None):
-            raise ValueError("give exactly one engine")
-        self._async = async_engine
-        self._sync = sync_engine
-        self._thread = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifier-sqlite")
-            if sync_engine is not None
-            else None
-        )
-        engine = async_engine or sync_engine
-        assert engine is not None
-        self.dialect: str = engine.dialect.name
-
-    @classmethod
-    def from_url(cls, url: str) -> Store:
-        """``sqlite+aiosqlite:///path`` (or ``sqlite:///path``) or ``postgresql+asyncpg://...``."""
-        parsed = make_url(url)
-        if parsed.get_backend_name() != "sqlite":
-            return cls(async_engine=create_async_engine(url, pool_recycle=1800))
-        path = parsed.database or ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed.set(drivername="sqlite+pysqlite"), pool_size=1)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return cls(sync_engine=engine)
-
-    async def _run(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one transaction, committed when it returns."""
-        if self._sync is not None:
-            assert self._thread is not None
-            sync = self._sync
-
-            def transaction() -> T:
-                with sync.begin() as conn:
-                    return work(conn)
-
-            return await asyncio.get_running_loop().run_in_executor(self._thread, transaction)
-        assert self._async is not None
-        async with self._async.begin() as conn:
-            return await conn.run_sync(work)
-
-    async def _execute(self, statement: Executable) -> None:
-        """One statement, which is its own transaction (on PostgreSQL without BEGIN/COMMIT
-        round trips)."""
-        if self._async is None:
-            await self._run(lambda conn: conn.execute(statement))
-            return
-        async with self._async.connect() as conn:
-            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await auto.execute(statement)
-
-    async def create(self) -> None:
-        await self._run(metadata.create_all)
-
-    async def ping(self) -> bool:
-        await self._run(lambda conn: conn.exec_driver_sql("SELECT 1"))
-        return True
-
-    async def close(self) -> None:
-        if self._async is not None:
-            await self._async.dispose()
-        if self._sync is not None and self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._sync.dispose)
-            self._thread.shutdown(wait=True)
-
-    def _upsert(self, table: Table, values: dict[str, object], keys: list[str]) -> Executable:
-        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        stmt = insert(table).values(**values)
-        return stmt.on_conflict_do_update(
-            index_elements=keys, set_={k: v for k, v in values.items() if k not in keys}
-        )
 
     def _save_document(self, table: Table, key: str, document: dict[str, Any]) -> Executable:
         """Write one document of a :func:`_documents` table, replacing what was there."""
@@ -268,7 +107,10 @@ class Store:
         attempts: int = 0,
         slack_channel: str = "",
         slack_ts: str = "",
+        owner: str = "",
     ) -> None:
+        """Record the outcome; with ``owner``, let go of that replica's claim in the same
+        transaction."""
         values: dict[str, object] = {
             "event_id": event_id,
             "destination": destination,
@@ -280,7 +122,65 @@ class Store:
             "at": _now(),
         }
         statement = self._upsert(deliveries, values, ["event_id", "destination"])
-        await self._execute(statement)
+        if not owner:
+            await self._execute(statement)
+            return
+        key = ClaimKey(DELIVERY, event_id, destination)
+
+        def work(conn: Connection) -> None:
+            conn.execute(statement)
+            claims.release(conn, key, owner)
+
+        await self._run(work)
+
+    async def claim_delivery(
+        self, event_id: str, destination: str, owner: str, lease: float, *, retry_failed: bool
+    ) -> DeliveryRecord | Taken | Held:
+        """Claim the delivery before sending it. Its record when it is settled already
+        (a ``failed`` one counts as not settled with ``retry_failed``), else the claim
+        taken, or who holds it."""
+        key = ClaimKey(DELIVERY, event_id, destination)
+
+        def work(conn: Connection) -> DeliveryRecord | Taken | Held:
+            now = _now()
+            claim = claims.take(conn, self.dialect, key, owner, now=now, until=_later(now, lease))
+            # Read after taking: a record committed by the claim's last holder is seen.
+            row = conn.execute(
+                select(*_RECORD_COLUMNS).where(
+                    deliveries.c.event_id == event_id, deliveries.c.destination == destination
+                )
+            ).first()
+            record = DeliveryRecord(*row) if row else None
+            if record is None or (record.status == "failed" and retry_failed):
+                return claim
+            if isinstance(claim, Taken):
+                claims.release(conn, key, owner)
+            return record
+
+        return await self._run(work)
+
+    async def delivery_or_holder(
+        self, event_id: str, destination: str
+    ) -> DeliveryRecord | Held | None:
+        """The record of a delivery, or who is sending it now; None: neither."""
+        key = ClaimKey(DELIVERY, event_id, destination)
+
+        def work(conn: Connection) -> DeliveryRecord | Held | None:
+            row = conn.execute(
+                select(*_RECORD_COLUMNS).where(
+                    deliveries.c.event_id == event_id, deliveries.c.destination == destination
+                )
+            ).first()
+            return DeliveryRecord(*row) if row else claims.holder(conn, key, _now())
+
+        return await self._run(work)
+
+    async def renew_claim(self, key: ClaimKey, owner: str, lease: float) -> bool:
+        """Extend ``owner``'s lease by ``lease`` seconds from now; False: it is not ours."""
+        return await self._run(lambda conn: claims.renew(conn, key, owner, _later(_now(), lease)))
+
+    async def release_claim(self, key: ClaimKey, owner: str) -> None:
+        await self._run(lambda conn: claims.release(conn, key, owner))
 
     async def deliveries_of(self, event_id: str) -> dict[str, DeliveryRecord]:
         return await self._run(lambda conn: _deliveries_of(conn, event_id))
@@ -298,7 +198,33 @@ class Store:
 
         return await self._run(work)
 
-    async def save_thread(self, thread_key: str, destination: str, thread: Thread) -> None:
+    async def claim_thread(
+        self, thread_key: str, destination: str, owner: str, lease: float
+    ) -> Thread | Taken | Held:
+        """The thread when it exists; else the claim to create it, or who is creating it."""
+        key = ClaimKey(THREAD, thread_key, destination)
+
+        def work(conn: Connection) -> Thread | Taken | Held:
+            now = _now()
+            claim = claims.take(conn, self.dialect, key, owner, now=now, until=_later(now, lease))
+            # Read after taking: a thread saved by the claim's last holder is seen.
+            row = conn.execute(
+                select(threads.c.channel, threads.c.ts, threads.c.rank).where(
+                    threads.c.thread_key == thread_key, threads.c.destination == destination
+                )
+            ).first()
+            if row is None:
+                return claim
+            if isinstance(claim, Taken):
+                claims.release(conn, key, owner)
+            return Thread(*row)
+
+        return await self._run(work)
+
+    async def save_thread(
+        self, thread_key: str, destination: str, thread: Thread, *, owner: str = ""
+    ) -> None:
+        """Save the thread; with ``owner``, let go of that replica's claim on creating it."""
         values: dict[str, object] = {
             "thread_key": thread_key,
             "destination": destination,
@@ -307,19 +233,29 @@ class Store:
             "rank": thread.rank,
         }
         statement = self._upsert(threads, values, ["thread_key", "destination"])
-        await self._execute(statement)
+        key = ClaimKey(THREAD, thread_key, destination)
 
-    async def raise_rank(self, thread_key: str, destination: str, rank: int) -> None:
+        def work(conn: Connection) -> None:
+            conn.execute(statement)
+            if owner:
+                claims.release(conn, key, owner)
+
+        await self._run(work)
+
+    async def raise_rank(self, thread_key: str, destination: str, rank: int) -> bool:
+        """Move the thread to ``rank`` unless it is further along; True: it moved (or was
+        there), so the caller's message is the newest to show."""
         statement = (
             update(threads)
             .where(
                 threads.c.thread_key == thread_key,
                 threads.c.destination == destination,
-                threads.c.rank < rank,
+                threads.c.rank <= rank,
             )
             .values(rank=rank)
         )
-        await self._execute(statement)
+        result = await self._run(lambda conn: conn.execute(statement))
+        return bool(result.rowcount == 1)
 
     # ------------------------------------------------------------------ context
 
