@@ -19,9 +19,9 @@ import yaml
 from ferry_events import ArtifactAccepted, ArtifactSpec, CloudEvent
 from ferry_gitwriter.bootstrap import build as build_git_writer
 from ferry_gitwriter.settings import GitWriterSettings
+from ferry_promotion.adapters.tokens import hash_token
 from ferry_promotion.bootstrap import PromotionService
 from ferry_promotion.bootstrap import build as build_promotion
-from ferry_promotion.identity import hash_token
 from ferry_promotion.settings import PromotionSettings
 from ferry_testing import BrokerNamespace, EventTap, log_subjects, running, show, trailer_values
 

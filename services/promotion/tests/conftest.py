@@ -24,8 +24,8 @@ from ferry_events import (
     ReleaseCommitted,
     derived_id,
 )
+from ferry_promotion.adapters.tokens import hash_token
 from ferry_promotion.bootstrap import PromotionService, build
-from ferry_promotion.identity import hash_token
 from ferry_promotion.settings import PromotionSettings
 from ferry_testing import BrokerNamespace, EventTap, git, running
 

@@ -96,13 +96,14 @@ async def test_purge_forgets_relayed_events_and_old_inbox_ids(h) -> None:
     import sqlalchemy as sa
 
     from ferry_promotion.adapters.db import inbox, outbox
+    from ferry_promotion.service_layer.housekeeping import purge
 
     await _approved(h)
     later = datetime.now(UTC) + timedelta(days=1)
     store = h.service.store
     async with store.read() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(inbox)) > 0
-    await store.purge(sent_before=later, processed_before=later)
+    await purge(h.service.uow, sent_before=later, processed_before=later)
     async with store.read() as conn:
         sent = await conn.scalar(
             sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_not(None))

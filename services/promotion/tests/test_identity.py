@@ -7,15 +7,10 @@ import os
 import pytest
 import yaml
 
+from ferry_promotion.adapters.tokens import TokenStore, hash_token
+from ferry_promotion.domain.access import require_admin, require_read, require_release
 from ferry_promotion.domain.environments import Environment
 from ferry_promotion.errors import Forbidden
-from ferry_promotion.identity import (
-    TokenStore,
-    hash_token,
-    require_admin,
-    require_read,
-    require_release,
-)
 
 DEV = Environment("dev")
 PROD = Environment("prod", protected=True)

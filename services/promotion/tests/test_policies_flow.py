@@ -257,7 +257,7 @@ async def test_policy_api_put_get_delete(h) -> None:
     assert change.data["actor"]["subject"] == "carol"
     assert (await h.client.get("/v1/policies/payments", headers=h.h("vic"))).status_code == 404
     h.config.write("policies/payments.yaml", yaml.safe_dump(change.data["policy"]))
-    await h.service.repo.refresh(force=True)
+    await h.service.reader.refresh(force=True)
     got = await h.client.get("/v1/policies/payments", headers=h.h("vic"))
     assert got.json()["branchRestrictions"][0]["branchRegex"] == "master"
     deleted = await h.client.delete("/v1/policies/payments", headers=h.h("carol"))

@@ -104,10 +104,11 @@ class Chat:
     async def status_of(self, release_id: str, *statuses: str, timeout: float = 20.0) -> str:
         async with asyncio.timeout(timeout):
             while True:
-                row = await self.service.promotion.status(
+                found = await self.service.views.status(
                     self.service.tokens.by_subject("carol"),  # type: ignore[arg-type]
                     release_id,
                 )
+                row = found.release
                 if not statuses or row.status in statuses:
                     return row.status
                 await asyncio.sleep(0.05)
@@ -258,7 +259,7 @@ async def test_promote_and_rollback_from_slack_are_committed(chat):
     store(chat.config, "master-2")
     chat.config.release("dev", "payments", "master-1", release_id="r-1")
     chat.config.release("dev", "payments", "master-2", release_id="r-2")
-    await chat.service.repo.refresh(force=True)
+    await chat.service.reader.refresh(force=True)
     async with chat.git_writer():
         promote = release_id_in(await chat.say("UALICE", "promote payments to staging"))
         promoted = await chat.tap.wait_one(
@@ -278,7 +279,7 @@ async def test_promote_and_rollback_from_slack_are_committed(chat):
 
 async def test_status_and_history_answer_with_tables(chat):
     chat.config.release("dev", "payments", "master-1", release_id="r-1", actor="ann@example.com")
-    await chat.service.repo.refresh(force=True)
+    await chat.service.reader.refresh(force=True)
     status = await chat.say("UVIC", "status payments")
     assert status.startswith("*payments*\n```\n")
     header, dev = status.split("\n")[2:4]
@@ -303,7 +304,7 @@ async def test_status_and_history_answer_with_tables(chat):
 async def approval_request(chat, key: str) -> tuple[str, dict[str, Any]]:
     """bob asks for prod, which needs one approval; the message the notifier would post."""
     chat.config.write("policies/payments.yaml", APPROVALS_POLICY, "approvals for prod")
-    await chat.service.repo.refresh(force=True)
+    await chat.service.reader.refresh(force=True)
     answer = await chat.say("UBOB", "release payments master-1 to prod", key=key)
     release_id = release_id_in(answer)
     await chat.status_of(release_id, "awaiting-approval")
@@ -513,7 +514,7 @@ async def test_a_click_after_the_approval_expired_says_so_and_does_nothing(chat)
         "approvals:\n  - {environment: prod, required: 1, expiresAfter: 1s}\n",
         "short approvals",
     )
-    await chat.service.repo.refresh(force=True)
+    await chat.service.reader.refresh(force=True)
     release_id = release_id_in(await chat.say("UBOB", "release payments master-1 to prod"))
     await chat.status_of(release_id, "rejected")  # expired
     await chat.click("UDAVE", "ferry_approve", release_id, "expired", {"text": "approve?"})

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from ferry_events import CloudEvent
 from ferry_gitwriter import SERVICE
-from ferry_gitwriter.adapters.repo import ConfigRepo, RemoteUnavailable, ensure_bare_remote
+from ferry_gitwriter.adapters.repo import ConfigWriter, RemoteUnavailable, ensure_bare_remote
 from ferry_gitwriter.domain.changes import Identity
 from ferry_gitwriter.handlers import HANDLED, Backoff, GitWriter
 from ferry_gitwriter.settings import GitWriterSettings
@@ -34,7 +34,7 @@ def build(
     provoking a concurrent push; production leaves it unset).
     """
     runtime = ServiceRuntime(SERVICE, settings)
-    repo = ConfigRepo(
+    repo = ConfigWriter(
         settings.clone_dir(),
         settings.repo_url(),
         branch=settings.config_repo_branch,

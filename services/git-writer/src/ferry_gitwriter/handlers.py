@@ -42,7 +42,7 @@ from ferry_events import (
     ReleaseFailed,
 )
 from ferry_gitwriter.adapters.repo import (
-    ConfigRepo,
+    ConfigWriter,
     PushRejected,
     RemoteUnavailable,
     RepoError,
@@ -105,7 +105,7 @@ class Backoff:
 class GitWriter:
     """Handles batches of artifact, release and policy events for the config repo."""
 
-    def __init__(self, repo: ConfigRepo, publish: Publish, *, backoff: Backoff | None = None):
+    def __init__(self, repo: ConfigWriter, publish: Publish, *, backoff: Backoff | None = None):
         self._repo = repo
         self._publish = publish
         self._backoff = backoff or Backoff()

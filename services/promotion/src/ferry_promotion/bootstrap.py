@@ -11,31 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-import sqlalchemy as sa
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ferry_events import CloudEvent
-from ferry_promotion.adapters.configrepo import ConfigRepo, GitError, run_git
+from ferry_promotion.adapters.configrepo import ConfigReader, GitError, run_git
 from ferry_promotion.adapters.db import Store
 from ferry_promotion.adapters.db import now as utc_now
 from ferry_promotion.adapters.outbox import OutboxRelay
+from ferry_promotion.adapters.queries import SqlReadModel
 from ferry_promotion.adapters.slack.responder import SLACK_HOOKS_ORIGIN, ResponseUrlPoster
 from ferry_promotion.adapters.slack.users import SlackUserDirectory
 from ferry_promotion.adapters.slack.verification import SlackRequestVerifier
-from ferry_promotion.application import Promotion
-from ferry_promotion.decisions import Decider
-from ferry_promotion.entrypoints.consumers import Handlers
+from ferry_promotion.adapters.tokens import TokenStore
+from ferry_promotion.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from ferry_promotion.entrypoints.consumers import Consumers
 from ferry_promotion.entrypoints.http.api import ApiDeps, create_app
 from ferry_promotion.entrypoints.slack import ChatOps
 from ferry_promotion.entrypoints.slack.backend import PromotionReleases, TokenPeople
 from ferry_promotion.entrypoints.timers import housekeeping
-from ferry_promotion.identity import TokenStore
+from ferry_promotion.service_layer.deciding import Decider
+from ferry_promotion.service_layer.expiring import Expiry
+from ferry_promotion.service_layer.housekeeping import purge
+from ferry_promotion.service_layer.policies import Policies
+from ferry_promotion.service_layer.requesting import Requests
+from ferry_promotion.service_layer.resolving import Resolver
+from ferry_promotion.service_layer.results import Results
+from ferry_promotion.service_layer.unit_of_work import UnitOfWork
+from ferry_promotion.service_layer.views import Views
 from ferry_promotion.settings import PromotionSettings
 from ferry_runtime import ServiceRuntime, get_logger
 
@@ -51,28 +60,38 @@ class PromotionService:
     settings: PromotionSettings
     runtime: ServiceRuntime
     store: Store
-    repo: ConfigRepo
+    reader: ConfigReader
     tokens: TokenStore
-    promotion: Promotion
+    requests: Requests
+    views: Views
+    policies: Policies
     decider: Decider
-    handlers: Handlers
+    expiry: Expiry
+    consumers: Consumers
     relay: OutboxRelay
-    deps: ApiDeps
     chatops: ChatOps
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    def uow(self) -> UnitOfWork:
+        return SqlAlchemyUnitOfWork(self.store)
+
     async def _purge(self) -> None:
         moment = utc_now()
-        await self.store.purge(
+        await purge(
+            self.uow,
             sent_before=moment - timedelta(days=self.settings.outbox_retention_days),
             processed_before=moment - timedelta(days=self.settings.inbox_retention_days),
         )
 
+    def _spawn(self, job: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(job, name=name))
+
     async def start(self) -> None:
         self.relay.start()
-        loop = housekeeping(self.settings.expiry_check_interval, self.decider.expire, self._purge)
-        self._tasks.append(asyncio.create_task(loop, name="expiry"))
-        self._tasks.append(asyncio.create_task(self.repo.keep_fresh(), name="config-refresh"))
+        interval = self.settings.expiry_check_interval
+        self._spawn(housekeeping(interval, self.expiry.expire, self._purge), "expiry")
+        self._spawn(self.reader.keep_fresh(), "config-refresh")
+        self._spawn(self.tokens.keep_fresh(), "tokens-refresh")
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -93,13 +112,8 @@ def _local_path(url: str) -> Path | None:
     return Path(url)
 
 
-async def build(
-    settings: PromotionSettings, *, clock: Callable[[], datetime] = utc_now
-) -> PromotionService:
-    """Build promotion and prepare its state (schema, clone); ``runtime.run()`` starts it."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.resolved_database_url())
-    await store.create_schema()
+async def _config_reader(settings: PromotionSettings) -> ConfigReader:
+    """The read-only clone of the config repo, started (a failed first fetch is retried)."""
     repo_url = settings.resolved_config_repo_url()
     local = _local_path(repo_url)
     if local is not None and "://" not in repo_url:
@@ -113,7 +127,7 @@ async def build(
             f"--initial-branch={settings.config_repo_branch}",
             str(local),
         )
-    repo = ConfigRepo(
+    reader = ConfigReader(
         repo_url,
         settings.config_repo_branch,
         settings.data_dir / "promotion-config-clone",
@@ -121,45 +135,66 @@ async def build(
         min_interval=settings.config_min_fetch_interval,
     )
     try:
-        await repo.start()
+        await reader.start()
     except GitError as exc:
         log.warning(
             "config repo not readable yet; will retry before each decision",
             error=str(exc),
         )
+    return reader
+
+
+async def build(
+    settings: PromotionSettings, *, clock: Callable[[], datetime] = utc_now
+) -> PromotionService:
+    """Build promotion and prepare its state (schema, clone); ``runtime.run()`` starts it."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.resolved_database_url())
+    await store.create_schema()
+    reader = await _config_reader(settings)
     tokens = TokenStore(settings.resolved_tokens_file())
     tokens.identities()
     runtime = ServiceRuntime(SERVICE, settings)
-    decider = Decider(
-        store, repo, tokens, clock=clock, chain_wait=timedelta(seconds=settings.chain_wait_seconds)
-    )
-    handlers = Handlers(store, repo, decider)
-    promotion = Promotion(store, repo, clock=clock)
+
+    def uow() -> UnitOfWork:
+        return SqlAlchemyUnitOfWork(store)
+
+    read = SqlReadModel(store)
+    decider = Decider(uow, Resolver(reader, read), read, tokens, clock=clock)
+    expiry = Expiry(uow, clock=clock, chain_wait=timedelta(seconds=settings.chain_wait_seconds))
+    requests = Requests(uow, reader, read, decider, clock=clock)
+    views = Views(read, reader)
+    policies = Policies(uow, reader)
+    consumers = Consumers(requests, decider, Results(uow, decider), policies)
 
     async def publish(event: CloudEvent) -> None:
         await runtime.publisher.publish(event)
 
     relay = OutboxRelay(store, publish)
-    deps = ApiDeps(
-        promotion=promotion,
-        tokens=tokens,
-    )
-    chatops = _chatops(settings, tokens, promotion)
+    chatops = _chatops(settings, tokens, requests, views)
     service = PromotionService(
-        settings, runtime, store, repo, tokens, promotion, decider, handlers, relay, deps, chatops
+        settings,
+        runtime,
+        store,
+        reader,
+        tokens,
+        requests,
+        views,
+        policies,
+        decider,
+        expiry,
+        consumers,
+        relay,
+        chatops,
     )
-
-    async def database_ready() -> bool:
-        async with store.read() as conn:
-            await conn.execute(sa.text("SELECT 1"))
-        return True
 
     async def repo_ready() -> bool:
-        return repo.snapshot.fetched_at > 0
+        return reader.snapshot.fetched_at > 0
 
-    runtime.readiness.add("database", database_ready)
+    runtime.readiness.add("database", store.ping)
     runtime.readiness.add("config-repo", repo_ready)
-    runtime.consume(handlers.routes(), concurrency=settings.consumer_concurrency)
+    runtime.consume(consumers.routes(), concurrency=settings.consumer_concurrency)
+    deps = ApiDeps(requests=requests, views=views, policies=policies, tokens=tokens)
     runtime.serve(create_app(deps, chatops, runtime.routes()))
     runtime.on_start(service.start)
     runtime.on_stop(service.stop)
@@ -167,7 +202,9 @@ async def build(
     return service
 
 
-def _chatops(settings: PromotionSettings, tokens: TokenStore, promotion: Promotion) -> ChatOps:
+def _chatops(
+    settings: PromotionSettings, tokens: TokenStore, requests: Requests, views: Views
+) -> ChatOps:
     """Chat-ops and its Slack adapters.
 
     Without a signing secret every Slack request is refused (401: it cannot be
@@ -181,7 +218,7 @@ def _chatops(settings: PromotionSettings, tokens: TokenStore, promotion: Promoti
     return ChatOps(
         verifier=SlackRequestVerifier(secret) if secret else None,
         people=TokenPeople(tokens),
-        releases=PromotionReleases(promotion),
+        releases=PromotionReleases(requests, views),
         users=SlackUserDirectory(AsyncWebClient(token=bot_token, base_url=base_url))
         if bot_token
         else None,

@@ -63,7 +63,7 @@ class Session:
     It is the :class:`~ferry_gitwriter.domain.changes.TreeReader` the domain plans against.
     """
 
-    repo: ConfigRepo
+    repo: ConfigWriter
     base: str | None
     overlay: dict[str, bytes | None] = field(default_factory=dict)
     commits: list[PlannedCommit] = field(default_factory=list)
@@ -152,7 +152,7 @@ class Session:
         return self.repo.last_commit_touching(self.base, path)
 
 
-class ConfigRepo:
+class ConfigWriter:
     """git-writer's clone of the config repo. Every method blocks: call it from a thread."""
 
     def __init__(
@@ -184,7 +184,7 @@ class ConfigRepo:
     @property
     def repo(self) -> git.Repo:
         if self._repo is None:
-            raise RuntimeError("ConfigRepo.open() was not called")
+            raise RuntimeError("ConfigWriter.open() was not called")
         return self._repo
 
     @property

@@ -13,15 +13,15 @@ import asyncio
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ferry_events import DNS_LABEL, ArtifactSpec, is_safe_segment
 from ferry_promotion.domain.decision import HistoryEntry
-from ferry_promotion.domain.environments import DEFAULT_ENVIRONMENTS, Environments
+from ferry_promotion.domain.environments import DEFAULT_ENVIRONMENTS
 from ferry_promotion.domain.environments import parse_environments as _parse_environments
-from ferry_promotion.domain.policies import EMPTY_POLICY, Policy, parse_policy
+from ferry_promotion.domain.policies import parse_policy
+from ferry_promotion.domain.snapshot import Deployment, PolicyFile, Snapshot
 from ferry_promotion.domain.yamldoc import DocumentError
 from ferry_runtime import TemporaryError, get_logger
 
@@ -32,54 +32,6 @@ _RELEASE_INTENTS = {"release", "promote", "rollback", "auto-release"}
 
 class GitError(TemporaryError):
     """A git command failed (remote unreachable, ...): retry later."""
-
-
-@dataclass(frozen=True, slots=True)
-class Deployment:
-    """What ``environments/<env>/<namespace>/<service>/artifact.json`` says runs."""
-
-    environment: str
-    namespace: str
-    service: str
-    artifact: ArtifactSpec
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyFile:
-    """A policy file as found in git: parsed, or the reason it could not be."""
-
-    service: str
-    text: str
-    policy: Policy | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The config repo at one commit."""
-
-    commit: str | None
-    fetched_at: float
-    environments: Environments = DEFAULT_ENVIRONMENTS
-    environments_error: str | None = None
-    policies: dict[str, PolicyFile] = field(default_factory=dict)
-    deployments: dict[tuple[str, str], Deployment] = field(default_factory=dict)
-
-    def running(self, environment: str, service: str) -> Deployment | None:
-        return self.deployments.get((environment, service))
-
-    def services(self) -> list[str]:
-        names = {s for _, s in self.deployments} | set(self.policies)
-        return sorted(names)
-
-    def policy_for(self, service: str) -> tuple[Policy, str | None]:
-        """The service's policy (empty when it has none) and the parse error, if any."""
-        found = self.policies.get(service)
-        if found is None:
-            return EMPTY_POLICY, None
-        if found.policy is None:
-            return EMPTY_POLICY, found.error
-        return found.policy, None
 
 
 async def run_git(*args: str, cwd: Path | None = None, check: bool = True) -> tuple[int, str]:
@@ -117,7 +69,7 @@ def _parse_trailers(block: str) -> dict[str, str]:
     return found
 
 
-class ConfigRepo:
+class ConfigReader:
     """The read-only clone and its current snapshot."""
 
     def __init__(

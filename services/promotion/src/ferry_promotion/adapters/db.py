@@ -19,14 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-
-from ferry_events import CloudEvent, ReleaseRequested, encode
-from ferry_promotion.domain.decision import Status
 
 metadata = sa.MetaData()
 _TS = sa.DateTime(timezone=True)
@@ -163,228 +158,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Tx:
-    """One transaction: the effect, its inbox row and its outbox rows together."""
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
-        self.published = 0
-
-    # ------------------------------------------------------------------ inbox / outbox
-
-    async def processed(self, event_id: str) -> bool:
-        row = await self.conn.execute(
-            sa.select(inbox.c.event_id).where(inbox.c.event_id == event_id)
-        )
-        return row.first() is not None
-
-    async def mark_processed(self, event: CloudEvent) -> None:
-        await self.conn.execute(
-            inbox.insert().values(event_id=event.id, event_type=event.type, processed_at=now())
-        )
-
-    async def publish(self, event: CloudEvent) -> None:
-        """Queue ``event`` for the relay (ignored when the same id is already queued)."""
-        values = {
-            "event_id": event.id,
-            "event_type": event.type,
-            "body": encode(event).decode(),
-            "created_at": now(),
-            "attempts": 0,
-            "last_error": "",
-        }
-        insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
-        result = await self.conn.execute(
-            insert(outbox).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
-        )
-        if result.rowcount:
-            self.published += 1
-
-    # ------------------------------------------------------------------ releases
-
-    async def release(self, release_id: str, *, lock: bool = False) -> RowMapping | None:
-        query = sa.select(releases).where(releases.c.release_id == release_id)
-        if lock and self.conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = await self.conn.execute(query)
-        return row.mappings().first()
-
-    async def insert_release(self, **values: Any) -> None:
-        await self.conn.execute(releases.insert().values(**values))
-
-    async def insert_request(
-        self, event: CloudEvent, data: ReleaseRequested, *, updated_at: datetime
-    ) -> None:
-        """Record the release ``event`` asks for, as requested, with its first timeline entry."""
-        await self.insert_release(
-            release_id=data.release_id,
-            service=data.service,
-            environment=data.environment,
-            intent=data.intent.value,
-            artifact_id=data.artifact_id,
-            branch=data.branch,
-            from_environment=data.from_environment,
-            status=Status.REQUESTED.value,
-            actor_subject=data.actor.subject,
-            actor_email=data.actor.email,
-            actor_name=data.actor.name,
-            reason=data.reason,
-            override_freeze=data.override_freeze,
-            requested_at=data.requested_at,
-            updated_at=updated_at,
-            correlation_id=event.correlationid,
-            request_event_id=event.id,
-            violations=[],
-            approvals_required=0,
-            exclude_author=False,
-            author_email="",
-            author_name="",
-            artifact_branch="",
-        )
-        await self.note(
-            data.release_id,
-            Status.REQUESTED,
-            event.type,
-            f"{data.intent.value} requested by {data.actor.display()}",
-        )
-
-    async def update_release(self, release_id: str, **values: Any) -> None:
-        await self.conn.execute(
-            releases.update()
-            .where(releases.c.release_id == release_id)
-            .values(updated_at=now(), **values)
-        )
-
-    async def note(
-        self, release_id: str, status: str, event_type: str = "", detail: str = ""
-    ) -> None:
-        await self.conn.execute(
-            timeline.insert().values(
-                release_id=release_id,
-                at=now(),
-                status=status,
-                event_type=event_type,
-                detail=detail,
-            )
-        )
-
-    # ------------------------------------------------------------------ approvals
-
-    async def add_approval(
-        self, release_id: str, *, subject: str, email: str, name: str, decision: str, comment: str
-    ) -> bool:
-        """Record a vote; False when this person already voted on this release."""
-        existing = await self.conn.execute(
-            sa.select(approvals.c.subject).where(
-                approvals.c.release_id == release_id, approvals.c.subject == subject
-            )
-        )
-        if existing.first() is not None:
-            return False
-        await self.conn.execute(
-            approvals.insert().values(
-                release_id=release_id,
-                subject=subject,
-                email=email,
-                name=name,
-                decision=decision,
-                comment=comment,
-                at=now(),
-            )
-        )
-        return True
-
-    async def approvals_of(self, release_id: str) -> list[RowMapping]:
-        rows = await self.conn.execute(
-            sa.select(approvals)
-            .where(approvals.c.release_id == release_id)
-            .order_by(approvals.c.at)
-        )
-        return list(rows.mappings())
-
-    # ------------------------------------------------------------------ rollouts
-
-    async def rollout(self, environment: str, service: str, artifact_id: str) -> RowMapping | None:
-        row = await self.conn.execute(
-            sa.select(rollouts).where(
-                rollouts.c.environment == environment,
-                rollouts.c.service == service,
-                rollouts.c.artifact_id == artifact_id,
-            )
-        )
-        return row.mappings().first()
-
-    async def record_rollout(
-        self,
-        *,
-        environment: str,
-        service: str,
-        artifact_id: str,
-        status: str,
-        reason: str,
-        release_id: str,
-        observed_at: datetime,
-    ) -> bool:
-        """Keep the newest fact (by observation time); a success is remembered for good.
-
-        Returns False when the fact is older than what is known (out of order).
-        """
-        existing = await self.rollout(environment, service, artifact_id)
-        succeeded_at = observed_at if status == "succeeded" else None
-        if existing is None:
-            await self.conn.execute(
-                rollouts.insert().values(
-                    environment=environment,
-                    service=service,
-                    artifact_id=artifact_id,
-                    status=status,
-                    reason=reason,
-                    release_id=release_id,
-                    observed_at=observed_at,
-                    succeeded_at=succeeded_at,
-                )
-            )
-            return True
-        known_at = utc(existing["observed_at"])
-        assert known_at is not None
-        values: dict[str, Any] = {}
-        if existing["succeeded_at"] is None and succeeded_at is not None:
-            values["succeeded_at"] = succeeded_at
-        newer = observed_at > known_at or (
-            observed_at == known_at and status != "started" and existing["status"] == "started"
-        )
-        if newer:
-            values.update(
-                status=status,
-                reason=reason,
-                release_id=release_id or existing["release_id"],
-                observed_at=observed_at,
-            )
-        if values:
-            await self.conn.execute(
-                rollouts.update()
-                .where(
-                    rollouts.c.environment == environment,
-                    rollouts.c.service == service,
-                    rollouts.c.artifact_id == artifact_id,
-                )
-                .values(**values)
-            )
-        return newer
-
-    # ------------------------------------------------------------------ artifacts
-
-    async def upsert_artifact(self, **values: Any) -> None:
-        existing = await self.conn.execute(
-            sa.select(artifacts.c.artifact_id).where(
-                artifacts.c.service == values["service"],
-                artifacts.c.artifact_id == values["artifact_id"],
-            )
-        )
-        if existing.first() is None:
-            await self.conn.execute(artifacts.insert().values(**values))
-
-
 class Store:
     """The database: transactions for writers, connections for readers."""
 
@@ -406,33 +179,34 @@ class Store:
         """Call ``callback`` after a transaction that queued events commits."""
         self._on_publish.append(callback)
 
-    async def purge(self, *, sent_before: datetime, processed_before: datetime) -> None:
-        """Forget relayed outbox rows and inbox ids older than the given times."""
-        async with self.transaction() as tx:
-            await tx.conn.execute(
-                outbox.delete().where(outbox.c.sent_at.is_not(None), outbox.c.sent_at < sent_before)
-            )
-            await tx.conn.execute(inbox.delete().where(inbox.c.processed_at < processed_before))
+    def published(self) -> None:
+        """A transaction that queued events committed: wake the relay."""
+        for callback in self._on_publish:
+            callback()
+
+    def writing(self) -> AbstractAsyncContextManager[Any]:
+        """Held for a write transaction (in-process on SQLite, which has one writer)."""
+        return self._write_lock or nullcontext()
 
     async def create_schema(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
             await conn.run_sync(_add_missing_columns)
 
+    async def ping(self) -> bool:
+        """Whether the database answers (for readiness)."""
+        async with self.read() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        return True
+
     async def close(self) -> None:
         await self.engine.dispose()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (serialized in-process on SQLite, which has one writer)."""
-        lock: AbstractAsyncContextManager[Any] = self._write_lock or nullcontext()
-        async with lock:
-            async with self.engine.begin() as conn:
-                tx = Tx(conn)
-                yield tx
-            if tx.published:
-                for callback in self._on_publish:
-                    callback()
+        async with self.writing(), self.engine.begin() as conn:
+            yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -468,7 +242,6 @@ def violations_of(row: RowMapping) -> list[dict[str, str]]:
 __all__ = [
     "IntegrityError",
     "Store",
-    "Tx",
     "approvals",
     "artifacts",
     "at",

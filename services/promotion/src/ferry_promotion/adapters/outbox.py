@@ -102,14 +102,14 @@ class OutboxRelay:
                     break
             else:
                 sent.append(row["id"])
-        async with self.store.transaction() as tx:
+        async with self.store.transaction() as conn:
             if sent:
-                await tx.conn.execute(
+                await conn.execute(
                     outbox.update().where(outbox.c.id.in_(sent)).values(sent_at=now())
                 )
             for row_id, attempts, error in failed:
                 delay = min(0.5 * 2 ** min(attempts, 10), 60.0)
-                await tx.conn.execute(
+                await conn.execute(
                     outbox.update()
                     .where(outbox.c.id == row_id)
                     .values(

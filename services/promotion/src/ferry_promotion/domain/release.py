@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ferry_promotion.domain.decision import Status
+from ferry_events import Actor, CloudEvent, ReleaseRequested
+from ferry_promotion.domain.decision import Person, Status
 
 #: A later status is never overwritten by an earlier one arriving late.
 RANK: dict[str, int] = {
@@ -73,9 +74,43 @@ class Release:
     request_event_id: str | None = None
     superseded_by: str | None = None
 
+    @classmethod
+    def requested(
+        cls, event: CloudEvent, data: ReleaseRequested, *, updated_at: datetime
+    ) -> Release:
+        """The record of the request ``event`` carries, before anything is decided."""
+        return cls(
+            release_id=data.release_id,
+            service=data.service,
+            environment=data.environment,
+            intent=data.intent.value,
+            status=Status.REQUESTED.value,
+            actor_subject=data.actor.subject,
+            actor_email=data.actor.email,
+            actor_name=data.actor.name,
+            requested_at=data.requested_at,
+            updated_at=updated_at,
+            correlation_id=event.correlationid,
+            request_event_id=event.id,
+            artifact_id=data.artifact_id,
+            branch=data.branch,
+            from_environment=data.from_environment,
+            reason=data.reason,
+            override_freeze=data.override_freeze,
+        )
+
     @property
     def open(self) -> bool:
         return is_open(self.status)
+
+    @property
+    def actor(self) -> Actor:
+        """Who asked for the release."""
+        return Actor(subject=self.actor_subject, email=self.actor_email, name=self.actor_name)
+
+    @property
+    def requester(self) -> Person:
+        return Person(self.actor_subject, self.actor_email)
 
     def why_not_awaiting_approval(self) -> str:
         """Why a vote on this release is refused (it is not awaiting approval)."""

@@ -1,54 +1,83 @@
 """What a use case needs from storage: one unit of work with its repositories.
 
-The SQLAlchemy adapter implements it for the service; the service layer's
-tests use an in-memory one. Every repository returns domain records, never
-rows. An effect, its inbox mark and its outbox events commit together or not
-at all.
+The SQLAlchemy adapter implements it for the service
+(``adapters/unit_of_work.py``); the service layer's tests use an in-memory one.
+Every repository returns domain records, never rows. An effect, its inbox mark
+and its outbox events commit together or not at all: leaving the unit of work
+without :meth:`UnitOfWork.commit` rolls everything back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from ferry_events import CloudEvent
+from ferry_promotion.domain.records import Rollout, StoredArtifact, Vote
 from ferry_promotion.domain.release import Release
 
 
 class Releases(Protocol):
-    async def get(self, release_id: str, *, lock: bool = False) -> Release | None: ...
+    async def get(self, release_id: str, *, lock: bool = False) -> Release | None:
+        """The release (``lock``: held until the unit of work ends, where the engine can)."""
+        ...
 
     async def add(self, release: Release) -> None: ...
 
-    async def update(self, release_id: str, **values: Any) -> None: ...
+    async def update(self, release_id: str, **values: Any) -> None:
+        """Set fields of the release (named as :class:`Release` names them) and ``updated_at``."""
+        ...
 
     async def note(
         self, release_id: str, status: str, event_type: str = "", detail: str = ""
-    ) -> None: ...
+    ) -> None:
+        """Add a line to the release's timeline."""
+        ...
+
+    async def overdue(self, now: datetime, chain_wait_started_before: datetime) -> list[Release]:
+        """Awaiting approval past ``expires_at``, or waiting for a chain since before the time."""
+        ...
+
+    async def waiting_for(self, service: str, artifact_id: str) -> list[Release]:
+        """Requests of ``service`` waiting for a rollout result of ``artifact_id``."""
+        ...
+
+    async def committed_unrolled(self, service: str, environment: str) -> list[Release]:
+        """Committed releases not rolled out and not yet superseded."""
+        ...
+
+    async def newest(
+        self, service: str, environment: str, artifact_id: str, statuses: frozenset[str]
+    ) -> str | None:
+        """The id of the newest release of the artifact to the environment in ``statuses``."""
+        ...
 
 
 class Approvals(Protocol):
     async def add(
         self, release_id: str, *, subject: str, email: str, name: str, decision: str, comment: str
     ) -> bool:
-        """Record a vote; False when this person already voted on this release."""
+        """Record a vote (stamped now); False when this person already voted on this release."""
+        ...
+
+    async def of(self, release_id: str) -> list[Vote]:
+        """The votes on a release, in the order they were cast."""
         ...
 
 
 class Rollouts(Protocol):
-    async def record(
-        self,
-        *,
-        environment: str,
-        service: str,
-        artifact_id: str,
-        status: str,
-        reason: str,
-        release_id: str,
-        observed_at: datetime,
-    ) -> bool:
-        """Keep the newest fact; False when ``observed_at`` is older than what is known."""
+    async def get(self, environment: str, service: str, artifact_id: str) -> Rollout | None: ...
+
+    async def record(self, fact: Rollout) -> bool:
+        """Keep the newest fact (a success is remembered for good); False when it is older."""
+        ...
+
+
+class Artifacts(Protocol):
+    async def add(self, artifact: StoredArtifact) -> None:
+        """Add to the catalog (ignored when the artifact is already in it)."""
         ...
 
 
@@ -57,21 +86,39 @@ class Inbox(Protocol):
 
     async def mark(self, event: CloudEvent) -> None: ...
 
+    async def forget(self, processed_before: datetime) -> None: ...
+
 
 class Outbox(Protocol):
     async def put(self, event: CloudEvent) -> None:
         """Queue ``event`` for the relay (ignored when the same id is already queued)."""
         ...
 
+    async def forget(self, sent_before: datetime) -> None:
+        """Drop relayed events sent before the given time."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """One transaction over promotion's state; leaving it without ``commit`` rolls back."""
 
-    releases: Releases
-    approvals: Approvals
-    rollouts: Rollouts
-    inbox: Inbox
-    outbox: Outbox
+    @property
+    def releases(self) -> Releases: ...
+
+    @property
+    def approvals(self) -> Approvals: ...
+
+    @property
+    def rollouts(self) -> Rollouts: ...
+
+    @property
+    def artifacts(self) -> Artifacts: ...
+
+    @property
+    def inbox(self) -> Inbox: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -83,3 +130,7 @@ class UnitOfWork(Protocol):
     ) -> None: ...
 
     async def commit(self) -> None: ...
+
+
+#: A fresh unit of work per use case (``async with uow() as tx: ...``).
+UnitOfWorkFactory = Callable[[], UnitOfWork]

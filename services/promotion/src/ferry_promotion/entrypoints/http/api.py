@@ -1,10 +1,10 @@
-"""The promotion HTTP API (docs/api.md): thin routes over :mod:`ferry_promotion.application`."""
+"""The promotion HTTP API (docs/api.md): thin routes over the service layer's use cases."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -13,12 +13,9 @@ from pydantic.alias_generators import to_camel
 from starlette.routing import BaseRoute
 
 from ferry_events import Intent
-from ferry_promotion.application import Promotion
-from ferry_promotion.entrypoints.http import problems
-from ferry_promotion.entrypoints.slack import ChatOps, SlackRouter
-from ferry_promotion.errors import Unauthorized
-from ferry_promotion.identity import Identity, TokenStore
-from ferry_promotion.views import (
+from ferry_promotion.domain.access import Identity
+from ferry_promotion.entrypoints.http import problems, views
+from ferry_promotion.entrypoints.http.views import (
     Accepted,
     ArtifactsView,
     HistoryView,
@@ -27,17 +24,30 @@ from ferry_promotion.views import (
     ServicesView,
     ServiceView,
 )
+from ferry_promotion.entrypoints.slack import ChatOps, SlackRouter
+from ferry_promotion.errors import Unauthorized
+from ferry_promotion.service_layer.policies import Policies
+from ferry_promotion.service_layer.requesting import Requests
+from ferry_promotion.service_layer.views import Views
 
 NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 ARTIFACT = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class Tokens(Protocol):
+    def authenticate(self, token: str) -> Identity | None:
+        """The identity of a bearer token (``None`` when it is unknown)."""
+        ...
 
 
 @dataclass
 class ApiDeps:
     """What the API routes need; built by bootstrap.py."""
 
-    promotion: Promotion
-    tokens: TokenStore
+    requests: Requests
+    views: Views
+    policies: Policies
+    tokens: Tokens
 
 
 class _Body(BaseModel):
@@ -122,14 +132,14 @@ def create_app(
     )
     problems.install(app)
     app.state.deps = deps
-    promotion = deps.promotion
+    requests, reads, policies = deps.requests, deps.views, deps.policies
 
     api = APIRouter(prefix="/v1", responses=_ERRORS)
 
     @api.post("/releases", status_code=202, response_model=Accepted, response_model_by_alias=True)
     async def request_release(body: ReleaseRequestBody, who: Who, response: Response) -> Accepted:
         """Ask to release (artifactId or branch), promote or roll back."""
-        accepted = await promotion.request_release(
+        release = await requests.request_release(
             who,
             service=body.service,
             environment=body.environment,
@@ -140,13 +150,13 @@ def create_app(
             reason=body.reason,
             override_freeze=body.override_freeze,
         )
-        response.headers["Location"] = f"/v1/releases/{accepted.release_id}"
-        return accepted
+        response.headers["Location"] = f"/v1/releases/{release.release_id}"
+        return views.accepted(release)
 
     @api.get("/releases/{release_id}", response_model=ReleaseView, response_model_by_alias=True)
     async def get_release(release_id: ReleaseId, who: Who) -> ReleaseView:
         """A release: status, approvals, violations and timeline."""
-        return await promotion.status(who, release_id)
+        return views.release_view(await reads.status(who, release_id))
 
     @api.post(
         "/releases/{release_id}/approve", response_model=ReleaseView, response_model_by_alias=True
@@ -155,7 +165,8 @@ def create_app(
         release_id: ReleaseId, who: Who, body: Annotated[ApproveBody | None, Body()] = None
     ) -> ReleaseView:
         """Approve a release awaiting approval (not your own)."""
-        return await promotion.approve(who, release_id, (body or ApproveBody()).comment)
+        comment = (body or ApproveBody()).comment
+        return views.release_view(await requests.approve(who, release_id, comment))
 
     @api.post(
         "/releases/{release_id}/reject", response_model=ReleaseView, response_model_by_alias=True
@@ -164,17 +175,18 @@ def create_app(
         release_id: ReleaseId, who: Who, body: Annotated[RejectBody | None, Body()] = None
     ) -> ReleaseView:
         """Reject a release awaiting approval."""
-        return await promotion.reject(who, release_id, (body or RejectBody()).reason)
+        reason = (body or RejectBody()).reason
+        return views.release_view(await requests.reject(who, release_id, reason))
 
     @api.get("/services", response_model=ServicesView, response_model_by_alias=True)
     async def services(who: Who) -> ServicesView:
         """Every service and what runs in each environment."""
-        return await promotion.services(who)
+        return views.services_view(await reads.services(who))
 
     @api.get("/services/{service}", response_model=ServiceView, response_model_by_alias=True)
     async def service(service: ServiceName, who: Who) -> ServiceView:
         """What runs where for one service: artifact, commit, rollout state."""
-        return await promotion.service(who, service)
+        return views.service_view(await reads.service(who, service))
 
     @api.get(
         "/services/{service}/history", response_model=HistoryView, response_model_by_alias=True
@@ -186,7 +198,7 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     ) -> HistoryView:
         """Release commits of the service, newest first."""
-        return await promotion.history(who, service, environment, limit)
+        return views.history_view(await reads.history(who, service, environment, limit))
 
     @api.get(
         "/services/{service}/artifacts", response_model=ArtifactsView, response_model_by_alias=True
@@ -198,12 +210,12 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     ) -> ArtifactsView:
         """Stored artifacts of the service, newest first."""
-        return await promotion.artifacts(who, service, branch, limit)
+        return views.artifacts_view(await reads.artifacts(who, service, branch, limit))
 
     @api.get("/policies/{service}")
     async def get_policy(service: ServiceName, who: Who) -> dict[str, Any]:
         """The service's policy document (see docs/policies.md)."""
-        return await promotion.get_policy(who, service)
+        return await policies.get_policy(who, service)
 
     @api.put(
         "/policies/{service}",
@@ -215,7 +227,7 @@ def create_app(
         service: ServiceName, who: Who, document: Annotated[dict[str, Any], Body()]
     ) -> PolicyAccepted:
         """Replace the service's policy (committed by git-writer)."""
-        return await promotion.put_policy(who, service, document)
+        return PolicyAccepted(request_id=await policies.put_policy(who, service, document))
 
     @api.delete(
         "/policies/{service}",
@@ -225,7 +237,7 @@ def create_app(
     )
     async def delete_policy(service: ServiceName, who: Who) -> PolicyAccepted:
         """Delete the service's policy (committed by git-writer)."""
-        return await promotion.delete_policy(who, service)
+        return PolicyAccepted(request_id=await policies.delete_policy(who, service))
 
     app.include_router(api)
 

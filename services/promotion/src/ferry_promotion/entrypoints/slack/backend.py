@@ -1,9 +1,9 @@
 """Chat-ops' ports over the promotion service's use cases and tokens file.
 
-The same :class:`~ferry_promotion.application.Promotion` methods as the HTTP
-API, with the same identities and so the same authorization; their views
-become the API's JSON shapes, their errors :class:`Refusal` s with the same
-detail the API would put in a problem document.
+The same service-layer use cases as the HTTP API, with the same identities and
+so the same authorization; their records become the API's JSON shapes, their
+errors :class:`Refusal` s with the same detail the API would put in a problem
+document.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from ferry_events import Intent
-from ferry_promotion.application import Promotion
+from ferry_promotion.adapters.tokens import TokenStore
+from ferry_promotion.domain.access import Identity
+from ferry_promotion.entrypoints.http import views
 from ferry_promotion.entrypoints.slack.ports import Refusal, RefusalKind
 from ferry_promotion.errors import (
     ApplicationError,
@@ -24,7 +26,8 @@ from ferry_promotion.errors import (
     NotFound,
     Unavailable,
 )
-from ferry_promotion.identity import Identity, TokenStore
+from ferry_promotion.service_layer.requesting import Requests
+from ferry_promotion.service_layer.views import Views
 
 __all__ = ["PromotionReleases", "TokenPeople"]
 
@@ -70,8 +73,9 @@ class TokenPeople:
 class PromotionReleases:
     """The promotion use cases, as chat-ops calls them."""
 
-    def __init__(self, promotion: Promotion) -> None:
-        self._promotion = promotion
+    def __init__(self, requests: Requests, reads: Views) -> None:
+        self._requests = requests
+        self._reads = reads
 
     async def request(
         self,
@@ -84,8 +88,8 @@ class PromotionReleases:
         branch: str | None = None,
         reason: str = "",
     ) -> Mapping[str, Any]:
-        accepted = await _refusing(
-            self._promotion.request_release(
+        release = await _refusing(
+            self._requests.request_release(
                 actor,
                 service=service,
                 environment=environment,
@@ -95,30 +99,33 @@ class PromotionReleases:
                 reason=reason,
             )
         )
-        return {**_json(accepted), "service": service, "environment": environment}
+        return {**_json(views.accepted(release)), "service": service, "environment": environment}
 
     async def approve(
         self, actor: Identity, release_id: str, comment: str = ""
     ) -> Mapping[str, Any]:
-        return _json(await _refusing(self._promotion.approve(actor, release_id, comment)))
+        detail = await _refusing(self._requests.approve(actor, release_id, comment))
+        return _json(views.release_view(detail))
 
     async def reject(self, actor: Identity, release_id: str, reason: str) -> Mapping[str, Any]:
-        return _json(await _refusing(self._promotion.reject(actor, release_id, reason)))
+        detail = await _refusing(self._requests.reject(actor, release_id, reason))
+        return _json(views.release_view(detail))
 
     async def get(self, actor: Identity, release_id: str) -> Mapping[str, Any]:
-        return _json(await _refusing(self._promotion.status(actor, release_id)))
+        return _json(views.release_view(await _refusing(self._reads.status(actor, release_id))))
 
     async def service(self, actor: Identity, service: str) -> Mapping[str, Any]:
-        return _json(await _refusing(self._promotion.service(actor, service)))
+        return _json(views.service_view(await _refusing(self._reads.service(actor, service))))
 
     async def history(
         self, actor: Identity, service: str, environment: str | None, limit: int
     ) -> Mapping[str, Any]:
-        return _json(await _refusing(self._promotion.history(actor, service, environment, limit)))
+        history = await _refusing(self._reads.history(actor, service, environment, limit))
+        return _json(views.history_view(history))
 
     async def is_artifact(self, actor: Identity, service: str, artifact_id: str) -> bool:
         try:
-            found = await self._promotion.artifacts(actor, service, limit=1000)
+            found = await self._reads.artifacts(actor, service, limit=1000)
         except ApplicationError:
             return False  # the request itself will say what is wrong
         return any(a.artifact_id == artifact_id for a in found.artifacts)

@@ -14,7 +14,6 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import parse_qs
 
 from prometheus_client import Counter
 
@@ -34,6 +33,7 @@ from ferry_promotion.entrypoints.slack.commands import (
     RollbackCommand,
     StatusCommand,
     command_name,
+    form_fields,
     help_text,
     parse,
 )
@@ -70,14 +70,6 @@ class Refused(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-def _form(body: bytes) -> dict[str, str]:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return {}
-    return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items() if v}
 
 
 class ChatOps:
@@ -187,7 +179,7 @@ class ChatOps:
 
     async def command(self, body: bytes) -> dict[str, Any]:
         """Handle a verified slash command; the answer is the immediate (ephemeral) message."""
-        form = _form(body)
+        form = form_fields(body)
         text = form.get("text", "")
         try:
             command = parse(text)
@@ -268,10 +260,10 @@ class ChatOps:
                 return messages.history_table(history, env)
             case ApproveCommand(release_id=rid):
                 release = await self._decide(actor, rid, approve=True, note="")
-                return messages.ephemeral(self._decided_text(release, approve=True))
+                return messages.ephemeral(messages.decided_text(release, approve=True))
             case RejectCommand(release_id=rid, reason=reason):
                 release = await self._decide(actor, rid, approve=False, note=reason)
-                return messages.ephemeral(self._decided_text(release, approve=False))
+                return messages.ephemeral(messages.decided_text(release, approve=False))
         raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
 
     def _requested(
@@ -287,18 +279,6 @@ class ChatOps:
             else:
                 log.warning("response_url origin not allowed; no follow-up", release_id=rid)
         return messages.release_acknowledged(release, intent)
-
-    def _decided_text(self, release: Mapping[str, Any], *, approve: bool) -> str:
-        rid = release.get("releaseId", "?")
-        if not approve:
-            return f":no_entry: You rejected release `{rid}`."
-        if release.get("status") == "awaiting-approval":
-            approvals = release.get("approvals") or {}
-            left = int(approvals.get("required", 1)) - len(approvals.get("granted") or [])
-            if left > 0:
-                return f":white_check_mark: You approved release `{rid}`; {left} more needed."
-            return f":white_check_mark: You approved release `{rid}`; it goes ahead."
-        return f":white_check_mark: You approved release `{rid}`; it is {release.get('status')}."
 
     async def _decide(
         self, actor: Any, release_id: str, *, approve: bool, note: str
@@ -347,7 +327,7 @@ class ChatOps:
 
     async def interaction(self, body: bytes) -> None:
         """Handle a verified interaction (a button click). Answers go to ``response_url``."""
-        raw = _form(body).get("payload", "")
+        raw = form_fields(body).get("payload", "")
         try:
             payload = json.loads(raw) if raw else {}
         except json.JSONDecodeError:

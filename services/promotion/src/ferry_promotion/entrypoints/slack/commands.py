@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import parse_qs
 
 from ferry_events import DNS_LABEL, is_safe_segment
 
@@ -37,6 +38,7 @@ __all__ = [
     "RollbackCommand",
     "StatusCommand",
     "command_name",
+    "form_fields",
     "help_text",
     "parse",
 ]
@@ -299,3 +301,12 @@ def parse(text: str) -> Command:
 def command_name(command: Command) -> str:
     """``release``, ``promote``, ... for logs and metrics."""
     return type(command).__name__.removesuffix("Command").lower()
+
+
+def form_fields(body: bytes) -> dict[str, str]:
+    """The fields of a form-encoded Slack request body (empty when it is not UTF-8)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return {}
+    return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items() if v}

@@ -15,6 +15,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "already_decided",
     "decided_message",
+    "decided_text",
     "ephemeral",
     "history_table",
     "outcome",
@@ -218,3 +219,17 @@ def already_decided(release: Mapping[str, Any], detail: str = "") -> dict[str, A
     else:
         text = f"Release `{rid}` is already {status}" + (f" ({detail})" if detail else "")
     return ephemeral(f"{text}; nothing was done.", replace_original=False)
+
+
+def decided_text(release: Mapping[str, Any], *, approve: bool) -> str:
+    """What the person who approved or rejected ``release`` is told."""
+    rid = release.get("releaseId", "?")
+    if not approve:
+        return f":no_entry: You rejected release `{rid}`."
+    if release.get("status") == "awaiting-approval":
+        approvals = release.get("approvals") or {}
+        left = int(approvals.get("required", 1)) - len(approvals.get("granted") or [])
+        if left > 0:
+            return f":white_check_mark: You approved release `{rid}`; {left} more needed."
+        return f":white_check_mark: You approved release `{rid}`; it goes ahead."
+    return f":white_check_mark: You approved release `{rid}`; it is {release.get('status')}."

@@ -1,31 +1,25 @@
-"""Who is calling, and what they may do.
+"""The tokens file (``FERRY_API_TOKENS_FILE``): identities by token hash, subject, email, Slack id.
 
-Identities come from the tokens file (``FERRY_API_TOKENS_FILE``): each entry
-has a subject, an email, a name, roles, an optional ``slackUserId`` and the
-SHA-256 of its token (never the token itself). Roles:
-
-- ``viewer``: read;
-- ``developer``: read; release, promote, roll back to unprotected environments; approve there;
-- ``releaser:<env>``: release to (and approve for) that protected environment;
-- ``admin``: everything, including freeze overrides and policy changes.
+Each entry has a subject, an email, a name, roles, an optional ``slackUserId``
+and the SHA-256 of its token (never the token itself). The file is re-read
+when it changes on disk: by :meth:`TokenStore.reload` (which authentication
+calls, and a background refresher every second); :meth:`TokenStore.known`
+answers from what was last loaded, without touching the file, for decisions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ferry_events import Actor
-from ferry_promotion.domain.decision import Person
-from ferry_promotion.domain.environments import Environment
-from ferry_promotion.errors import Forbidden
+from ferry_promotion.domain.access import Identity
 from ferry_runtime import get_logger
 
 log = get_logger(__name__)
@@ -37,68 +31,6 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 def hash_token(token: str) -> str:
     """The SHA-256 hex digest stored in the tokens file for ``token``."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """A person (or a robot) with roles."""
-
-    subject: str
-    email: str = ""
-    name: str = ""
-    roles: frozenset[str] = field(default_factory=frozenset)
-    slack_user_id: str = ""
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(subject=self.subject, email=self.email, name=self.name)
-
-    @property
-    def person(self) -> Person:
-        return Person(self.subject, self.email)
-
-    @property
-    def is_admin(self) -> bool:
-        return "admin" in self.roles
-
-    def can_read(self) -> bool:
-        return bool(self.roles & {"viewer", "developer", "admin"}) or any(
-            r.startswith("releaser:") for r in self.roles
-        )
-
-    def can_release_to(self, environment: Environment) -> bool:
-        """Release, promote, roll back to (and approve for) ``environment``."""
-        if self.is_admin or f"releaser:{environment.name}" in self.roles:
-            return True
-        return not environment.protected and "developer" in self.roles
-
-    def describe_roles(self) -> str:
-        return ", ".join(sorted(self.roles)) or "no roles"
-
-
-def require_read(identity: Identity) -> None:
-    if not identity.can_read():
-        raise Forbidden(f"{identity.subject} has {identity.describe_roles()}; reading needs viewer")
-
-
-def require_release(identity: Identity, environment: Environment, what: str = "releasing") -> None:
-    if identity.can_release_to(environment):
-        return
-    if environment.protected:
-        need = f"the role releaser:{environment.name} or admin"
-    else:
-        need = f"the role developer, releaser:{environment.name} or admin"
-    raise Forbidden(
-        f"{what} to {environment.name} needs {need}; {identity.subject} has "
-        f"{identity.describe_roles()}"
-    )
-
-
-def require_admin(identity: Identity, what: str) -> None:
-    if not identity.is_admin:
-        raise Forbidden(
-            f"{what} needs the role admin; {identity.subject} has {identity.describe_roles()}"
-        )
 
 
 class _Entry(BaseModel):
@@ -140,7 +72,7 @@ class TokenStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._mtime: float | None = None
+        self._mtime: int | None = None
         self._entries: list[tuple[bytes, Identity]] = []
 
     @classmethod
@@ -181,9 +113,28 @@ class TokenStore:
         self._mtime = mtime
         log.info("tokens file loaded", path=str(self.path), identities=len(self._entries))
 
+    def reload(self) -> None:
+        """Read the file again if it changed on disk since it was last read."""
+        self._load()
+
+    async def keep_fresh(self, interval: float = 1.0) -> None:
+        """Reload every ``interval`` seconds (for :meth:`known`), until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                mtime: int | None = self.path.stat().st_mtime_ns
+            except FileNotFoundError:
+                mtime = None
+            if mtime != self._mtime:
+                self._load()
+
     def identities(self) -> list[Identity]:
         self._load()
         return [identity for _, identity in self._entries]
+
+    def known(self, subject: str) -> Identity | None:
+        """The identity of ``subject`` as last loaded (never reads the file)."""
+        return next((i for _, i in self._entries if i.subject == subject), None)
 
     def authenticate(self, token: str) -> Identity | None:
         """The identity whose token hash matches, compared in constant time against each entry."""

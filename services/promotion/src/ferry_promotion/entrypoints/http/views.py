@@ -1,0 +1,242 @@
+"""What the API (and Slack) shows: pydantic models with camelCase JSON names, and the
+functions that build them from the service layer's domain records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from ferry_promotion.domain import records
+from ferry_promotion.domain.release import Release
+
+
+class View(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ActorView(View):
+    subject: str
+    email: str = ""
+    name: str = ""
+
+
+class ViolationView(View):
+    policy: str
+    message: str
+
+
+class ApproverView(View):
+    subject: str
+    email: str = ""
+    at: datetime
+    comment: str = ""
+
+
+class ApprovalsView(View):
+    required: int = 0
+    granted: list[ApproverView] = Field(default_factory=list)
+    rejected_by: ApproverView | None = None
+    expires_at: datetime | None = None
+
+
+class TimelineEntry(View):
+    at: datetime
+    status: str
+    event_type: str = ""
+    detail: str = ""
+
+
+class ReleaseView(View):
+    release_id: str
+    service: str
+    environment: str
+    intent: str
+    artifact_id: str | None = None
+    branch: str | None = None
+    from_environment: str | None = None
+    status: str
+    actor: ActorView
+    reason: str = ""
+    override_freeze: bool = False
+    requested_at: datetime
+    updated_at: datetime
+    commit_sha: str | None = None
+    namespace: str | None = None
+    promoted_from: str | None = None
+    superseded_by: str | None = None
+    author_email: str = ""
+    violations: list[ViolationView] = Field(default_factory=list)
+    approvals: ApprovalsView = Field(default_factory=ApprovalsView)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+
+
+class Accepted(View):
+    release_id: str
+    status: str
+
+
+class EnvironmentState(View):
+    artifact_id: str
+    namespace: str = ""
+    commit_sha: str | None = None
+    released_at: datetime | None = None
+    released_by: str | None = None
+    rollout: str = "unknown"
+    rollout_reason: str | None = None
+
+
+class ServiceView(View):
+    service: str
+    environments: dict[str, EnvironmentState] = Field(default_factory=dict)
+
+
+class ServicesView(View):
+    environments: list[str]
+    services: list[ServiceView]
+
+
+class HistoryItem(View):
+    environment: str
+    artifact_id: str
+    intent: str = ""
+    actor: str = ""
+    commit_sha: str
+    release_id: str = ""
+    at: datetime
+    promoted_from: str | None = None
+
+
+class HistoryView(View):
+    service: str
+    history: list[HistoryItem]
+
+
+class ArtifactItem(View):
+    artifact_id: str
+    branch: str = ""
+    sha: str = ""
+    author: str = ""
+    message: str = ""
+    stored_at: datetime | None = None
+    environments: list[str] = Field(default_factory=list)
+
+
+class ArtifactsView(View):
+    service: str
+    artifacts: list[ArtifactItem]
+
+
+class PolicyAccepted(View):
+    request_id: str
+    status: str = "requested"
+
+
+# --------------------------------------------------------------------------- from records
+
+
+def accepted(release: Release) -> Accepted:
+    return Accepted(release_id=release.release_id, status=release.status)
+
+
+def _approver(vote: records.Vote) -> ApproverView:
+    return ApproverView(subject=vote.subject, email=vote.email, at=vote.at, comment=vote.comment)
+
+
+def release_view(detail: records.ReleaseDetail) -> ReleaseView:
+    r = detail.release
+    rejected_by = next((v for v in reversed(detail.votes) if v.decision == "rejected"), None)
+    return ReleaseView(
+        release_id=r.release_id,
+        service=r.service,
+        environment=r.environment,
+        intent=r.intent,
+        artifact_id=r.artifact_id,
+        branch=r.branch,
+        from_environment=r.from_environment,
+        status=r.status,
+        actor=ActorView(subject=r.actor_subject, email=r.actor_email, name=r.actor_name),
+        reason=r.reason,
+        override_freeze=r.override_freeze,
+        requested_at=r.requested_at,
+        updated_at=r.updated_at,
+        commit_sha=r.commit_sha,
+        namespace=r.namespace,
+        promoted_from=r.promoted_from,
+        superseded_by=r.superseded_by,
+        author_email=r.author_email,
+        violations=[ViolationView(policy=v["policy"], message=v["message"]) for v in r.violations],
+        approvals=ApprovalsView(
+            required=r.approvals_required,
+            granted=[_approver(v) for v in detail.votes if v.decision == "granted"],
+            rejected_by=_approver(rejected_by) if rejected_by is not None else None,
+            expires_at=r.expires_at,
+        ),
+        timeline=[
+            TimelineEntry(at=n.at, status=n.status, event_type=n.event_type, detail=n.detail)
+            for n in detail.timeline
+        ],
+    )
+
+
+def service_view(state: records.ServiceState) -> ServiceView:
+    return ServiceView(
+        service=state.service,
+        environments={
+            name: EnvironmentState(
+                artifact_id=e.artifact_id,
+                namespace=e.namespace,
+                commit_sha=e.commit_sha,
+                released_at=e.released_at,
+                released_by=e.released_by,
+                rollout=e.rollout,
+                rollout_reason=e.rollout_reason,
+            )
+            for name, e in state.environments.items()
+        },
+    )
+
+
+def services_view(landscape: records.Landscape) -> ServicesView:
+    return ServicesView(
+        environments=landscape.environments,
+        services=[service_view(s) for s in landscape.services],
+    )
+
+
+def history_view(history: records.ServiceHistory) -> HistoryView:
+    return HistoryView(
+        service=history.service,
+        history=[
+            HistoryItem(
+                environment=e.environment,
+                artifact_id=e.artifact_id,
+                intent=e.intent,
+                actor=e.actor,
+                commit_sha=e.commit_sha,
+                release_id=e.release_id,
+                at=e.at,
+                promoted_from=e.promoted_from or None,
+            )
+            for e in history.history
+        ],
+    )
+
+
+def artifacts_view(catalog: records.Catalog) -> ArtifactsView:
+    return ArtifactsView(
+        service=catalog.service,
+        artifacts=[
+            ArtifactItem(
+                artifact_id=a.artifact_id,
+                branch=a.branch,
+                sha=a.sha,
+                author=a.author_email or a.author_name,
+                message=a.message,
+                stored_at=a.stored_at,
+                environments=a.environments,
+            )
+            for a in catalog.artifacts
+        ],
+    )

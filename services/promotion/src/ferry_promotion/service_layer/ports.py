@@ -1,0 +1,105 @@
+"""What the use cases need from the outside besides storage, as small protocols.
+
+- :class:`ConfigReader`: the config repo as promotion reads it (``adapters/configrepo.py``);
+- :class:`Identities`: who a subject is, from what the tokens file said when last read
+  (``adapters/tokens.py``); a decision never reads the file itself;
+- :class:`ReadModel`: the read side (``adapters/queries.py``).
+
+It also holds the one rule for a config repo that cannot be fetched:
+:func:`usable_snapshot`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from ferry_events import ArtifactSpec
+from ferry_promotion.domain.access import Identity
+from ferry_promotion.domain.decision import HistoryEntry
+from ferry_promotion.domain.records import ReleaseDetail, StoredArtifact
+from ferry_promotion.domain.release import Release
+from ferry_promotion.domain.snapshot import Snapshot
+from ferry_runtime.errors import TemporaryError
+from ferry_runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class ConfigReader(Protocol):
+    @property
+    def snapshot(self) -> Snapshot:
+        """The last snapshot loaded (never fetches)."""
+        ...
+
+    async def current(self, *, fresh: bool = False, service: str | None = None) -> Snapshot:
+        """A snapshot recent enough (see the adapter); raises a ``TemporaryError`` on a failed
+        fetch."""
+        ...
+
+    async def refresh(self, *, force: bool = False, at_least: int | None = None) -> Snapshot: ...
+
+    def mark_stale(self, service: str | None = None) -> None: ...
+
+    async def artifact(self, service: str, artifact_id: str) -> ArtifactSpec | None: ...
+
+    async def build_environments(self, service: str, artifact_id: str) -> list[str]: ...
+
+    async def list_builds(self, service: str) -> list[ArtifactSpec]: ...
+
+    async def history(
+        self, service: str, environment: str | None = None, *, limit: int = 5000
+    ) -> list[HistoryEntry]: ...
+
+
+class Identities(Protocol):
+    def known(self, subject: str) -> Identity | None:
+        """The identity of ``subject`` as last loaded."""
+        ...
+
+
+class ReadModel(Protocol):
+    async def release(self, release_id: str) -> ReleaseDetail | None:
+        """A release with its timeline and votes."""
+        ...
+
+    async def get(self, release_id: str) -> Release | None:
+        """The release alone."""
+        ...
+
+    async def latest_of_branch(self, service: str, branch: str) -> str | None:
+        """The id of the newest cataloged artifact built from ``branch``."""
+        ...
+
+    async def rollout_states(self) -> dict[tuple[str, str, str], tuple[str, str]]: ...
+
+    async def cataloged_services(self) -> set[str]: ...
+
+    async def is_cataloged(self, service: str) -> bool: ...
+
+    async def artifacts(
+        self, service: str, branch: str | None, limit: int
+    ) -> list[StoredArtifact]: ...
+
+
+async def usable_snapshot(
+    config: ConfigReader, *, fresh: bool = False, service: str | None = None
+) -> Snapshot:
+    """The config repo to act on: a current snapshot, or the last copy when a fetch fails.
+
+    The one fallback rule, for decisions and reads alike: a copy that holds a
+    commit is used (with a warning) while the remote cannot be fetched; without
+    one the fetch's error is raised (a ``TemporaryError``: the consumer retries,
+    the API answers 503).
+    """
+    try:
+        return await config.current(fresh=fresh, service=service)
+    except TemporaryError as exc:
+        last = config.snapshot
+        if last.commit is None:
+            raise
+        log.warning("config repo fetch failed; using the last copy", error=str(exc))
+        return last

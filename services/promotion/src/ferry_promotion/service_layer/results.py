@@ -1,0 +1,170 @@
+"""Taking in results: what git-writer committed or failed, and what the cluster reports.
+
+Each is idempotent: the inbox mark of the event is written in the unit of work
+of its effect, and events published get ids derived from their cause. A later
+status never loses to an earlier one arriving late (``domain/release.py``).
+"""
+
+from __future__ import annotations
+
+from ferry_events import (
+    CloudEvent,
+    ReleaseCommitted,
+    ReleaseFailed,
+    RolloutFact,
+    RolloutFailed,
+    RolloutStarted,
+    RolloutSucceeded,
+    derived_id,
+)
+from ferry_promotion.domain.decision import Status
+from ferry_promotion.domain.records import Rollout
+from ferry_promotion.domain.release import Release, may_follow
+from ferry_promotion.service_layer.deciding import Decider
+from ferry_promotion.service_layer.outcomes import SOURCE, Decided, log_decision
+from ferry_promotion.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from ferry_runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+_ROLLOUT_STATUS = {
+    RolloutStarted.event_type: "started",
+    RolloutSucceeded.event_type: "succeeded",
+    RolloutFailed.event_type: "failed",
+}
+#: The release statuses a rollout fact without a release id is matched against.
+_RELEASED = frozenset({Status.APPROVED.value, Status.COMMITTED.value, Status.ROLLED_OUT.value})
+
+
+class Results:
+    def __init__(self, uow: UnitOfWorkFactory, decider: Decider) -> None:
+        self.uow = uow
+        self.decider = decider
+
+    async def _advance(
+        self, event: CloudEvent, release_id: str, status: str, detail: str, **values: object
+    ) -> Release | None:
+        """Record a result of ``release_id``; the release (``None`` when unknown or seen)."""
+        async with self.uow() as uow:
+            if await uow.inbox.seen(event.id):
+                return None
+            release = await uow.releases.get(release_id, lock=True)
+            if release is not None:
+                if may_follow(status, release.status):
+                    await uow.releases.update(release_id, status=status, **values)
+                elif values:
+                    await uow.releases.update(release_id, **values)
+                await uow.releases.note(release_id, status, event.type, detail)
+                if status == Status.COMMITTED.value:
+                    await self._supersede(uow, event, release)
+            await uow.inbox.mark(event)
+            await uow.commit()
+        return release
+
+    async def _supersede(self, uow: UnitOfWork, event: CloudEvent, newer: Release) -> None:
+        """Mark the releases of the same service and environment that were committed but had
+        not rolled out as superseded by ``newer`` (git now holds the newer one)."""
+        for older in await uow.releases.committed_unrolled(newer.service, newer.environment):
+            if older.release_id == newer.release_id:
+                continue
+            await uow.releases.update(older.release_id, superseded_by=newer.release_id)
+            await uow.releases.note(
+                older.release_id,
+                Status.COMMITTED,
+                event.type,
+                f"superseded by {newer.release_id}: {newer.artifact_id} was committed to "
+                f"{newer.environment} before this release rolled out",
+            )
+            log.info(
+                "release superseded",
+                release_id=older.release_id,
+                subject=newer.service,
+                environment=newer.environment,
+                superseded_by=newer.release_id,
+            )
+
+    async def committed(self, event: CloudEvent, data: ReleaseCommitted) -> None:
+        self.decider.config.mark_stale(data.service)  # decisions about it must see the commit
+        detail = f"commit {data.commit_sha[:12]} in {data.environment}/{data.namespace}"
+        if data.no_change:
+            detail += " (no change: it was already there)"
+        release = await self._advance(
+            event,
+            data.release_id,
+            Status.COMMITTED.value,
+            detail,
+            commit_sha=data.commit_sha,
+            namespace=data.namespace,
+        )
+        if release is not None:
+            log_decision(release, Decided(Status.COMMITTED.value, data.artifact_id, detail=detail))
+
+    async def failed(self, event: CloudEvent, data: ReleaseFailed) -> None:
+        detail = f"{data.reason}: {data.message}"
+        release = await self._advance(event, data.release_id, Status.FAILED.value, detail)
+        if release is not None:
+            log_decision(release, Decided(Status.FAILED.value, release.artifact_id, detail=detail))
+
+    async def rollout(self, event: CloudEvent, data: RolloutFact) -> list[Release]:
+        """Record a rollout fact; the requests waiting for it (to :meth:`redecide`)."""
+        status = _ROLLOUT_STATUS[event.type]
+        reason = ""
+        if isinstance(data, RolloutFailed):
+            reason = f"{data.reason}: {data.message}" if data.message else data.reason
+        waiting: list[Release] = []
+        changed: tuple[Release, str, str] | None = None
+        async with self.uow() as uow:
+            if await uow.inbox.seen(event.id):
+                return []
+            fact = Rollout(
+                environment=data.environment,
+                service=data.service,
+                artifact_id=data.artifact_id,
+                status=status,
+                observed_at=data.observed_at,
+                reason=reason,
+                release_id=data.release_id,
+            )
+            await uow.rollouts.record(fact)
+            release_id = data.release_id or await uow.releases.newest(
+                data.service, data.environment, data.artifact_id, _RELEASED
+            )
+            release = await uow.releases.get(release_id, lock=True) if release_id else None
+            if release is not None:
+                new_status = {
+                    "succeeded": Status.ROLLED_OUT.value,
+                    "failed": Status.FAILED.value,
+                }.get(status)
+                detail = f"{data.workload.kind}/{data.workload.name} in {data.cluster}"
+                if reason:
+                    detail += f": {reason}"
+                if new_status is not None and (
+                    release.status in (Status.APPROVED.value, Status.COMMITTED.value)
+                    or (
+                        release.status == Status.ROLLED_OUT.value
+                        and new_status == Status.FAILED.value
+                    )
+                ):
+                    await uow.releases.update(release.release_id, status=new_status)
+                    changed = (release, new_status, detail)
+                await uow.releases.note(
+                    release.release_id, new_status or release.status, event.type, detail
+                )
+            if status != "started":
+                waiting = await uow.releases.waiting_for(data.service, data.artifact_id)
+            await uow.inbox.mark(event)
+            await uow.commit()
+        if changed is not None:
+            release, new_status, detail = changed
+            log_decision(release, Decided(new_status, data.artifact_id, detail=detail))
+        return waiting
+
+    async def redecide(self, event: CloudEvent, data: RolloutFact, waiting: Release) -> None:
+        """Decide ``waiting`` again now that the environment before has a result."""
+        cause = CloudEvent.new(
+            data,
+            source=SOURCE,
+            event_id=derived_id(event.id, "redecide", waiting.release_id),
+            correlation_id=event.correlationid,
+        )
+        await self.decider.decide(waiting, cause)
