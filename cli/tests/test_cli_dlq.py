@@ -6,7 +6,6 @@ import asyncio
 import json
 from datetime import UTC, datetime
 
-import aio_pika
 import pytest
 
 from ferry_events import Actor, Intent, ReleaseRequested
@@ -38,17 +37,11 @@ def _request(n: int) -> ReleaseRequested:
 
 
 async def dead_letter_count(ns: BrokerNamespace, service: str) -> int:
-    connection = await aio_pika.connect(ns.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(f"{ns.queue_prefix}.{service}.dlq", passive=True)
-        return queue.declaration_result.message_count or 0
+    return await ns.dead_letter_count(service)
 
 
 async def wait_dead_letters(ns: BrokerNamespace, service: str, count: int) -> None:
-    async with asyncio.timeout(20):
-        while await dead_letter_count(ns, service) < count:
-            await asyncio.sleep(0.2)
+    await ns.wait_dead_letters(service, count)
 
 
 async def test_list_shows_why_and_replay_gives_each_a_fresh_start(

@@ -38,36 +38,32 @@ from aio_pika.exceptions import (
 from aiormq.exceptions import ConnectionNotAllowed
 
 from ferry_cli.errors import CliError, ExitCode
-from ferry_events import STRUCTURED_CONTENT_TYPE, CloudEvent, EventError, decode, encode
+from ferry_events import (
+    STRUCTURED_CONTENT_TYPE,
+    CloudEvent,
+    EventError,
+    consumed_by,
+    decode,
+    encode,
+)
+from ferry_events.deadletter import (
+    ATTEMPTS_HEADER,
+    CODE_HEADER,
+    FAILED_AT_HEADER,
+    FAILURE_HEADERS,
+    ORIGIN_HEADERS,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    REASON_HEADER,
+    REPLAYED_AT_HEADER,
+    REPLAYED_FROM_HEADER,
+    SERVICE_HEADER,
+)
 
 STORED: Final = "ferry.artifact.stored.v1"
 REJECTED: Final = "ferry.artifact.rejected.v1"
 ACCEPTED: Final = "ferry.artifact.accepted.v1"
 
-#: Headers the runtime kit writes when it retries or dead-letters a message, and the
-#: broker's own dead-letter history: a replayed message starts its life again without them.
-#: Where it was first published (``x-ferry-original-*``) is kept, so that a message
-#: replayed straight to its service's queue can still be replayed to the exchange later.
-FAILURE_HEADERS: Final = frozenset(
-    {
-        "x-ferry-attempt",
-        "x-ferry-attempts",
-        "x-ferry-reason",
-        "x-ferry-error-code",
-        "x-ferry-failed-at",
-        "x-ferry-service",
-        "x-ferry-last-error",
-        "x-ferry-last-error-code",
-        "x-death",
-        "x-first-death-exchange",
-        "x-first-death-queue",
-        "x-first-death-reason",
-        "x-last-death-exchange",
-        "x-last-death-queue",
-        "x-last-death-reason",
-        "x-delivery-count",
-    }
-)
 _BROKER_HINT: Final = (
     "start RabbitMQ ('rabbitmq-server -detached', or 'docker compose -f "
     "deploy/docker-compose.yml up rabbitmq'), or point --amqp-url / FERRY_AMQP_URL at it"
@@ -300,18 +296,16 @@ def _envelope(message: AbstractIncomingMessage) -> dict[str, Any]:
 
 
 def original_routing_key(message: AbstractIncomingMessage) -> str | None:
-    """The key the message was first published with: the event type.
+    """The key the message was first published with: the event type, for people to read.
 
-    ``x-ferry-original-routing-key`` is right when the message came straight from
-    the exchange; after a retry it came from a delay queue (exchange ``""``) and
-    its key was the service queue's name, so the event type is taken from the
-    message's ``type`` property, its ``ce-type`` header or its body.
+    ``x-ferry-original-routing-key`` as the service's consumer recorded it; for a message
+    without it (the broker dead-lettered it, or an older version wrote it after a retry),
+    the message's ``type`` property, its ``ce-type`` header or its body. What a replay may
+    use is decided by :func:`replay_route`, which trusts less.
     """
     headers = message.headers or {}
-    if _text(headers.get("x-ferry-original-exchange")) and headers.get(
-        "x-ferry-original-routing-key"
-    ):
-        return _text(headers["x-ferry-original-routing-key"])
+    if _text(headers.get(ORIGINAL_EXCHANGE_HEADER)) and headers.get(ORIGINAL_ROUTING_KEY_HEADER):
+        return _text(headers[ORIGINAL_ROUTING_KEY_HEADER])
     if message.type:
         return message.type
     for key in ("ce-type", "ce_type", "cloudEvents:type", "cloudEvents_type"):
@@ -360,7 +354,7 @@ class DeadLetter:
 def describe(position: int, message: AbstractIncomingMessage) -> DeadLetter:
     headers = message.headers or {}
     envelope = _envelope(message)
-    attempts_raw = headers.get("x-ferry-attempts")
+    attempts_raw = headers.get(ATTEMPTS_HEADER)
     try:
         attempts = int(_text(attempts_raw)) if attempts_raw is not None else None
     except ValueError:
@@ -374,11 +368,11 @@ def describe(position: int, message: AbstractIncomingMessage) -> DeadLetter:
             envelope.get("type") or headers.get("ce-type") or original_routing_key(message)
         ),
         routing_key=original_routing_key(message),
-        code=_text(headers.get("x-ferry-error-code")),
-        reason=_text(headers.get("x-ferry-reason")),
+        code=_text(headers.get(CODE_HEADER)),
+        reason=_text(headers.get(REASON_HEADER)),
         attempts=attempts,
-        failed_at=_text(headers.get("x-ferry-failed-at")),
-        service=_text(headers.get("x-ferry-service")),
+        failed_at=_text(headers.get(FAILED_AT_HEADER)),
+        service=_text(headers.get(SERVICE_HEADER)),
         correlation_id=_text(message.correlation_id or envelope.get("correlationid")),
         subject=_text(envelope.get("subject")),
         size=len(message.body),
@@ -436,16 +430,80 @@ class ReplayResult:
     remaining: int
 
 
-def replay_message(message: AbstractIncomingMessage, source_queue: str) -> aio_pika.Message:
-    """The message as first published, failure headers stripped, attempt count reset."""
+def broker_dead_lettered(message: AbstractIncomingMessage, service_queue: str) -> bool:
+    """Whether the broker, not Ferry's consumer, moved this message from the service queue
+    to its dead-letter queue (its delivery limit was reached).
+
+    The broker records that in ``x-death``, which Ferry's consumer never carries into a copy
+    of a message it received from a publisher. Such a message still has the headers its
+    publisher gave it, so none of its ``x-ferry-*`` headers can be trusted.
+    """
+    deaths = (message.headers or {}).get("x-death")
+    if not isinstance(deaths, list | tuple):
+        return False
+    return any(
+        isinstance(death, dict) and _text(death.get("queue")) == service_queue for death in deaths
+    )
+
+
+def replay_route(
+    message: AbstractIncomingMessage, target: BrokerTarget, service: str
+) -> tuple[str | None, str]:
+    """The routing key to republish a dead letter to the exchange with, or None and why not.
+
+    Only a key that Ferry's consumer recorded (``x-ferry-original-routing-key``), that the
+    service's queue consumes, and that the event's own type agrees with: a dead letter is
+    never a way to publish an event type its service does not take.
+    """
+    headers = message.headers or {}
+    if broker_dead_lettered(message, target.service_queue(service)):
+        return None, (
+            "the broker dead-lettered it (delivery limit), so its headers are its publisher's, "
+            "not Ferry's, and where it was first published cannot be trusted; "
+            "replay it to the service's own queue with --direct"
+        )
+    exchange = _text(headers.get(ORIGINAL_EXCHANGE_HEADER))
+    key = _text(headers.get(ORIGINAL_ROUTING_KEY_HEADER))
+    if not exchange or exchange.endswith(".dlx") or not key:
+        return None, "where it was first published is not recorded; replay it with --direct"
+    consumed = consumed_by(service)
+    if consumed is None:
+        return None, (
+            f"{service} is not a Ferry service, so which event types it consumes is not known; "
+            "replay it with --direct"
+        )
+    if key not in consumed:
+        return None, (
+            f"it was recorded as published with routing key {key}, which {service}'s queue "
+            "does not consume; a replay republishes only what the service consumes"
+        )
+    claimed = _envelope(message).get("type")
+    if not isinstance(claimed, str):
+        claimed = _text(headers.get("ce-type"))
+    if claimed and claimed != key:
+        return None, (
+            f"the event says it is {claimed} but was published with routing key {key} "
+            "(type-mismatch); replaying it would fail the same way"
+        )
+    return key, ""
+
+
+def replay_message(
+    message: AbstractIncomingMessage, source_queue: str, *, keep_origin: bool = True
+) -> aio_pika.Message:
+    """The message as first published, failure headers stripped, attempt count reset.
+
+    ``keep_origin`` False also drops where it was first published (headers Ferry did not
+    write, which the consumer would otherwise trust on a --direct replay).
+    """
     headers = {k: v for k, v in (message.headers or {}).items() if k not in FAILURE_HEADERS}
-    origin = _text(headers.get("x-ferry-original-exchange"))
-    if not origin or origin.endswith(".dlx"):
+    origin = _text(headers.get(ORIGINAL_EXCHANGE_HEADER))
+    if not keep_origin or not origin or origin.endswith(".dlx"):
         # not the event's own exchange (a retry's hop, as older versions recorded it)
-        headers.pop("x-ferry-original-exchange", None)
-        headers.pop("x-ferry-original-routing-key", None)
-    headers["x-ferry-replayed-from"] = source_queue
-    headers["x-ferry-replayed-at"] = datetime.now(UTC).isoformat()
+        for name in ORIGIN_HEADERS:
+            headers.pop(name, None)
+    headers[REPLAYED_FROM_HEADER] = source_queue
+    headers[REPLAYED_AT_HEADER] = datetime.now(UTC).isoformat()
     return aio_pika.Message(
         body=message.body,
         headers=headers,
@@ -492,14 +550,17 @@ async def replay_dead_letters(
             letter = describe(position, message)
             if direct:
                 key: str | None = target.service_queue(service)
+                why = ""
             else:
-                key = letter.routing_key
+                key, why = replay_route(message, target, service)
             if key is None:
                 # held unacked until the channel closes, so the next get moves on
-                skipped.append((letter, "its event type cannot be told from the message"))
+                skipped.append((letter, why))
                 continue
+            trusted = not broker_dead_lettered(message, target.service_queue(service))
+            copy = replay_message(message, queue.name, keep_origin=trusted)
             try:
-                await _publish(exchange, replay_message(message, queue.name), key, target, service)
+                await _publish(exchange, copy, key, target, service)
             except CliError as error:
                 error.details.append(
                     f"{len(replayed)} message(s) were replayed before this one; "
@@ -512,9 +573,15 @@ async def replay_dead_letters(
                 on_replayed(letter)
         await channel.close()
         check = await connection.channel()
-        remaining = (
-            await check.declare_queue(target.dead_letter_queue(service), passive=True)
-        ).declaration_result.message_count or 0
+        # the skipped ones go back to the queue as the channel closes; a quorum queue may
+        # count them a moment later
+        for _ in range(20):
+            remaining = (
+                await check.declare_queue(target.dead_letter_queue(service), passive=True)
+            ).declaration_result.message_count or 0
+            if remaining >= len(skipped):
+                break
+            await asyncio.sleep(0.05)
         return ReplayResult(
             queue=queue.name, replayed=replayed, skipped=skipped, remaining=remaining
         )

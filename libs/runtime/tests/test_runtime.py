@@ -175,6 +175,70 @@ async def test_unknown_event_type_is_dead_lettered(broker_ns: BrokerNamespace) -
     assert (dead.headers or {})[CODE_HEADER] == "unknown-event-type"
 
 
+async def test_an_event_under_another_types_key_is_dead_lettered_as_type_mismatch(
+    broker_ns: BrokerNamespace,
+) -> None:
+    runtime = _runtime(broker_ns)
+    handled: list[str] = []
+
+    async def handle(delivery: Delivery) -> None:
+        handled.append(delivery.event.type)
+
+    runtime.consume({ReleaseRequested: handle, ReleaseRejected: handle})
+    rejected = ReleaseRejected(
+        release_id="r-1",
+        service="payments",
+        environment="dev",
+        intent=Intent.RELEASE,
+        actor=Actor(subject="jane"),
+        violations=[],
+    )
+    event = CloudEvent.new(rejected, source="t")
+    async with running(runtime):
+        await broker_ns.publish_raw(encode(event), routing_key="ferry.release.requested.v1")
+        [dead] = await broker_ns.dead_letters("promotion")
+    headers = dead.headers or {}
+    assert headers[CODE_HEADER] == "type-mismatch"
+    assert "ferry.release.rejected.v1" in str(headers[REASON_HEADER])
+    assert "ferry.release.requested.v1" in str(headers[REASON_HEADER])
+    assert handled == []
+
+
+async def test_origin_attempt_and_failure_headers_from_a_publisher_are_not_trusted(
+    broker_ns: BrokerNamespace,
+) -> None:
+    runtime = _runtime(broker_ns)
+    attempts: list[int] = []
+
+    async def handle(delivery: Delivery) -> None:
+        attempts.append(delivery.attempt)
+        raise PermanentError("no such artifact", code="unknown-artifact")
+
+    runtime.consume({ReleaseRequested: handle})
+    event = CloudEvent.new(_request(), source="t")
+    forged = {
+        "x-ferry-attempt": 7,
+        "x-ferry-original-exchange": "elsewhere",
+        "x-ferry-original-routing-key": "ferry.release.approved.v1",
+        "x-ferry-last-error": "forged",
+        "x-death": [{"queue": "elsewhere", "reason": "expired", "count": 1}],
+        "x-trace": "kept",
+    }
+    async with running(runtime):
+        await broker_ns.publish_raw(
+            encode(event), routing_key="ferry.release.requested.v1", headers=forged
+        )
+        [dead] = await broker_ns.dead_letters("promotion")
+    headers = dead.headers or {}
+    assert attempts == [1]
+    assert headers["x-ferry-attempts"] == 1
+    assert headers["x-ferry-original-exchange"] == broker_ns.exchange
+    assert headers["x-ferry-original-routing-key"] == "ferry.release.requested.v1"
+    assert "x-ferry-last-error" not in headers
+    assert "x-death" not in headers
+    assert headers["x-trace"] == "kept"
+
+
 async def test_batches_take_whatever_is_waiting(broker_ns: BrokerNamespace) -> None:
     runtime = _runtime(broker_ns, "git-writer")
     sizes: list[int] = []

@@ -25,6 +25,7 @@ from ferry_events.errors import (
     EventError,
     MalformedEvent,
     PayloadTooLarge,
+    TypeMismatch,
     UnknownEventType,
     UnknownEventVersion,
 )
@@ -35,6 +36,7 @@ from ferry_events.registry import (
     describe_errors,
     split_type,
 )
+from ferry_events.subscriptions import SUBSCRIPTIONS, consumed_by
 from ferry_events.types import (
     ALL_ENVIRONMENTS,
     ALL_EVENT_TYPES,
@@ -85,6 +87,7 @@ __all__ = [
     "DEFAULT_YAML_LIMITS",
     "DNS_LABEL",
     "STRUCTURED_CONTENT_TYPE",
+    "SUBSCRIPTIONS",
     "Actor",
     "Application",
     "ApprovalDenied",
@@ -121,6 +124,7 @@ __all__ = [
     "RolloutStarted",
     "RolloutSucceeded",
     "Stage",
+    "TypeMismatch",
     "UnknownEventType",
     "UnknownEventVersion",
     "Upcaster",
@@ -130,6 +134,7 @@ __all__ = [
     "YamlLimits",
     "binary_attributes",
     "check_yaml_limits",
+    "consumed_by",
     "decode",
     "default_registry",
     "derived_id",

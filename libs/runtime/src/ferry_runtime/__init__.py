@@ -1,14 +1,13 @@
 """Ferry's runtime kit: what every service uses so that none re-writes it."""
 
+from ferry_events.deadletter import ATTEMPT_HEADER, CODE_HEADER, REASON_HEADER
 from ferry_runtime.consumer import (
-    ATTEMPT_HEADER,
-    CODE_HEADER,
-    REASON_HEADER,
     BatchHandler,
     Consumer,
     ConsumerOptions,
     Delivery,
     Handler,
+    carried_headers,
     origin_headers,
 )
 from ferry_runtime.errors import HandlerError, PermanentError, PublishFailed, TemporaryError
@@ -42,6 +41,7 @@ __all__ = [
     "bind_contextvars",
     "bound_contextvars",
     "build_message",
+    "carried_headers",
     "configure_logging",
     "connect_broker",
     "declare_exchange",

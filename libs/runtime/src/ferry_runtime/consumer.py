@@ -17,13 +17,35 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
-from ferry_events import CloudEvent, EventData, EventError, EventRegistry, decode, utcnow
+from ferry_events import (
+    CloudEvent,
+    EventData,
+    EventError,
+    EventRegistry,
+    TypeMismatch,
+    decode,
+    utcnow,
+)
+from ferry_events.deadletter import (
+    ATTEMPT_HEADER,
+    ATTEMPTS_HEADER,
+    CODE_HEADER,
+    FAILED_AT_HEADER,
+    LAST_ERROR_CODE_HEADER,
+    LAST_ERROR_HEADER,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    REASON_HEADER,
+    SERVICE_HEADER,
+    header_text,
+    without_untrusted,
+)
 from ferry_runtime.errors import PermanentError, TemporaryError
 from ferry_runtime.logging import bound_contextvars, get_logger
 from ferry_runtime.metrics import HANDLER_SECONDS, IN_FLIGHT, MESSAGES
@@ -31,13 +53,6 @@ from ferry_runtime.publisher import Publisher
 from ferry_runtime.topology import ServiceQueues
 
 log = get_logger(__name__)
-
-ATTEMPT_HEADER: Final = "x-ferry-attempt"
-REASON_HEADER: Final = "x-ferry-reason"
-CODE_HEADER: Final = "x-ferry-error-code"
-ORIGINAL_EXCHANGE_HEADER: Final = "x-ferry-original-exchange"
-ORIGINAL_ROUTING_KEY_HEADER: Final = "x-ferry-original-routing-key"
-_MAX_HEADER_TEXT: Final = 4000
 
 
 @dataclass(slots=True)
@@ -66,8 +81,25 @@ class ConsumerOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def attempt_of(message: AbstractIncomingMessage) -> int:
-    """The delivery attempt recorded in the message's headers (1 for the first)."""
+def is_ferry_hop(message: AbstractIncomingMessage, queues: ServiceQueues) -> bool:
+    """Whether ``message`` came through the service's own retry or replay path.
+
+    A retry comes back from a delay queue through the service's redelivery exchange (which
+    only the service may write to); ``ferry dlq replay --direct`` sends a dead letter to the
+    service queue through the default exchange (which only the operator may write to).
+    Anything else is a first arrival from a publisher, whose headers are input, not
+    provenance.
+    """
+    exchange = message.exchange or ""
+    if exchange == queues.redelivery_exchange:
+        return True
+    return exchange == "" and message.routing_key == queues.main
+
+
+def attempt_of(message: AbstractIncomingMessage, queues: ServiceQueues) -> int:
+    """The delivery attempt (1 for the first): counted only along Ferry's own hops."""
+    if not is_ferry_hop(message, queues):
+        return 1
     raw = (message.headers or {}).get(ATTEMPT_HEADER, 1)
     try:
         return max(1, int(str(raw)))
@@ -75,27 +107,34 @@ def attempt_of(message: AbstractIncomingMessage) -> int:
         return 1
 
 
-def origin_headers(message: AbstractIncomingMessage) -> dict[str, str]:
+def origin_headers(message: AbstractIncomingMessage, queues: ServiceQueues) -> dict[str, str]:
     """Where the message was first published (exchange, routing key).
 
-    Recorded on the first retry and carried through every later one, so that a
-    dead letter names the event's own exchange and key, not the delay queue's,
-    and a replay can route it as it was first routed.
+    Written from the delivery itself on a message's first arrival, whatever headers it came
+    with, and carried through every later retry and replay, so that a dead letter names the
+    event's own exchange and key, not the delay queue's, and a replay routes it as it was
+    first routed. Empty when a Ferry hop arrives without them (its origin is unknown).
     """
-    headers = message.headers or {}
-    if ORIGINAL_EXCHANGE_HEADER in headers:
+    if not is_ferry_hop(message, queues):
         return {
-            ORIGINAL_EXCHANGE_HEADER: str(headers[ORIGINAL_EXCHANGE_HEADER]),
-            ORIGINAL_ROUTING_KEY_HEADER: str(headers.get(ORIGINAL_ROUTING_KEY_HEADER, "")),
+            ORIGINAL_EXCHANGE_HEADER: message.exchange or "",
+            ORIGINAL_ROUTING_KEY_HEADER: message.routing_key or "",
         }
-    return {
-        ORIGINAL_EXCHANGE_HEADER: message.exchange or "",
-        ORIGINAL_ROUTING_KEY_HEADER: message.routing_key or "",
-    }
+    headers = message.headers or {}
+    exchange, key = headers.get(ORIGINAL_EXCHANGE_HEADER), headers.get(ORIGINAL_ROUTING_KEY_HEADER)
+    if exchange is None or not key:
+        return {}
+    return {ORIGINAL_EXCHANGE_HEADER: str(exchange), ORIGINAL_ROUTING_KEY_HEADER: str(key)}
 
 
-def _text(value: str) -> str:
-    return value if len(value) <= _MAX_HEADER_TEXT else value[: _MAX_HEADER_TEXT - 1] + "…"
+def carried_headers(message: AbstractIncomingMessage, queues: ServiceQueues) -> dict[str, Any]:
+    """The headers a retry or dead-letter copy of ``message`` starts from: all of them after a
+    Ferry hop; on a first arrival, none of those Ferry writes itself (a publisher may not
+    choose its attempt count, failure record or origin), and the origin as it was routed."""
+    headers = dict(message.headers or {})
+    if not is_ferry_hop(message, queues):
+        headers = without_untrusted(headers)
+    return {**headers, **origin_headers(message, queues)}
 
 
 class Consumer:
@@ -197,14 +236,22 @@ class Consumer:
     # ------------------------------------------------------------------ decoding
 
     def _decode(self, message: AbstractIncomingMessage) -> Delivery:
-        event = decode(
+        received = decode(
             message.body,
             headers=message.headers or {},
             content_type=message.content_type,
             max_bytes=self._options.max_event_bytes,
         )
-        event, data = self._registry.parse(event)
-        return Delivery(event=event, data=data, message=message, attempt=attempt_of(message))
+        event, data = self._registry.parse(received)
+        routed_as = origin_headers(message, self._queues).get(ORIGINAL_ROUTING_KEY_HEADER)
+        if routed_as is not None and received.type != routed_as:
+            raise TypeMismatch(
+                f"the event says it is {received.type} but was published with routing key "
+                f"{routed_as}; an event travels under its own type"
+            )
+        return Delivery(
+            event=event, data=data, message=message, attempt=attempt_of(message, self._queues)
+        )
 
     # ------------------------------------------------------------------ single
 
@@ -320,11 +367,10 @@ class Consumer:
             exc_info=not isinstance(exc, TemporaryError),
         )
         headers = {
-            **(delivery.message.headers or {}),
-            **origin_headers(delivery.message),
+            **carried_headers(delivery.message, self._queues),
             ATTEMPT_HEADER: delivery.attempt + 1,
-            "x-ferry-last-error": _text(reason),
-            "x-ferry-last-error-code": code,
+            LAST_ERROR_HEADER: header_text(reason),
+            LAST_ERROR_CODE_HEADER: code,
         }
         await self._forward(
             delivery.message,
@@ -349,13 +395,12 @@ class Consumer:
         self, message: AbstractIncomingMessage, code: str, reason: str, *, event_type: str
     ) -> None:
         headers = {
-            **(message.headers or {}),
-            REASON_HEADER: _text(reason),
+            **carried_headers(message, self._queues),
+            REASON_HEADER: header_text(reason),
             CODE_HEADER: code,
-            "x-ferry-attempts": attempt_of(message),
-            "x-ferry-failed-at": utcnow().isoformat(),
-            "x-ferry-service": self._service,
-            **origin_headers(message),
+            ATTEMPTS_HEADER: attempt_of(message, self._queues),
+            FAILED_AT_HEADER: utcnow().isoformat(),
+            SERVICE_HEADER: self._service,
         }
         log.warning("dead-lettered", code=code, reason=reason, queue=self._queues.dead_letter)
         await self._forward(

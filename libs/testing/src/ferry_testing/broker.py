@@ -153,6 +153,21 @@ class BrokerNamespace:
                 routing_key=routing_key,
             )
 
+    async def dead_letter_count(self, service: str) -> int:
+        """How many messages wait in ``service``'s dead-letter queue (it must exist)."""
+        connection = await aio_pika.connect(self.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            name = ServiceQueues(service, self.queue_prefix, (), ()).dead_letter
+            queue = await channel.declare_queue(name, passive=True)
+            return queue.declaration_result.message_count or 0
+
+    async def wait_dead_letters(self, service: str, count: int, *, timeout: float = 20) -> None:
+        """Wait until ``service``'s dead-letter queue holds ``count`` messages (left there)."""
+        async with asyncio.timeout(timeout):
+            while await self.dead_letter_count(service) < count:  # noqa: ASYNC110 - a queue count has no event to await
+                await asyncio.sleep(0.1)
+
     async def dead_letters(
         self, service: str, *, timeout: float = 10.0, count: int = 1
     ) -> list[AbstractIncomingMessage]:

@@ -32,8 +32,8 @@ from ferry_runtime import (
     REASON_HEADER,
     Delivery,
     ServiceRuntime,
+    carried_headers,
     get_logger,
-    origin_headers,
 )
 
 SERVICE = "notifier"
@@ -139,14 +139,13 @@ def build(settings: NotifierSettings) -> ServiceRuntime:
         copy = aio_pika.Message(
             body=message.body,
             headers={
-                **(message.headers or {}),
+                **carried_headers(message, runtime.queues()),
                 DESTINATION_HEADER: destination.key,
                 REASON_HEADER: f"{destination.key}: {reason}"[:4000],
                 CODE_HEADER: "delivery-failed",
                 "x-ferry-attempts": attempts,
                 "x-ferry-failed-at": utcnow().isoformat(),
                 "x-ferry-service": SERVICE,
-                **origin_headers(message),
             },
             content_type=message.content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
