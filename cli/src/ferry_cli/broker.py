@@ -306,6 +306,12 @@ def original_routing_key(message: AbstractIncomingMessage) -> str | None:
     headers = message.headers or {}
     if _text(headers.get(ORIGINAL_EXCHANGE_HEADER)) and headers.get(ORIGINAL_ROUTING_KEY_HEADER):
         return _text(headers[ORIGINAL_ROUTING_KEY_HEADER])
+    return _routed_type(message)
+
+
+def _routed_type(message: AbstractIncomingMessage) -> str | None:
+    """The event type a message names itself: its ``type`` property, header or body."""
+    headers = message.headers or {}
     if message.type:
         return message.type
     for key in ("ce-type", "ce_type", "cloudEvents:type", "cloudEvents_type"):
@@ -463,29 +469,42 @@ def replay_route(
             "replay it to the service's own queue with --direct"
         )
     exchange = _text(headers.get(ORIGINAL_EXCHANGE_HEADER))
-    key = _text(headers.get(ORIGINAL_ROUTING_KEY_HEADER))
+    if ORIGINAL_EXCHANGE_HEADER in headers and not exchange:
+        # the consumer recorded that it could not tell (a --direct replay without an origin)
+        return None, "where it was first published is not known; replay it with --direct"
+    key: str | None = _text(headers.get(ORIGINAL_ROUTING_KEY_HEADER))
     if not exchange or exchange.endswith(".dlx") or not key:
-        return None, "where it was first published is not recorded; replay it with --direct"
+        # written without an origin (by hand, or by an older version after a retry): the
+        # event type it was routed with, checked below like a recorded one
+        key = _routed_type(message)
+    if not key:
+        return None, "its event type cannot be told from the message"
+    why = _unfit_key(message, service, key)
+    return (None, why) if why else (key, "")
+
+
+def _unfit_key(message: AbstractIncomingMessage, service: str, key: str) -> str:
+    """Why ``key`` may not be used to replay ``message`` from ``service``'s queue ("": it may)."""
     consumed = consumed_by(service)
     if consumed is None:
-        return None, (
+        return (
             f"{service} is not a Ferry service, so which event types it consumes is not known; "
             "replay it with --direct"
         )
     if key not in consumed:
-        return None, (
+        return (
             f"it was recorded as published with routing key {key}, which {service}'s queue "
             "does not consume; a replay republishes only what the service consumes"
         )
     claimed = _envelope(message).get("type")
     if not isinstance(claimed, str):
-        claimed = _text(headers.get("ce-type"))
+        claimed = _text((message.headers or {}).get("ce-type"))
     if claimed and claimed != key:
-        return None, (
+        return (
             f"the event says it is {claimed} but was published with routing key {key} "
             "(type-mismatch); replaying it would fail the same way"
         )
-    return key, ""
+    return ""
 
 
 def replay_message(

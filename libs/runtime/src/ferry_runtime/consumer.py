@@ -113,7 +113,7 @@ def origin_headers(message: AbstractIncomingMessage, queues: ServiceQueues) -> d
     Written from the delivery itself on a message's first arrival, whatever headers it came
     with, and carried through every later retry and replay, so that a dead letter names the
     event's own exchange and key, not the delay queue's, and a replay routes it as it was
-    first routed. Empty when a Ferry hop arrives without them (its origin is unknown).
+    first routed. Both empty when a Ferry hop arrives without them (its origin is unknown).
     """
     if not is_ferry_hop(message, queues):
         return {
@@ -123,7 +123,8 @@ def origin_headers(message: AbstractIncomingMessage, queues: ServiceQueues) -> d
     headers = message.headers or {}
     exchange, key = headers.get(ORIGINAL_EXCHANGE_HEADER), headers.get(ORIGINAL_ROUTING_KEY_HEADER)
     if exchange is None or not key:
-        return {}
+        # recorded as unknown, so that no reader falls back to what the body claims
+        return {ORIGINAL_EXCHANGE_HEADER: "", ORIGINAL_ROUTING_KEY_HEADER: ""}
     return {ORIGINAL_EXCHANGE_HEADER: str(exchange), ORIGINAL_ROUTING_KEY_HEADER: str(key)}
 
 
@@ -244,7 +245,7 @@ class Consumer:
         )
         event, data = self._registry.parse(received)
         routed_as = origin_headers(message, self._queues).get(ORIGINAL_ROUTING_KEY_HEADER)
-        if routed_as is not None and received.type != routed_as:
+        if routed_as and received.type != routed_as:
             raise TypeMismatch(
                 f"the event says it is {received.type} but was published with routing key "
                 f"{routed_as}; an event travels under its own type"
