@@ -42,10 +42,10 @@ from ferry_events import (
     STRUCTURED_CONTENT_TYPE,
     CloudEvent,
     EventError,
-    consumed_by,
     decode,
     encode,
 )
+from ferry_events.contract import PARTIES, consumed_by
 from ferry_events.deadletter import (
     ATTEMPTS_HEADER,
     CODE_HEADER,
@@ -485,13 +485,12 @@ def replay_route(
 
 def _unfit_key(message: AbstractIncomingMessage, service: str, key: str) -> str:
     """Why ``key`` may not be used to replay ``message`` from ``service``'s queue ("": it may)."""
-    consumed = consumed_by(service)
-    if consumed is None:
+    if service not in PARTIES:
         return (
             f"{service} is not a Ferry service, so which event types it consumes is not known; "
             "replay it with --direct"
         )
-    if key not in consumed:
+    if key not in consumed_by(service):
         return (
             f"it was recorded as published with routing key {key}, which {service}'s queue "
             "does not consume; a replay republishes only what the service consumes"

@@ -36,7 +36,6 @@ from ferry_events.registry import (
     describe_errors,
     split_type,
 )
-from ferry_events.subscriptions import SUBSCRIPTIONS, consumed_by
 from ferry_events.types import (
     ALL_ENVIRONMENTS,
     ALL_EVENT_TYPES,
@@ -87,7 +86,6 @@ __all__ = [
     "DEFAULT_YAML_LIMITS",
     "DNS_LABEL",
     "STRUCTURED_CONTENT_TYPE",
-    "SUBSCRIPTIONS",
     "Actor",
     "Application",
     "ApprovalDenied",
@@ -134,7 +132,6 @@ __all__ = [
     "YamlLimits",
     "binary_attributes",
     "check_yaml_limits",
-    "consumed_by",
     "decode",
     "default_registry",
     "derived_id",
