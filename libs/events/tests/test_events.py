@@ -159,6 +159,21 @@ def test_artifact_spec_reads_release_manager_artifact_json() -> None:
     assert spec.application.author_email
     assert spec.stage("test") is not None
     assert spec.failed_tests() == 0
+    assert spec.application.committed_at == datetime(2026, 11, 28, 9, 58, 40, tzinfo=UTC)
+
+
+def test_committed_at_is_optional_and_camel_case_on_the_wire() -> None:
+    """An artifact.json without ``application.committedAt`` (every release-manager one) still
+    reads; with it, the field round-trips under its camelCase name."""
+    raw = json.loads((ROOT / "examples" / "artifact.json").read_text(encoding="utf-8"))
+    del raw["application"]["committedAt"]
+    spec = ArtifactSpec.model_validate(raw)
+    assert spec.application.committed_at is None
+    assert "committedAt" not in spec.to_wire()["application"]  # type: ignore[operator]
+    raw["application"]["committedAt"] = "2026-11-28T10:58:40+01:00"
+    wire = ArtifactSpec.model_validate(raw).to_wire()["application"]
+    committed = datetime.fromisoformat(wire["committedAt"])  # type: ignore[index]
+    assert committed == datetime(2026, 11, 28, 9, 58, 40, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("bad_id", ["../etc", "a/b", ".hidden", "", "x" * 200])

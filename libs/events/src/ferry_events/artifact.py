@@ -39,6 +39,9 @@ class Application(WireModel):
     name: str = ""
     url: str = ""
     provider: str = ""
+    #: When the change was committed (optional; Ferry's addition to release-manager's spec).
+    #: insights measures lead time for changes from it, else from ``ci.start``.
+    committed_at: datetime | None = None
 
 
 class CI(WireModel):

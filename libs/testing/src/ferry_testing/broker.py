@@ -20,7 +20,14 @@ from ferry_events import CloudEvent, EventData, decode, encode
 from ferry_runtime import ServiceQueues
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-KNOWN_SERVICES = ("artifact-ingest", "git-writer", "promotion", "cluster-watcher", "notifier")
+KNOWN_SERVICES = (
+    "artifact-ingest",
+    "git-writer",
+    "promotion",
+    "cluster-watcher",
+    "notifier",
+    "insights",
+)
 
 
 def _answers(url: str) -> bool:

@@ -1,0 +1,1 @@
+"""Ferry insights: the read side. Projections of every event, DORA metrics, the dashboard."""

@@ -1,0 +1,1 @@
+"""One adapter per outside thing: the database, the tokens file."""

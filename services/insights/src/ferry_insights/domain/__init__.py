@@ -1,0 +1,1 @@
+"""What insights decides from plain data: the facts events carry, and the DORA keys."""

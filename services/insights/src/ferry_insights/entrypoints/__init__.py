@@ -1,0 +1,1 @@
+"""Thin translators: the event consumer and the HTTP routes."""

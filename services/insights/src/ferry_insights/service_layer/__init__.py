@@ -1,0 +1,1 @@
+"""Use cases against small Protocols: project an event, answer a DORA question."""
