@@ -196,6 +196,7 @@ async def main() -> int:
         ("promotion", "ferry_promotion", base),
         ("cluster-watcher", "ferry_watcher", base + 3),
         ("notifier", "ferry_notifier", base + 4),
+        ("insights", "ferry_insights", base + 5),
     ):
         if available(module):
             procs.append(Proc(name, module, port, {"FERRY_HTTP_PORT": str(port)}))
@@ -247,6 +248,7 @@ async def main() -> int:
         say(
             "Ferry is running.\n"
             f"       API:    http://127.0.0.1:{base}  (admin token: {token_file})\n"
+            f"       DORA:   http://127.0.0.1:{base + 5}/v1/insights/dora  (insights)\n"
             f"       Config: {_shown(data_dir / 'config.git')}\n"
             f"       Try:    {cli} artifact push examples/artifact.json "
             "--manifests examples/manifests --wait\n"

@@ -23,6 +23,7 @@ from ferry_events.contract import (
     CLUSTER_WATCHER,
     CONTRACT,
     GIT_WRITER,
+    INSIGHTS,
     NOTIFIER,
     PARTIES,
     PROMOTION,
@@ -32,6 +33,8 @@ from ferry_events.contract import (
 from ferry_gitwriter.bootstrap import build as build_git_writer
 from ferry_gitwriter.settings import GitWriterSettings
 from ferry_ingest.bootstrap import build as build_ingest
+from ferry_insights.bootstrap import build as build_insights
+from ferry_insights.settings import InsightsSettings
 from ferry_ingest.settings import IngestSettings
 from ferry_notifier.bootstrap import build as build_notifier
 from ferry_notifier.settings import NotifierSettings
@@ -52,6 +55,7 @@ SOURCES = {
     PROMOTION: ROOT / "services" / "promotion" / "src",
     CLUSTER_WATCHER: ROOT / "services" / "cluster-watcher" / "src",
     NOTIFIER: ROOT / "services" / "notifier" / "src",
+    INSIGHTS: ROOT / "services" / "insights" / "src",
 }
 
 #: Contracted (the broker already lets promotion publish them) before any code publishes
@@ -124,6 +128,11 @@ async def started(
         runtime = service.runtime
     elif party == CLUSTER_WATCHER:
         runtime = build_watcher(WatcherSettings(**base)).runtime
+    elif party == INSIGHTS:
+        insights = await build_insights(
+            InsightsSettings(**base, data_dir=data, database_url=f"sqlite+aiosqlite:///{data}.db")
+        )
+        runtime = insights.runtime
     else:
         assert party == NOTIFIER
         runtime = build_notifier(

@@ -4,3 +4,5 @@ CREATE ROLE promotion LOGIN PASSWORD 'dev-only-promotion';
 CREATE DATABASE promotion OWNER promotion;
 CREATE ROLE notifier LOGIN PASSWORD 'dev-only-notifier';
 CREATE DATABASE notifier OWNER notifier;
+CREATE ROLE insights LOGIN PASSWORD 'dev-only-insights';
+CREATE DATABASE insights OWNER insights;

@@ -39,6 +39,7 @@ SERVICES = {
     "promotion": ("ferry-promotion", "ferry-promotion", 8080),
     "cluster-watcher": ("ferry-cluster-watcher", "ferry-cluster-watcher", 8083),
     "notifier": ("ferry-notifier", "ferry-notifier", 8084),
+    "insights": ("ferry-insights", "ferry-insights", 8085),
 }
 SCALABLE = ("artifact-ingest", "git-writer", "notifier")
 
@@ -140,13 +141,14 @@ def test_broker_database_and_config_repo_are_wired(compose: dict[str, Any]) -> N
     assert "15672" in " ".join(str(p) for p in services["rabbitmq"]["ports"])
     conf = (ROOT / "deploy" / "rabbitmq" / "rabbitmq.conf").read_text(encoding="utf-8")
     assert "load_definitions = /etc/rabbitmq/definitions.json" in conf
-    for name in ("promotion", "notifier"):
+    for name in ("promotion", "notifier", "insights"):
         env = services[name]["environment"]
         assert urlsplit(env["FERRY_DATABASE_URL"]).hostname == "postgres"
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
     sql = (ROOT / "deploy" / "compose" / "postgres-init.sql").read_text(encoding="utf-8")
     assert "CREATE DATABASE promotion" in sql
     assert "CREATE DATABASE notifier" in sql
+    assert "CREATE DATABASE insights" in sql
 
     def repo_mount(service: str) -> str:
         volumes = [str(v) for v in services[service]["volumes"]]

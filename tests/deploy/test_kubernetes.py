@@ -9,8 +9,9 @@
 - The RBAC of each ServiceAccount is exactly issue 7's: the cluster-watcher's ClusterRole is
   get/list/watch on workloads and pods plus get on pods/log; nobody else has any permission
   or a mounted token.
-- Only promotion's API is reachable from outside the namespace (plus machine-to-machine
-  rules listed here: metrics scraping, the RabbitMQ operator, remote watchers in production).
+- Only promotion's API and insights' port are reachable from outside the namespace (plus
+  machine-to-machine rules listed here: metrics scraping, the RabbitMQ operator, remote
+  watchers in production).
 - Secrets are referenced by name, never inlined.
 """
 
@@ -43,8 +44,9 @@ PORTS = {
     "git-writer": 8082,
     "cluster-watcher": 8083,
     "notifier": 8084,
+    "insights": 8085,
 }
-SCALED_OUT = {"artifact-ingest", "promotion", "notifier"}
+SCALED_OUT = {"artifact-ingest", "promotion", "notifier", "insights"}
 WATCHER_RULES = {
     *(
         ("apps", r, v)
@@ -349,13 +351,13 @@ def external_ingress(objects: list[dict[str, Any]]) -> set[tuple[str, str, str]]
     return found
 
 
-def test_only_the_promotion_api_is_reachable_from_outside_the_namespace() -> None:
+def test_only_promotion_and_insights_are_reachable_from_outside_the_namespace() -> None:
     scrape = {(name, "http", "ns:monitoring") for name in PORTS}
     operator = {
         ("ferry-rabbitmq", "15672", "ns:rabbitmq-system"),
         ("ferry-rabbitmq", "15692", "ns:monitoring"),
     }
-    api = {("promotion", "8080", "anyone")}
+    api = {("promotion", "8080", "anyone"), ("insights", "8085", "anyone")}
     assert external_ingress(render("overlays/local")) == api | scrape | operator
     watchers = {
         ("ferry-rabbitmq", "5671", "ip:198.51.100.0/24"),

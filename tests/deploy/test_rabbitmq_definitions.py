@@ -86,6 +86,7 @@ BINDS = {
     "git-writer": "ferry.release.approved.v1",
     "promotion": "ferry.artifact.stored.v1",
     "notifier": "ferry.rollout.failed.v1",
+    "insights": "ferry.rollout.succeeded.v1",
 }
 #: Who may publish to the default exchange (``amq.default``): a write there reaches every queue.
 DEFAULT_EXCHANGE_WRITERS = {"ferry-operator", "ferry-admin"}
@@ -236,7 +237,8 @@ def test_topic_write_rules_allow_exactly_the_contracted_events() -> None:
             assert passes == (event in allowed), (user, event)
             if who in CONSUMERS:  # a service may bind its queue to any event type (topic read)
                 assert re.search(rule["read"], event), (user, event)
-    assert re.search(topic["ferry-notifier"]["read"], "#") is None  # but not to a wildcard
+    for reader in ("ferry-notifier", "ferry-insights"):
+        assert re.search(topic[reader]["read"], "#") is None  # but not to a wildcard
     assert topic["ferry-cluster-watcher"]["read"] == "^$"  # it binds nothing
 
 
@@ -572,6 +574,8 @@ async def test_operator_lists_and_replays_dead_letters_with_the_ferry_cli(
         ("notifier", "ferry.release.approved.v1"),  # the notifier publishes nothing
         ("notifier", "ferry.rollout.succeeded.v1"),
         ("notifier", "ferry.artifact.published.v1"),
+        ("insights", "ferry.release.requested.v1"),  # insights only reads
+        ("insights", "ferry.rollout.failed.v1"),
         ("cluster-watcher", "ferry.release.approved.v1"),  # the watcher: rollouts only
         ("cluster-watcher", "ferry.release.committed.v1"),
         ("artifact-ingest", "ferry.artifact.stored.v1"),
@@ -640,6 +644,7 @@ CROSSINGS = [
     ("artifact-ingest", "promotion"),
     ("git-writer", "notifier"),
     ("cluster-watcher", "git-writer"),
+    ("insights", "promotion"),
 ]
 
 
@@ -771,6 +776,7 @@ MODULES = {
     "promotion": "ferry_promotion",
     "cluster-watcher": "ferry_watcher",
     "notifier": "ferry_notifier",
+    "insights": "ferry_insights",
 }
 
 
@@ -787,7 +793,7 @@ async def _ready(port: int) -> bool:
 async def test_every_service_runs_as_its_own_user_and_a_ci_push_reaches_the_config_repo(
     imported: Imported, tmp_path: Path
 ) -> None:
-    """The five real services (`python -m ferry_<x>`), each logged in as its own user from
+    """The six real services (`python -m ferry_<x>`), each logged in as its own user from
     definitions.json, start, get ready, and carry a `ferry artifact push` made as ferry-ci
     into the config repository, with no ACCESS_REFUSED anywhere."""
     remote = make_bare_remote(tmp_path / "config.git")
@@ -854,8 +860,9 @@ async def test_every_service_runs_as_its_own_user_and_a_ci_push_reaches_the_conf
 
 
 @pytest.mark.amqp
-async def test_the_notifier_can_publish_no_event_at_all(imported: Imported) -> None:
-    refused = [await _refused(imported, "notifier", _publish(event)) for event in ALL_EVENTS]
+@pytest.mark.parametrize("reader", ["notifier", "insights"])
+async def test_the_readers_can_publish_no_event_at_all(imported: Imported, reader: str) -> None:
+    refused = [await _refused(imported, reader, _publish(event)) for event in ALL_EVENTS]
     assert len(refused) == len(ALL_EVENTS) == 21
 
 

@@ -48,9 +48,10 @@ GIT_WRITER: Final = "git-writer"
 PROMOTION: Final = "promotion"
 CLUSTER_WATCHER: Final = "cluster-watcher"
 NOTIFIER: Final = "notifier"
+INSIGHTS: Final = "insights"
 
 #: Every party of the contract, CI first, then the services in the order events flow.
-PARTIES: Final = (CI, ARTIFACT_INGEST, GIT_WRITER, PROMOTION, CLUSTER_WATCHER, NOTIFIER)
+PARTIES: Final = (CI, ARTIFACT_INGEST, GIT_WRITER, PROMOTION, CLUSTER_WATCHER, NOTIFIER, INSIGHTS)
 
 #: What a party is, for people reading the generated document.
 PARTY_DESCRIPTIONS: Final[dict[str, str]] = {
@@ -60,6 +61,7 @@ PARTY_DESCRIPTIONS: Final[dict[str, str]] = {
     PROMOTION: "promotion: release requests, approvals, policies and the API",
     CLUSTER_WATCHER: "cluster-watcher: reports what each cluster did with a release",
     NOTIFIER: "notifier: tells people (Slack, e-mail, webhooks)",
+    INSIGHTS: "insights: the read side (DORA metrics, the dashboard); publishes nothing",
 }
 
 
@@ -76,31 +78,31 @@ class Route:
         return self.event.event_type
 
 
-_NOTIFY: Final = (NOTIFIER,)
+_NOTIFY: Final = (NOTIFIER, INSIGHTS)
 
 #: The event contract: one route per event type, in the order of ``ALL_EVENT_TYPES``.
 CONTRACT: Final[tuple[Route, ...]] = (
     Route(ArtifactPublished, CI, (ARTIFACT_INGEST,)),
-    Route(ArtifactAccepted, ARTIFACT_INGEST, (GIT_WRITER,)),
+    Route(ArtifactAccepted, ARTIFACT_INGEST, (GIT_WRITER, INSIGHTS)),
     Route(ArtifactRejected, ARTIFACT_INGEST, _NOTIFY),
-    Route(ArtifactStored, GIT_WRITER, (PROMOTION, NOTIFIER)),
-    Route(ReleaseRequested, PROMOTION, (PROMOTION,)),
-    Route(ReleaseApproved, PROMOTION, (GIT_WRITER, NOTIFIER)),
+    Route(ArtifactStored, GIT_WRITER, (PROMOTION, NOTIFIER, INSIGHTS)),
+    Route(ReleaseRequested, PROMOTION, (PROMOTION, INSIGHTS)),
+    Route(ReleaseApproved, PROMOTION, (GIT_WRITER, NOTIFIER, INSIGHTS)),
     Route(ReleaseRejected, PROMOTION, _NOTIFY),
     Route(ApprovalRequested, PROMOTION, _NOTIFY),
-    Route(ApprovalGranted, PROMOTION, (PROMOTION, NOTIFIER)),
+    Route(ApprovalGranted, PROMOTION, (PROMOTION, NOTIFIER, INSIGHTS)),
     Route(ApprovalDenied, PROMOTION, _NOTIFY),
-    Route(ReleaseCommitted, GIT_WRITER, (PROMOTION, NOTIFIER)),
-    Route(ReleaseFailed, GIT_WRITER, (PROMOTION, NOTIFIER)),
+    Route(ReleaseCommitted, GIT_WRITER, (PROMOTION, NOTIFIER, INSIGHTS)),
+    Route(ReleaseFailed, GIT_WRITER, (PROMOTION, NOTIFIER, INSIGHTS)),
     Route(PolicyChangeRequested, PROMOTION, (GIT_WRITER,)),
     Route(PolicyChanged, GIT_WRITER, (PROMOTION, NOTIFIER)),
     Route(HaltChangeRequested, PROMOTION, (GIT_WRITER,)),
     Route(HaltChanged, GIT_WRITER),
     Route(ArtifactMarkChangeRequested, PROMOTION, (GIT_WRITER,)),
     Route(ArtifactMarkChanged, GIT_WRITER),
-    Route(RolloutStarted, CLUSTER_WATCHER, (PROMOTION, NOTIFIER)),
-    Route(RolloutSucceeded, CLUSTER_WATCHER, (PROMOTION, NOTIFIER)),
-    Route(RolloutFailed, CLUSTER_WATCHER, (PROMOTION, NOTIFIER)),
+    Route(RolloutStarted, CLUSTER_WATCHER, (PROMOTION, NOTIFIER, INSIGHTS)),
+    Route(RolloutSucceeded, CLUSTER_WATCHER, (PROMOTION, NOTIFIER, INSIGHTS)),
+    Route(RolloutFailed, CLUSTER_WATCHER, (PROMOTION, NOTIFIER, INSIGHTS)),
 )
 
 
