@@ -241,6 +241,12 @@ class ApiClient:
             params["branch"] = branch
         return self._get(f"/v1/services/{_segment(service)}/artifacts", params)
 
+    # ------------------------------------------------------------------ insights
+
+    def dora(self, params: dict[str, str | int]) -> Json:
+        """``GET /v1/insights/dora`` of the insights service (docs/insights.md)."""
+        return self._get("/v1/insights/dora", params)
+
     # ------------------------------------------------------------------ policies
 
     def policy(self, service: str) -> Json | None:

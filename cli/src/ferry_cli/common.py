@@ -113,7 +113,9 @@ def session(
     return found
 
 
-View = Literal["release_view", "status_table", "service_view", "history_table", "artifacts_table"]
+View = Literal[
+    "release_view", "status_table", "service_view", "history_table", "artifacts_table", "dora_view"
+]
 
 
 def show(s: Session, document: dict[str, Any], view: View) -> None:

@@ -192,3 +192,66 @@ def artifacts_table(document: Json) -> Table:
             escape(", ".join(a.get("environments") or [])),
         )
     return table
+
+
+def duration(seconds: object) -> str:
+    """``5400`` -> ``1h 30m``; ``None`` (no data) -> ``-``."""
+    if not isinstance(seconds, int | float):
+        return "-"
+    total = round(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s" if secs else f"{minutes}m"
+    return f"{secs}s"
+
+
+def _rate(value: object) -> str:
+    return f"{value * 100:.1f}%" if isinstance(value, int | float) else "-"
+
+
+def _per_day(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "-"
+
+
+def _dora_cells(keys: Json) -> list[str]:
+    lead = keys.get("leadTimeSeconds") or {}
+    restore = keys.get("timeToRestoreSeconds") or {}
+    return [
+        _s(keys.get("deployments")),
+        _per_day(keys.get("deploymentsPerDay")),
+        duration(lead.get("median")),
+        duration(lead.get("p90")),
+        _rate(keys.get("changeFailureRate")),
+        duration(restore.get("median")),
+    ]
+
+
+def dora_view(document: Json) -> Table:
+    """The four DORA keys over the window, then week by week."""
+    scope = [f"environment {_s(document.get('environment'))}"]
+    for key in ("service", "squad"):
+        if document.get(key):
+            scope.append(f"{key} {_s(document.get(key))}")
+    window = f"{short(document.get('from'), 10)} to {short(document.get('to'), 10)}"
+    table = Table(title=escape(f"DORA, {', '.join(scope)}, {window}"), title_justify="left")
+    for column in (
+        "from",
+        "deployments",
+        "per day",
+        "lead time (median)",
+        "lead time (p90)",
+        "change failure rate",
+        "time to restore (median)",
+    ):
+        table.add_column(column, justify="left" if column == "from" else "right")
+    for week in document.get("weekly") or []:
+        table.add_row(escape(short(week.get("from"), 10)), *_dora_cells(week))
+    table.add_section()
+    table.add_row(Text("all", style="bold"), *_dora_cells(document), style="bold")
+    return table

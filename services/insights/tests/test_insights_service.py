@@ -5,7 +5,10 @@ database, with every event delivered twice, give the same numbers as one."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -30,6 +33,31 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(0.1)
+
+
+async def ferry_insights_cli(base: str, *args: str) -> str:
+    """``ferry insights`` in its own process, against ``base``, over the scripted window."""
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ferry_cli",
+        "insights",
+        "--insights",
+        base,
+        "--token",
+        TOKENS["viewer"],
+        "--days",
+        str(DAYS),
+        "--to",
+        TO.isoformat(),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "160"},
+    )
+    out, err = await cli.communicate()
+    assert cli.returncode == 0, err.decode()
+    return out.decode()
 
 
 def acked(metrics: str) -> int:
@@ -87,6 +115,15 @@ async def test_dora_over_http_from_events_on_the_broker(
                 assert answer.status_code == 400, (bad, answer.text)
                 assert answer.headers["content-type"] == "application/problem+json"
                 assert field in answer.json()["detail"]
+
+            # the CLI against the same service: JSON is the API's document, the table its numbers
+            document = json.loads(await ferry_insights_cli(base, "-o", "json"))
+            assert document == body
+            table = await ferry_insights_cli(base, "--service", "payments")
+            assert "environment prod, service payments" in table
+            assert "50.0%" in table  # payments' change failure rate
+            assert "1h 0m" in table  # its median lead time, 3600 s
+            assert "2026-11-17" in table
 
             metrics = (await http.get("/metrics")).text
             # the gauges cover the 30 days before now: the scripted history is older than that
