@@ -25,7 +25,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +34,19 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from ferry_insights.adapters.tables import (
+    add_missing_columns,
+    at,
+    change_of_row,
+    changes,
+    deployment_of,
+    deployment_values,
+    deployments,
+    inbox,
+    metadata,
+    rollbacks,
+    rollout_results,
+)
 from ferry_insights.domain.dora import Window
 from ferry_insights.domain.facts import (
     Change,
@@ -45,92 +58,7 @@ from ferry_insights.domain.facts import (
     first_result,
 )
 
-metadata = sa.MetaData()
-_TS = sa.DateTime(timezone=True)
 _SCHEMA_LOCK = 0x466572727949  # "FerryI": the advisory lock of schema changes
-
-inbox = sa.Table(
-    "inbox",
-    metadata,
-    sa.Column("event_id", sa.String(128), primary_key=True),
-    sa.Column("event_type", sa.String(128), nullable=False),
-    sa.Column("time", _TS, nullable=False),
-    sa.Column("service", sa.String(63), nullable=False, default=""),
-    sa.Column("environment", sa.String(63), nullable=False, default=""),
-    sa.Column("release_id", sa.String(128), nullable=False, default=""),
-    sa.Column("artifact_id", sa.String(128), nullable=False, default=""),
-    sa.Column("data", sa.JSON, nullable=False),
-    sa.Column("received_at", _TS, nullable=False),
-    sa.Index("ix_inbox_service_time", "service", "time"),
-    sa.Index("ix_inbox_release", "release_id"),
-)
-
-changes = sa.Table(
-    "changes",
-    metadata,
-    sa.Column("service", sa.String(63), primary_key=True),
-    sa.Column("artifact_id", sa.String(128), primary_key=True),
-    sa.Column("squad", sa.String(128), nullable=False, default=""),
-    sa.Column("branch", sa.String(255), nullable=False, default=""),
-    sa.Column("sha", sa.String(64), nullable=False, default=""),
-    sa.Column("author_name", sa.String(200), nullable=False, default=""),
-    sa.Column("author_email", sa.String(320), nullable=False, default=""),
-    sa.Column("message", sa.Text, nullable=False, default=""),
-    sa.Column("committed_at", _TS),
-    sa.Column("ci_start", _TS),
-    sa.Column("ci_job_url", sa.Text, nullable=False, default=""),
-    sa.Index("ix_changes_squad", "squad"),
-)
-
-rollout_results = sa.Table(
-    "rollout_results",
-    metadata,
-    sa.Column("event_id", sa.String(128), primary_key=True),
-    sa.Column("environment", sa.String(63), nullable=False),
-    sa.Column("service", sa.String(63), nullable=False),
-    sa.Column("artifact_id", sa.String(128), nullable=False),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("observed_at", _TS, nullable=False),
-    sa.Column("release_id", sa.String(128), nullable=False, default=""),
-    sa.Index("ix_results_env_outcome_at", "environment", "outcome", "observed_at"),
-)
-
-deployments = sa.Table(
-    "deployments",
-    metadata,
-    sa.Column("environment", sa.String(63), primary_key=True),
-    sa.Column("service", sa.String(63), primary_key=True),
-    sa.Column("artifact_id", sa.String(128), primary_key=True),
-    sa.Column("at", _TS, nullable=False),
-    sa.Column("failed_rollout", sa.Boolean, nullable=False),
-    sa.Column("event_id", sa.String(128), nullable=False),
-    sa.Column("succeeded_at", _TS),
-    sa.Index("ix_deployments_env_at", "environment", "at"),
-)
-
-rollbacks = sa.Table(
-    "rollbacks",
-    metadata,
-    sa.Column("event_id", sa.String(128), primary_key=True),
-    sa.Column("environment", sa.String(63), nullable=False),
-    sa.Column("service", sa.String(63), nullable=False),
-    sa.Column("release_id", sa.String(128), nullable=False, default=""),
-    sa.Column("requested_at", _TS, nullable=False),
-    sa.Index("ix_rollbacks_env_at", "environment", "requested_at"),
-)
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: they are UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _at(value: datetime) -> datetime:
-    found = utc(value)
-    assert found is not None
-    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +91,7 @@ class Store:
             if conn.dialect.name == "postgresql":
                 await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})"))
             await conn.run_sync(metadata.create_all)
-            await conn.run_sync(_add_missing_columns)
+            await conn.run_sync(add_missing_columns)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -265,7 +193,7 @@ class Store:
         fresh = first_result(None, result)
         created = await conn.execute(
             self._insert(conn, deployments)
-            .values(**_deployment_values(fresh))
+            .values(**deployment_values(fresh))
             .on_conflict_do_nothing(index_elements=["environment", "service", "artifact_id"])
         )
         if created.rowcount:
@@ -280,8 +208,8 @@ class Store:
             .mappings()
             .one()
         )
-        merged = first_result(_deployment(row), result)
-        await conn.execute(deployments.update().where(key).values(**_deployment_values(merged)))
+        merged = first_result(deployment_of(row), result)
+        await conn.execute(deployments.update().where(key).values(**deployment_values(merged)))
 
     # ------------------------------------------------------------------ reads
 
@@ -302,9 +230,9 @@ class Store:
             query = query.where(c.c.squad == squad)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
-            found = [_deployment(row) for row in rows]
+            found = [deployment_of(row) for row in rows]
             known = {
-                (row["service"], row["artifact_id"]): _change(row)
+                (row["service"], row["artifact_id"]): change_of_row(row)
                 for row in rows
                 if row["c_service"] is not None
             }
@@ -333,7 +261,7 @@ class Store:
                 environment=row["environment"],
                 service=row["service"],
                 release_id=row["release_id"],
-                requested_at=_at(row["requested_at"]),
+                requested_at=at(row["requested_at"]),
             )
             for row in rows.mappings()
         ]
@@ -360,7 +288,7 @@ class Store:
                 service=row["service"],
                 artifact_id=row["artifact_id"],
                 outcome=Outcome(row["outcome"]),
-                observed_at=_at(row["observed_at"]),
+                observed_at=at(row["observed_at"]),
                 release_id=row["release_id"],
             )
             for row in rows.mappings()
@@ -380,57 +308,6 @@ class Store:
                 count = await conn.execute(sa.select(sa.func.count()).select_from(table))
                 out[table.name] = int(count.scalar_one())
         return out
-
-
-def _deployment_values(deployment: Deployment) -> dict[str, Any]:
-    return {
-        "environment": deployment.environment,
-        "service": deployment.service,
-        "artifact_id": deployment.artifact_id,
-        "at": deployment.at,
-        "failed_rollout": deployment.failed_rollout,
-        "event_id": deployment.event_id,
-        "succeeded_at": deployment.succeeded_at,
-    }
-
-
-def _deployment(row: sa.RowMapping) -> Deployment:
-    return Deployment(
-        environment=row["environment"],
-        service=row["service"],
-        artifact_id=row["artifact_id"],
-        at=_at(row["at"]),
-        failed_rollout=bool(row["failed_rollout"]),
-        event_id=row["event_id"],
-        succeeded_at=utc(row["succeeded_at"]),
-    )
-
-
-def _change(row: sa.RowMapping) -> Change:
-    return Change(
-        service=row["c_service"],
-        artifact_id=row["c_artifact_id"],
-        squad=row["c_squad"],
-        branch=row["c_branch"],
-        sha=row["c_sha"],
-        author_name=row["c_author_name"],
-        author_email=row["c_author_email"],
-        message=row["c_message"],
-        committed_at=utc(row["c_committed_at"]),
-        ci_start=utc(row["c_ci_start"]),
-        ci_job_url=row["c_ci_job_url"],
-    )
-
-
-def _add_missing_columns(conn: sa.Connection) -> None:
-    """Add the nullable columns a database created by an older insights lacks."""
-    inspector = sa.inspect(conn)
-    for table in metadata.sorted_tables:
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present and column.nullable and column.default is None:
-                kind = column.type.compile(dialect=conn.dialect)
-                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:

@@ -1,0 +1,147 @@
+"""Insights' tables (see :mod:`ferry_insights.adapters.db`), and rows to domain values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from ferry_insights.domain.facts import Change, Deployment
+
+metadata = sa.MetaData()
+_TS = sa.DateTime(timezone=True)
+
+inbox = sa.Table(
+    "inbox",
+    metadata,
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("event_type", sa.String(128), nullable=False),
+    sa.Column("time", _TS, nullable=False),
+    sa.Column("service", sa.String(63), nullable=False, default=""),
+    sa.Column("environment", sa.String(63), nullable=False, default=""),
+    sa.Column("release_id", sa.String(128), nullable=False, default=""),
+    sa.Column("artifact_id", sa.String(128), nullable=False, default=""),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("received_at", _TS, nullable=False),
+    sa.Index("ix_inbox_service_time", "service", "time"),
+    sa.Index("ix_inbox_release", "release_id"),
+)
+
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("service", sa.String(63), primary_key=True),
+    sa.Column("artifact_id", sa.String(128), primary_key=True),
+    sa.Column("squad", sa.String(128), nullable=False, default=""),
+    sa.Column("branch", sa.String(255), nullable=False, default=""),
+    sa.Column("sha", sa.String(64), nullable=False, default=""),
+    sa.Column("author_name", sa.String(200), nullable=False, default=""),
+    sa.Column("author_email", sa.String(320), nullable=False, default=""),
+    sa.Column("message", sa.Text, nullable=False, default=""),
+    sa.Column("committed_at", _TS),
+    sa.Column("ci_start", _TS),
+    sa.Column("ci_job_url", sa.Text, nullable=False, default=""),
+    sa.Index("ix_changes_squad", "squad"),
+)
+
+rollout_results = sa.Table(
+    "rollout_results",
+    metadata,
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("environment", sa.String(63), nullable=False),
+    sa.Column("service", sa.String(63), nullable=False),
+    sa.Column("artifact_id", sa.String(128), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("observed_at", _TS, nullable=False),
+    sa.Column("release_id", sa.String(128), nullable=False, default=""),
+    sa.Index("ix_results_env_outcome_at", "environment", "outcome", "observed_at"),
+)
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("environment", sa.String(63), primary_key=True),
+    sa.Column("service", sa.String(63), primary_key=True),
+    sa.Column("artifact_id", sa.String(128), primary_key=True),
+    sa.Column("at", _TS, nullable=False),
+    sa.Column("failed_rollout", sa.Boolean, nullable=False),
+    sa.Column("event_id", sa.String(128), nullable=False),
+    sa.Column("succeeded_at", _TS),
+    sa.Index("ix_deployments_env_at", "environment", "at"),
+)
+
+rollbacks = sa.Table(
+    "rollbacks",
+    metadata,
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("environment", sa.String(63), nullable=False),
+    sa.Column("service", sa.String(63), nullable=False),
+    sa.Column("release_id", sa.String(128), nullable=False, default=""),
+    sa.Column("requested_at", _TS, nullable=False),
+    sa.Index("ix_rollbacks_env_at", "environment", "requested_at"),
+)
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes: they are UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def at(value: datetime) -> datetime:
+    found = utc(value)
+    assert found is not None
+    return found
+
+
+def deployment_values(deployment: Deployment) -> dict[str, Any]:
+    return {
+        "environment": deployment.environment,
+        "service": deployment.service,
+        "artifact_id": deployment.artifact_id,
+        "at": deployment.at,
+        "failed_rollout": deployment.failed_rollout,
+        "event_id": deployment.event_id,
+        "succeeded_at": deployment.succeeded_at,
+    }
+
+
+def deployment_of(row: sa.RowMapping) -> Deployment:
+    return Deployment(
+        environment=row["environment"],
+        service=row["service"],
+        artifact_id=row["artifact_id"],
+        at=at(row["at"]),
+        failed_rollout=bool(row["failed_rollout"]),
+        event_id=row["event_id"],
+        succeeded_at=utc(row["succeeded_at"]),
+    )
+
+
+def change_of_row(row: sa.RowMapping) -> Change:
+    return Change(
+        service=row["c_service"],
+        artifact_id=row["c_artifact_id"],
+        squad=row["c_squad"],
+        branch=row["c_branch"],
+        sha=row["c_sha"],
+        author_name=row["c_author_name"],
+        author_email=row["c_author_email"],
+        message=row["c_message"],
+        committed_at=utc(row["c_committed_at"]),
+        ci_start=utc(row["c_ci_start"]),
+        ci_job_url=row["c_ci_job_url"],
+    )
+
+
+def add_missing_columns(conn: sa.Connection) -> None:
+    """Add the nullable columns a database created by an older insights lacks."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable and column.default is None:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
