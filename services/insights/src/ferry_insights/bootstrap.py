@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ferry_events import utcnow
+from ferry_insights.adapters.board import BoardReads
 from ferry_insights.adapters.db import Store
+from ferry_insights.adapters.promotion import PromotionApi
 from ferry_insights.adapters.tokens import TokenStore
 from ferry_insights.entrypoints.api import ApiDeps, create_app
 from ferry_insights.entrypoints.consumer import Projector
+from ferry_insights.entrypoints.dashboard import routes as dashboard_routes
 from ferry_insights.entrypoints.gauges import DoraGauges
+from ferry_insights.entrypoints.web import Web
 from ferry_insights.settings import InsightsSettings
 from ferry_runtime import ServiceRuntime, get_logger
 
@@ -32,6 +36,7 @@ class InsightsService:
     runtime: ServiceRuntime
     store: Store
     tokens: TokenStore
+    web: Web
 
 
 async def build(
@@ -48,8 +53,31 @@ async def build(
     gauges = DoraGauges(
         store, clock, days=settings.metrics_window_days, max_age=settings.metrics_cache_seconds
     )
-    app = create_app(ApiDeps(store=store, tokens=tokens, clock=clock), gauges, runtime.routes())
+    promotion = PromotionApi(settings.promotion_url)
+    web = Web(
+        reads=BoardReads(store.engine),
+        tokens=tokens,
+        promotion=promotion,
+        store=store,
+        clock=clock,
+        session_ttl=timedelta(hours=settings.session_hours),
+        commit_url=settings.config_commit_url,
+        cookie_secure=settings.cookie_secure,
+        live_interval=settings.live_interval,
+    )
+    app = create_app(
+        ApiDeps(store=store, tokens=tokens, clock=clock),
+        gauges,
+        runtime.routes(),
+        dashboard_routes(web),
+    )
     runtime.serve(app)
     runtime.readiness.add("database", store.ping)
-    runtime.on_stop(store.close)
-    return InsightsService(settings, runtime, store, tokens)
+
+    async def stop() -> None:
+        web.closing.set()  # live pages end their event streams, so the HTTP server can stop
+        await promotion.close()
+        await store.close()
+
+    runtime.on_stop(stop)
+    return InsightsService(settings, runtime, store, tokens, web)

@@ -25,6 +25,18 @@ class InsightsSettings(RuntimeSettings):
     #: The window of the DORA gauges on ``/metrics``, in days.
     metrics_window_days: int = Field(default=30, ge=1, le=365)
 
+    #: Promotion's API: the dashboard's Approve and Reject act through it, as the person.
+    promotion_url: str = "http://127.0.0.1:8080"
+    #: How long a dashboard login lasts (hours).
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    #: Mark the session cookie ``Secure`` even when the request came over plain HTTP (set it
+    #: behind a TLS-terminating proxy); over HTTPS it is always ``Secure``.
+    cookie_secure: bool = False
+    #: How often a live page's server-sent event stream looks for new events (seconds).
+    live_interval: float = Field(default=1.0, gt=0, le=60)
+    #: Link to a config repo commit, ``{sha}`` replaced (a web UI's commit page).
+    config_commit_url: str = ""
+
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'insights.db'}"
 

@@ -26,6 +26,8 @@ inbox = sa.Table(
     sa.Column("received_at", _TS, nullable=False),
     sa.Index("ix_inbox_service_time", "service", "time"),
     sa.Index("ix_inbox_release", "release_id"),
+    sa.Index("ix_inbox_type_place_time", "event_type", "service", "environment", "time"),
+    sa.Index("ix_inbox_received", "received_at"),
 )
 
 changes = sa.Table(
@@ -80,6 +82,23 @@ rollbacks = sa.Table(
     sa.Column("release_id", sa.String(128), nullable=False, default=""),
     sa.Column("requested_at", _TS, nullable=False),
     sa.Index("ix_rollbacks_env_at", "environment", "requested_at"),
+)
+
+
+#: Dashboard sessions: the SHA-256 of the cookie's value (never the value itself), who, the
+#: person's API token (promotion's API is called as that person) and the form token.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("session_hash", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False, default=""),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("roles", sa.JSON, nullable=False),
+    sa.Column("token", sa.Text, nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("expires_at", _TS, nullable=False),
+    sa.Index("ix_sessions_expires", "expires_at"),
 )
 
 

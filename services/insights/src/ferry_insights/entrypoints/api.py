@@ -146,7 +146,10 @@ def _check_name(value: str | None, what: str) -> str | None:
 
 
 def create_app(
-    deps: ApiDeps, gauges: DoraGauges, operational_routes: Sequence[BaseRoute] = ()
+    deps: ApiDeps,
+    gauges: DoraGauges,
+    operational_routes: Sequence[BaseRoute] = (),
+    dashboard_routes: Sequence[BaseRoute] = (),
 ) -> FastAPI:
     app = FastAPI(
         title="Ferry insights API",
@@ -194,6 +197,7 @@ def create_app(
         return report_json(found, environment=env, service=name, squad=team)
 
     app.include_router(api)
+    app.router.routes.extend(dashboard_routes)
     for route in operational_routes:
         if getattr(route, "path", "") != "/metrics":
             app.router.routes.append(route)

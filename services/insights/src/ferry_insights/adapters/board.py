@@ -1,0 +1,204 @@
+"""The dashboard's reads of the projections, and its sessions (same database as the store)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ferry_insights.adapters.tables import at, change_of_row, changes, inbox, sessions
+from ferry_insights.domain.board import (
+    APPROVAL_GRANTED,
+    APPROVAL_REQUESTED,
+    COMMITTED,
+    ROLLOUTS,
+    SETTLING,
+)
+from ferry_insights.domain.facts import Change, EventRecord
+
+
+def _record(row: sa.RowMapping) -> EventRecord:
+    return EventRecord(
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        time=at(row["time"]),
+        service=row["service"],
+        environment=row["environment"],
+        release_id=row["release_id"],
+        artifact_id=row["artifact_id"],
+        data=dict(row["data"] or {}),
+    )
+
+
+def session_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    subject: str
+    email: str
+    name: str
+    roles: frozenset[str]
+    token: str
+    csrf: str
+    expires_at: datetime
+
+
+class BoardReads:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def _changes(
+        self, conn: AsyncConnection, keys: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], Change]:
+        if not keys:
+            return {}
+        c = changes
+        query = sa.select(*(col.label(f"c_{col.name}") for col in c.columns)).where(
+            sa.tuple_(c.c.service, c.c.artifact_id).in_(sorted(keys))
+        )
+        rows = (await conn.execute(query)).mappings().all()
+        return {(row["c_service"], row["c_artifact_id"]): change_of_row(row) for row in rows}
+
+    async def matrix_inputs(
+        self,
+    ) -> tuple[list[EventRecord], list[EventRecord], dict[tuple[str, str], Change]]:
+        """The latest commit per service and environment, its artifact's rollout facts there,
+        and the changes of those artifacts."""
+        later = inbox.alias("later")
+        newer = (
+            sa.select(sa.literal(1))
+            .where(
+                later.c.event_type == COMMITTED,
+                later.c.service == inbox.c.service,
+                later.c.environment == inbox.c.environment,
+                later.c.time > inbox.c.time,
+            )
+            .exists()
+        )
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(inbox).where(inbox.c.event_type == COMMITTED, ~newer)
+            )
+            committed = [_record(row) for row in rows.mappings()]
+            places = {(r.service, r.environment, r.artifact_id) for r in committed}
+            rollouts: list[EventRecord] = []
+            if places:
+                rows = await conn.execute(
+                    sa.select(inbox).where(
+                        inbox.c.event_type.in_(ROLLOUTS),
+                        sa.tuple_(inbox.c.service, inbox.c.environment, inbox.c.artifact_id).in_(
+                            sorted(places)
+                        ),
+                    )
+                )
+                rollouts = [_record(row) for row in rows.mappings()]
+            known = await self._changes(conn, {(s, a) for s, _, a in places})
+        return committed, rollouts, known
+
+    async def service_records(
+        self, service: str, limit: int = 2000
+    ) -> tuple[list[EventRecord], dict[tuple[str, str], Change]]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(inbox)
+                .where(inbox.c.service == service, inbox.c.release_id != "")
+                .order_by(inbox.c.time.desc())
+                .limit(limit)
+            )
+            records = [_record(row) for row in rows.mappings()]
+            known = await self._changes(conn, {(service, r.artifact_id) for r in records})
+        return records, known
+
+    async def approval_inputs(self) -> tuple[list[EventRecord], list[EventRecord]]:
+        """Approval requests no settling event followed, and the grants they have."""
+        settled = inbox.alias("settled")
+        done = (
+            sa.select(sa.literal(1))
+            .where(settled.c.release_id == inbox.c.release_id, settled.c.event_type.in_(SETTLING))
+            .exists()
+        )
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(inbox).where(inbox.c.event_type == APPROVAL_REQUESTED, ~done)
+            )
+            requested = [_record(row) for row in rows.mappings()]
+            granted: list[EventRecord] = []
+            if requested:
+                rows = await conn.execute(
+                    sa.select(inbox).where(
+                        inbox.c.event_type == APPROVAL_GRANTED,
+                        inbox.c.release_id.in_(sorted({r.release_id for r in requested})),
+                    )
+                )
+                granted = [_record(row) for row in rows.mappings()]
+        return requested, granted
+
+    async def marker(self) -> tuple[int, str]:
+        """Changes whenever any replica records an event (for live updates)."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(sa.func.count(), sa.func.max(inbox.c.received_at)))
+            ).one()
+        return int(row[0]), str(row[1])
+
+    # ------------------------------------------------------------------ sessions
+
+    async def create_session(
+        self, value: str, *, who: dict[str, Any], token: str, csrf: str, expires_at: datetime
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sessions.insert().values(
+                    session_hash=session_hash(value),
+                    subject=who["subject"],
+                    email=who.get("email", ""),
+                    name=who.get("name", ""),
+                    roles=sorted(who.get("roles", ())),
+                    token=token,
+                    csrf=csrf,
+                    expires_at=expires_at,
+                )
+            )
+
+    async def session(self, value: str, now: datetime) -> SessionRow | None:
+        async with self._engine.connect() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(sessions).where(sessions.c.session_hash == session_hash(value))
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None or at(row["expires_at"]) <= now:
+            return None
+        return SessionRow(
+            subject=row["subject"],
+            email=row["email"],
+            name=row["name"],
+            roles=frozenset(row["roles"] or ()),
+            token=row["token"],
+            csrf=row["csrf"],
+            expires_at=at(row["expires_at"]),
+        )
+
+    async def delete_session(self, value: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sessions.delete().where(sessions.c.session_hash == session_hash(value))
+            )
+
+    async def purge_sessions(self, now: datetime) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(sessions.delete().where(sessions.c.expires_at < now))
+
+
+__all__: Sequence[str] = ("BoardReads", "SessionRow", "session_hash")
