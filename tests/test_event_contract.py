@@ -33,9 +33,9 @@ from ferry_events.contract import (
 from ferry_gitwriter.bootstrap import build as build_git_writer
 from ferry_gitwriter.settings import GitWriterSettings
 from ferry_ingest.bootstrap import build as build_ingest
+from ferry_ingest.settings import IngestSettings
 from ferry_insights.bootstrap import build as build_insights
 from ferry_insights.settings import InsightsSettings
-from ferry_ingest.settings import IngestSettings
 from ferry_notifier.bootstrap import build as build_notifier
 from ferry_notifier.settings import NotifierSettings
 from ferry_promotion.bootstrap import build as build_promotion
