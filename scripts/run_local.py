@@ -248,7 +248,7 @@ async def main() -> int:
         say(
             "Ferry is running.\n"
             f"       API:    http://127.0.0.1:{base}  (admin token: {token_file})\n"
-            f"       DORA:   http://127.0.0.1:{base + 5}/v1/insights/dora  (insights)\n"
+            f"       Board:  http://127.0.0.1:{base + 5}/  (the dashboard: log in with a token)\n"
             f"       Config: {_shown(data_dir / 'config.git')}\n"
             f"       Try:    {cli} artifact push examples/artifact.json "
             "--manifests examples/manifests --wait\n"
