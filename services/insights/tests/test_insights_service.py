@@ -198,3 +198,28 @@ async def test_two_replicas_on_postgres_with_every_event_twice_agree(
     finally:
         for replica in replicas:
             replica.terminate()
+
+
+async def test_an_event_the_projections_cannot_hold_is_dead_lettered_with_its_reason(
+    insights: InsightsFactory, broker_ns: BrokerNamespace
+) -> None:
+    """A rollout fact whose service name is longer than any service (the watcher's models do
+    not bound it) fails the same way every time: it goes to the dead-letter queue at once,
+    named, and the events after it are projected."""
+    from insights_history import at, rollout
+
+    poison = rollout("succeeded", "payments", "a9", at(20, 10))
+    poison = poison.model_copy(update={"data": {**poison.data, "service": "x" * 100}})
+    good = rollout("succeeded", "payments", "a8", at(20, 11))
+    async with insights() as service:
+        await broker_ns.publish(poison)
+        await broker_ns.publish(good)
+        (dead,) = await broker_ns.dead_letters("insights", timeout=20)
+        headers = dead.headers or {}
+        assert headers["x-ferry-error-code"] == "unprojectable"
+        assert "does not fit" in str(headers["x-ferry-reason"])
+
+        async def good_projected() -> bool:
+            return (await service.store.counts())["deployments"] == 1
+
+        await eventually(good_projected)

@@ -33,6 +33,15 @@ from ferry_events import (
 )
 
 
+class Unprojectable(ValueError):
+    """An event whose values no projection can hold (it would fail the same way every time)."""
+
+
+#: The longest value of each kind the projections keep (service and environment names are
+#: DNS labels; ids are at most 128 characters, as the envelope's ``id``).
+LIMITS = {"service": 63, "environment": 63, "release_id": 128, "artifact_id": 128}
+
+
 class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -161,6 +170,12 @@ def facts_of(event: CloudEvent, data: EventData) -> Facts:
         artifact_id=change.artifact_id if change else _text(data, "artifact_id"),
         data=_summary(data),
     )
+    for name, limit in LIMITS.items():
+        value = getattr(record, name)
+        if len(value) > limit:
+            raise Unprojectable(f"{name} is {len(value)} characters long; at most {limit} fit")
+    if change is not None and len(change.squad) > 128:
+        raise Unprojectable(f"squad is {len(change.squad)} characters long; at most 128 fit")
     facts = Facts(record=record, change=change)
     if isinstance(data, RolloutSucceeded | RolloutFailed):
         outcome = Outcome.SUCCEEDED if isinstance(data, RolloutSucceeded) else Outcome.FAILED

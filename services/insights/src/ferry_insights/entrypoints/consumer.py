@@ -24,8 +24,9 @@ from ferry_events import (
     RolloutSucceeded,
     utcnow,
 )
+from ferry_insights.domain.facts import Unprojectable
 from ferry_insights.service_layer.use_cases import Projections, project
-from ferry_runtime import Delivery, Handler, TemporaryError, get_logger
+from ferry_runtime import Delivery, Handler, PermanentError, TemporaryError, get_logger
 
 log = get_logger(__name__)
 
@@ -56,7 +57,20 @@ class Projector:
     async def handle(self, delivery: Delivery) -> None:
         try:
             fresh = await project(self._store, delivery.event, delivery.data, utcnow())
-        except (DBAPIError, OSError) as exc:  # the database is unreachable or locked
+        except Unprojectable as exc:  # it would fail the same way every time
+            raise PermanentError(
+                f"the event does not fit insights' projections: {exc}", code="unprojectable"
+            ) from exc
+        except DBAPIError as exc:
+            if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):  # a data exception
+                raise PermanentError(
+                    f"the database refused the event's values: {str(exc.orig)[:300]}",
+                    code="unprojectable",
+                ) from exc
+            raise TemporaryError(
+                f"insights database unavailable: {str(exc.orig)[:300]}", code="store"
+            ) from exc
+        except OSError as exc:  # the database is unreachable or locked
             raise TemporaryError(f"insights database unavailable: {exc}", code="store") from exc
         if not fresh:
             log.info("already projected; nothing to do")
