@@ -47,9 +47,9 @@ demo: setup ## the walkthrough, against a running `make run`
 	$(UV) run python scripts/demo.py
 
 .PHONY: bench
-bench: bench-ingest bench-release bench-watch bench-notify ## every benchmark
+bench: bench-ingest bench-release bench-watch bench-notify bench-insights ## every benchmark
 
-bench-%: setup ## one benchmark: bench-ingest, bench-release, bench-watch, bench-notify
+bench-%: setup ## one benchmark: bench-ingest, bench-release, bench-watch, bench-notify, bench-insights
 	$(UV) run python bench/$*.py $(BENCH_ARGS)
 
 .PHONY: clean
