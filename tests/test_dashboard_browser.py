@@ -35,8 +35,8 @@ from ferry_gitwriter.bootstrap import build as build_git_writer
 from ferry_gitwriter.settings import GitWriterSettings
 from ferry_insights.bootstrap import build as build_insights
 from ferry_insights.settings import InsightsSettings
+from ferry_promotion.adapters.tokens import hash_token
 from ferry_promotion.bootstrap import build as build_promotion
-from ferry_promotion.identity import hash_token
 from ferry_promotion.settings import PromotionSettings
 from ferry_testing import BrokerNamespace, EventTap, running
 
