@@ -56,7 +56,9 @@ def _charts(weekly: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 if value is None
                 else (f"{value * 100:.1f}%" if key == "changeFailureRate" else f"{value:g}")
             )
-            height = 0 if not isinstance(value, int | float) else max(1, round(56 * value / top))
+            height = 0
+            if isinstance(value, int | float) and value > 0:
+                height = max(1, round(56 * value / top))  # a small value stays visible
             bars.append(
                 {
                     "x": index * 20 + 2,
