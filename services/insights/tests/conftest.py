@@ -10,17 +10,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import yaml
+from insights_support import TOKENS, InsightsFactory
 
 from ferry_insights.bootstrap import InsightsService, build
 from ferry_insights.settings import InsightsSettings
 from ferry_testing import BrokerNamespace, running
-
-TOKENS = {"viewer": "viewer-token-123", "admin": "admin-token-456", "nobody": "no-role-789"}
 
 
 @pytest.fixture
@@ -37,9 +36,6 @@ def tokens_file(tmp_path: Path) -> Path:
     path = tmp_path / "tokens.yaml"
     path.write_text(yaml.safe_dump({"tokens": entries}))
     return path
-
-
-InsightsFactory = Callable[..., contextlib.AbstractAsyncContextManager[InsightsService]]
 
 
 @pytest.fixture

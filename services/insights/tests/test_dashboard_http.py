@@ -9,8 +9,8 @@ import re
 
 import httpx
 import pytest
-from conftest import TOKENS, InsightsFactory
 from insights_history import history
+from insights_support import TOKENS, InsightsFactory
 
 from ferry_insights.bootstrap import InsightsService
 from ferry_testing import BrokerNamespace

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TOKENS, InsightsFactory
 from insights_history import DAYS, PROD, PROD_WEEKS, STAGING, TO, history, subset
+from insights_support import TOKENS, InsightsFactory
 
 from ferry_testing import BrokerNamespace, ServiceProcess
 from ferry_testing.net import free_port
