@@ -138,6 +138,7 @@ async def test_dora_over_http_from_events_on_the_broker(
 
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.timeout(240)  # two processes start: slow when the machine is busy
 async def test_two_replicas_on_postgres_with_every_event_twice_agree(
     broker_ns: BrokerNamespace, postgres_url: str, tokens_file: Path, tmp_path: Path
 ) -> None:
@@ -170,7 +171,7 @@ async def test_two_replicas_on_postgres_with_every_event_twice_agree(
                         return False
                 return True
 
-            await eventually(ready, timeout=40)
+            await eventually(ready, timeout=120)
             for event in [*events, *events]:  # the same ids twice: a redelivery on any replica
                 await broker_ns.publish(event)
 
@@ -180,7 +181,7 @@ async def test_two_replicas_on_postgres_with_every_event_twice_agree(
                     total += acked((await http.get(f"http://127.0.0.1:{port}/metrics")).text)
                 return total == 2 * len(events)
 
-            await eventually(all_acked, timeout=40)
+            await eventually(all_acked, timeout=60)
             answers = []
             for port in ports:
                 response = await http.get(
