@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 from aio_pika.abc import (
@@ -44,6 +43,8 @@ from ferry_events import (
     EventError,
     decode,
     encode,
+    mask_secrets,
+    mask_url,
 )
 from ferry_events.contract import PARTIES, consumed_by
 from ferry_events.deadletter import (
@@ -68,17 +69,6 @@ _BROKER_HINT: Final = (
     "start RabbitMQ ('rabbitmq-server -detached', or 'docker compose -f "
     "deploy/docker-compose.yml up rabbitmq'), or point --amqp-url / FERRY_AMQP_URL at it"
 )
-
-
-def mask_url(url: str) -> str:
-    """``amqp://guest:guest@host/`` -> ``amqp://guest:***@host/``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    if parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +97,7 @@ async def connected(target: BrokerTarget) -> AsyncIterator[AbstractConnection]:
         )
     except (ProbableAuthenticationError, ConnectionNotAllowed) as exc:
         raise CliError(
-            f"RabbitMQ at {where} refused the login: {exc}",
+            f"RabbitMQ at {where} refused the login: {mask_secrets(str(exc))}",
             ExitCode.AUTH,
             hint="check the user, password and virtual host in --amqp-url / FERRY_AMQP_URL",
         ) from exc
@@ -126,7 +116,8 @@ async def connected(target: BrokerTarget) -> AsyncIterator[AbstractConnection]:
         raise _unreachable(where, exc) from exc
     except ValueError as exc:
         raise CliError(
-            f"--amqp-url {where} is not a valid AMQP URL: {exc}", ExitCode.USAGE
+            f"--amqp-url {where} is not a valid AMQP URL: {mask_secrets(str(exc))}",
+            ExitCode.USAGE,
         ) from exc
     try:
         yield connection
@@ -136,7 +127,7 @@ async def connected(target: BrokerTarget) -> AsyncIterator[AbstractConnection]:
 
 
 def _unreachable(where: str, exc: BaseException) -> CliError:
-    reason = str(exc) or type(exc).__name__
+    reason = mask_secrets(str(exc)) or type(exc).__name__
     return CliError(
         f"could not reach RabbitMQ at {where}: {reason}", ExitCode.UNREACHABLE, hint=_BROKER_HINT
     )

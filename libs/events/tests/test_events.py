@@ -267,6 +267,8 @@ def test_public_surface_is_pinned() -> None:
         "check_yaml_limits",
         "load_yaml_document",
         "load_yaml_documents",
+        "mask_secrets",
+        "mask_url",
     }
     assert set(ferry_events.__all__) == expected
     for name in expected:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import httpx
@@ -321,6 +321,50 @@ def test_settings_mask_secrets() -> None:
     assert mask_url("amqp://host/") == "amqp://host/"
 
 
+def test_settings_mask_a_token_in_the_user_part() -> None:
+    settings = RuntimeSettings(amqp_url="amqps://tok3n-value@broker:5671/")
+    assert settings.effective()["amqp_url"] == "amqps://***@broker:5671/"
+
+
+@pytest.fixture
+def own_logging() -> Iterator[None]:
+    """configure_logging points the root logger at this test's captured stderr: undo it."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("own_logging")
+def test_log_lines_mask_urls_in_every_value_and_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ferry_runtime import configure_logging, get_logger
+
+    configure_logging("git-writer", fmt="json")
+    log = get_logger("t")
+    log.warning("fetch failed", error="remote: denied for https://tok3n-value@git.example/x")
+    try:
+        raise RuntimeError("cannot push to https://ci:pa55word@git.example/x")
+    except RuntimeError:
+        log.exception("crashed", where={"url": "http://xoxb-1-2@slack.example/api/"})
+    lines = capsys.readouterr().err.strip().splitlines()[-2:]
+    text = "\n".join(lines)
+    assert "tok3n-value" not in text
+    assert "pa55word" not in text
+    assert "xoxb-1-2" not in text
+    first, second = (json.loads(line) for line in lines)
+    assert first["error"] == "remote: denied for https://***@git.example/x"
+    assert "https://ci:***@git.example/x" in second["exception"]
+    assert second["where"] == {"url": "http://***@slack.example/api/"}
+
+
 async def test_broker_unreachable_is_reported_clearly() -> None:
     from ferry_runtime import BrokerUnavailable, connect_broker
 
@@ -328,6 +372,7 @@ async def test_broker_unreachable_is_reported_clearly() -> None:
         await connect_broker("amqp://u:p@127.0.0.1:1/", attempts=1)
 
 
+@pytest.mark.usefixtures("own_logging")
 def test_log_lines_keep_the_process_service_name(capsys: pytest.CaptureFixture[str]) -> None:
     from ferry_runtime import configure_logging, get_logger
 

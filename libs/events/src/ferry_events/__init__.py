@@ -29,6 +29,7 @@ from ferry_events.errors import (
     UnknownEventType,
     UnknownEventVersion,
 )
+from ferry_events.redact import mask_secrets, mask_url
 from ferry_events.registry import (
     EventRegistry,
     Upcaster,
@@ -140,6 +141,8 @@ __all__ = [
     "is_safe_segment",
     "load_yaml_document",
     "load_yaml_documents",
+    "mask_secrets",
+    "mask_url",
     "split_type",
     "utcnow",
 ]

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from ferry_events.redact import mask_secrets
+
 ATTEMPT_HEADER: Final = "x-ferry-attempt"
 """On a retry copy: the attempt it will be (2 for the first retry)."""
 ATTEMPTS_HEADER: Final = "x-ferry-attempts"
@@ -64,7 +66,9 @@ MAX_HEADER_TEXT: Final = 4000
 
 
 def header_text(value: str) -> str:
-    """``value`` cut to what a header carries comfortably (reasons can be long)."""
+    """``value`` with credentials in URLs masked, cut to what a header carries comfortably
+    (reasons can be long, and a dead letter is read by people)."""
+    value = mask_secrets(value)
     return value if len(value) <= MAX_HEADER_TEXT else value[: MAX_HEADER_TEXT - 1] + "…"
 
 

@@ -15,7 +15,7 @@ from ferry_runtime.http import HttpServer, Readiness, health_routes, operational
 from ferry_runtime.logging import bind_contextvars, bound_contextvars, configure_logging, get_logger
 from ferry_runtime.publisher import Publisher, build_message
 from ferry_runtime.service import BrokerUnavailable, ServiceRuntime, connect_broker
-from ferry_runtime.settings import RuntimeSettings, mask_url
+from ferry_runtime.settings import RuntimeSettings, mask_secrets, mask_url
 from ferry_runtime.topology import ServiceQueues, declare_exchange, declare_service_queues
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "declare_service_queues",
     "get_logger",
     "health_routes",
+    "mask_secrets",
     "mask_url",
     "operational_app",
     "origin_headers",

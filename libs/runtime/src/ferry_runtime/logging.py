@@ -14,6 +14,8 @@ import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, merge_contextvars
 from structlog.typing import Processor
 
+from ferry_events import mask_secrets
+
 __all__ = ["bind_contextvars", "bound_contextvars", "configure_logging", "get_logger"]
 
 
@@ -44,6 +46,7 @@ def configure_logging(service: str, *, level: str = "INFO", fmt: str = "auto") -
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info if use_json else _identity,
+            _mask_secrets,
             renderer,
         ],
     )
@@ -78,6 +81,25 @@ class _ServiceKey:
 
 def _identity(_: Any, __: str, event_dict: Any) -> Any:
     return event_dict
+
+
+def _mask_secrets(_: Any, __: str, event_dict: Any) -> Any:
+    """The last guard before a line is written: credentials in any URL, in any value
+    (a git error, a library's exception text, a traceback), are masked."""
+    return {key: _masked(value) for key, value in event_dict.items()}
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # what the renderer would print for it (its repr), masked
+    return mask_secrets(repr(value))
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

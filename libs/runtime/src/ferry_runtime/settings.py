@@ -8,24 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ferry_events import mask_secrets, mask_url
+
+__all__ = ["SECRET_MARKERS", "RuntimeSettings", "mask_secrets", "mask_url"]
+
 SECRET_MARKERS = ("token", "secret", "password", "key")
-
-
-def mask_url(url: str) -> str:
-    """``amqp://guest:guest@host/`` -> ``amqp://guest:***@host/``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class RuntimeSettings(BaseSettings):
@@ -64,6 +55,8 @@ class RuntimeSettings(BaseSettings):
                 out[name] = "***"
             elif isinstance(value, Path):
                 out[name] = str(value)
+            elif isinstance(value, str):
+                out[name] = mask_secrets(value)
             else:
                 out[name] = value
         return out

@@ -27,7 +27,7 @@ import git
 from git.exc import GitCommandError
 
 from ferry_gitwriter.domain.changes import EVENT_ID, CommitPlan, Identity
-from ferry_runtime import get_logger, mask_url
+from ferry_runtime import get_logger, mask_secrets, mask_url
 
 log = get_logger(__name__)
 
@@ -250,8 +250,9 @@ class ConfigWriter:
         return Session(repo=self, base=head)
 
     def _masked(self, text: str) -> str:
-        """``text`` with any password in the remote's URL masked (it goes into dead letters)."""
-        return text.replace(self.url, mask_url(self.url))
+        """``text`` with the credentials of the remote's URL, or of any URL, masked (it goes
+        into dead letters and logs)."""
+        return mask_secrets(text.replace(self.url, mask_url(self.url)))
 
     def _remote_head(self) -> str | None:
         ref = git.Reference(self.repo, f"refs/remotes/origin/{self.branch}")
@@ -441,10 +442,11 @@ def _is_rejection(text: str) -> bool:
 
 
 def _stderr(exc: GitCommandError) -> str:
+    """What git said, on one line, with the credentials of any URL in it masked."""
     text = str(exc.stderr or exc.stdout or exc).strip()
     for prefix in ("stderr:", "stdout:"):
         text = text.removeprefix(prefix).strip()
-    return " ".join(text.strip("'").split()) or str(exc)
+    return mask_secrets(" ".join(text.strip("'").split()) or str(exc))
 
 
 def _data(stream: BinaryIO, payload: bytes) -> None:

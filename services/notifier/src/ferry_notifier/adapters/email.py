@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from ferry_events import mask_secrets
 from ferry_notifier.errors import Retryable, Undeliverable
 
 
@@ -82,4 +83,4 @@ class Mailer:
                 ) from exc
             raise Retryable(f"SMTP server: {exc.code} {exc.message}") from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise Retryable(f"SMTP: {exc!r}") from exc
+            raise Retryable(f"SMTP: {mask_secrets(repr(exc))}") from exc

@@ -16,6 +16,7 @@ import yaml
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from ferry_events import mask_secrets
 from ferry_notifier.errors import NoRecipient, Retryable, Undeliverable
 
 #: Slack errors that a retry may cure; anything else is for good.
@@ -108,7 +109,7 @@ class Slack:
         except SlackApiError as exc:
             raise _error(exc, method) from exc
         except (TimeoutError, aiohttp.ClientError, SlackClientError) as exc:
-            raise Retryable(f"Slack {method}: {exc!r}") from exc
+            raise Retryable(f"Slack {method}: {mask_secrets(repr(exc))}") from exc
         data = response.data
         return data if isinstance(data, dict) else {}
 

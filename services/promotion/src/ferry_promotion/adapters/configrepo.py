@@ -23,7 +23,7 @@ from ferry_promotion.domain.environments import parse_environments as _parse_env
 from ferry_promotion.domain.policies import parse_policy
 from ferry_promotion.domain.snapshot import Deployment, PolicyFile, Snapshot
 from ferry_promotion.domain.yamldoc import DocumentError
-from ferry_runtime import TemporaryError, get_logger
+from ferry_runtime import TemporaryError, get_logger, mask_secrets
 
 log = get_logger(__name__)
 
@@ -48,7 +48,8 @@ async def run_git(*args: str, cwd: Path | None = None, check: bool = True) -> tu
     code = process.returncode or 0
     if check and code != 0:
         raise GitError(
-            f"git {args[0]} failed ({code}): {err.decode(errors='replace').strip()[:500]}",
+            f"git {args[0]} failed ({code}): "
+            f"{mask_secrets(err.decode(errors='replace').strip())[:500]}",
             code="git-failed",
         )
     return code, out.decode(errors="replace")
