@@ -457,6 +457,16 @@ def test_flux_applies_one_kustomization_per_environment(
     assert set(sources) == ({"ferry-config"} if environments else set())
 
 
+@pytest.mark.parametrize("overlay", [o for o in OVERLAYS if o != "production"])
+def test_each_watcher_reports_exactly_the_environments_its_cluster_runs(overlay: str) -> None:
+    objects = render(f"overlays/{overlay}")
+    applied = {k["spec"]["path"].rsplit("/", 1)[1] for k in of_kind(objects, "Kustomization")}
+    watcher = by_name(objects, "Deployment")["cluster-watcher"]
+    (container,) = containers(watcher)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert set(env["FERRY_CLUSTER_ENVIRONMENTS"].split(",")) == applied
+
+
 # ---------------------------------------------------------------------- alerts
 
 

@@ -8,6 +8,7 @@ import contextlib
 from ferry_runtime import ServiceRuntime, configure_logging, get_logger
 from ferry_watcher.adapters.kube import KubeApi, KubeError, connect
 from ferry_watcher.adapters.reporter import Reporter
+from ferry_watcher.domain import EnvironmentScope
 from ferry_watcher.entrypoints.watch import ClusterWatcher
 from ferry_watcher.settings import WatcherSettings
 
@@ -34,6 +35,21 @@ class WatcherApp:
         return self.watcher is not None and self.watcher.synced
 
     async def _start(self) -> None:
+        scope = EnvironmentScope.of(self.settings.environments)
+        if scope.trusts_annotations:
+            log.warning(
+                "FERRY_CLUSTER_ENVIRONMENTS is not set: this watcher reports rollouts in any "
+                "environment a workload's ferry.dev/environment annotation names, so whoever "
+                "can create a workload in this cluster can report for any environment; set it "
+                "to the environments this cluster runs (for example 'dev')",
+                cluster=self.settings.cluster_name,
+            )
+        else:
+            log.info(
+                "reporting only this cluster's environments",
+                cluster=self.settings.cluster_name,
+                environments=sorted(scope.environments),
+            )
         self._boot = asyncio.create_task(self._configure_and_watch(), name="watcher-boot")
 
     async def _configure_and_watch(self) -> None:
@@ -71,6 +87,7 @@ class WatcherApp:
             inactivity_timeout=s.watch_inactivity_timeout,
             watch_timeout_seconds=s.watch_timeout_seconds,
             backoff_max=s.watch_backoff_max,
+            scope=EnvironmentScope.of(s.environments),
         )
         await self.reporter.start()
         await self.watcher.start()

@@ -14,6 +14,12 @@ WATCH_RESTARTS: Final = Counter(
     "Watches restarted, by kind and cause (ended, gone, silent, error).",
     ["kind", "cause"],
 )
+FOREIGN_FACTS: Final = Counter(
+    "ferry_watcher_foreign_facts_total",
+    "Rollout facts dropped: the workload names an environment this cluster does not run "
+    "(FERRY_CLUSTER_ENVIRONMENTS), by outcome.",
+    ["outcome"],
+)
 SKIPPED: Final = Counter(
     "ferry_watcher_malformed_total", "Objects or lines from the API skipped as malformed.", ["kind"]
 )

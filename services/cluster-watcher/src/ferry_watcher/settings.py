@@ -16,6 +16,10 @@ class WatcherSettings(RuntimeSettings):
     http_port: int = 8083
     #: The name this cluster goes by in every rollout event.
     cluster_name: str = "local"
+    #: Comma-separated environments this cluster runs: the only ones this watcher reports.
+    #: A workload annotated with another is dropped (and counted). Empty trusts every
+    #: workload's ``ferry.dev/environment`` annotation, and says so at start.
+    cluster_environments: str = ""
     #: Comma-separated namespaces to watch; empty watches all namespaces.
     watch_namespaces: str = ""
     #: The kubeconfig file. Unset: in-cluster config inside a pod, else ~/.kube/config.
@@ -38,6 +42,10 @@ class WatcherSettings(RuntimeSettings):
     watch_backoff_max: float = Field(default=30.0, gt=0)
     #: Log lines of a failing container included in a rollout failure.
     failure_log_lines: int = Field(default=20, ge=0, le=500)
+
+    @property
+    def environments(self) -> list[str]:
+        return [env.strip() for env in self.cluster_environments.split(",") if env.strip()]
 
     @property
     def namespaces(self) -> list[str]:

@@ -18,12 +18,14 @@ from ferry_watcher.domain.model import (
     WorkloadRef,
     WorkloadView,
 )
+from ferry_watcher.domain.scope import EnvironmentScope
 from ferry_watcher.domain.tracker import Fact, LogSource, RolloutTracker, fact_id
 
 __all__ = [
     "KINDS",
     "WORKLOAD_KINDS",
     "ContainerFailure",
+    "EnvironmentScope",
     "Fact",
     "LogSource",
     "Malformed",

@@ -21,13 +21,14 @@ from ferry_runtime import get_logger
 from ferry_watcher.adapters.kube import Gone, KubeError, WatchEvent, WatchSilent
 from ferry_watcher.domain import (
     KINDS,
+    EnvironmentScope,
     Fact,
     Malformed,
     RolloutTracker,
     parse_pod,
     parse_workload,
 )
-from ferry_watcher.metrics import SKIPPED, TRACKED, WATCH_RESTARTS
+from ferry_watcher.metrics import FOREIGN_FACTS, SKIPPED, TRACKED, WATCH_RESTARTS
 
 log = get_logger(__name__)
 
@@ -68,6 +69,7 @@ class ClusterWatcher:
         watch_timeout_seconds: int = 290,
         backoff_max: float = 30.0,
         tracker: RolloutTracker | None = None,
+        scope: EnvironmentScope | None = None,
     ) -> None:
         self._kube = kube
         self._sink = sink
@@ -77,6 +79,7 @@ class ClusterWatcher:
         self._watch_timeout = watch_timeout_seconds
         self._backoff_max = backoff_max
         self.tracker = tracker or RolloutTracker()
+        self._scope = scope or EnvironmentScope()
         self._tasks: list[asyncio.Task[None]] = []
         self._synced: set[tuple[str, str | None]] = set()
         self._all_synced = asyncio.Event()
@@ -170,6 +173,16 @@ class ClusterWatcher:
     def _emit(self, facts: list[Fact]) -> None:
         TRACKED.labels("workloads").set(self.tracker.workload_count)
         TRACKED.labels("pods").set(self.tracker.pod_count)
+        facts, foreign = self._scope.split(facts)
+        for fact in foreign:
+            FOREIGN_FACTS.labels(fact.outcome).inc()
+            log.warning(
+                "dropped a fact about an environment this cluster does not run",
+                outcome=fact.outcome,
+                environment=fact.stamp.environment[:63],
+                trusted=sorted(self._scope.environments),
+                workload=f"{fact.workload.kind}/{fact.workload.namespace}/{fact.workload.name}",
+            )
         if facts:
             self._sink(facts)
 
