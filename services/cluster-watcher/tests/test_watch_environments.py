@@ -35,15 +35,17 @@ async def test_a_dev_watcher_seeing_a_staging_annotation_reports_nothing(
 ) -> None:
     before = {outcome: foreign_facts(outcome) for outcome in ("started", "succeeded", "failed")}
     async with watcher(cluster_environments="dev"):
-        forged = kube.create(k.deployment("payments", namespace="shop", environment="staging"))
+        # one forged rollout fails (its pod cannot pull), another succeeds
+        failing = kube.create(k.deployment("payments", namespace="shop", environment="staging"))
         kube.create(
             k.pod_for(
-                forged,
+                failing,
                 "payments-1",
                 containers=[k.container_status("payments", waiting="ErrImagePull")],
             )
         )
-        kube.update_status("Deployment", "shop", "payments", k.complete_status(forged))
+        done = kube.create(k.deployment("payments-api", namespace="shop", environment="staging"))
+        kube.update_status("Deployment", "shop", "payments-api", k.complete_status(done))
         # a sentinel in dev, created after: once its failure is reported, every change
         # to the staging workload has been seen and handled
         sentinel = kube.create(k.deployment("sentinel", namespace="shop", environment="dev"))
@@ -56,9 +58,9 @@ async def test_a_dev_watcher_seeing_a_staging_annotation_reports_nothing(
         )
         await event_tap.wait_one(FAILED, lambda e: e.data["workload"]["name"] == "sentinel")
         await asyncio.sleep(0.2)
-    assert {e.data["service"] for e in event_tap.events} == {"sentinel"}
+    assert {e.data["service"] for e in event_tap.events} == {"sentinel"}, "a forged fact went out"
     assert all(e.data["environment"] == "dev" for e in event_tap.events)
-    assert foreign_facts("started") == before["started"] + 1
+    assert foreign_facts("started") == before["started"] + 2
     assert foreign_facts("succeeded") == before["succeeded"] + 1
     assert foreign_facts("failed") == before["failed"] + 1
 
