@@ -27,7 +27,7 @@ from ferry_testing.git_http import GitHttpServer
 from ferry_testing.mail import MailServer
 from ferry_testing.slack_api import SlackApi
 
-pytestmark = [pytest.mark.amqp, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.amqp, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(400)]
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MODULES = {
@@ -51,7 +51,7 @@ def _artifact(artifact_id: str) -> CloudEvent:
     )
 
 
-async def _logged(process: ServiceProcess, text: str, *, timeout: float = 45.0) -> None:
+async def _logged(process: ServiceProcess, text: str, *, timeout: float = 120.0) -> None:
     async with asyncio.timeout(timeout):
         while text not in process.logs():
             if process.proc is not None and process.proc.poll() is not None:
