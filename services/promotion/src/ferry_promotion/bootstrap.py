@@ -43,6 +43,7 @@ from ferry_promotion.service_layer.policies import Policies
 from ferry_promotion.service_layer.requesting import Requests
 from ferry_promotion.service_layer.resolving import Resolver
 from ferry_promotion.service_layer.results import Results
+from ferry_promotion.service_layer.safety import Safety
 from ferry_promotion.service_layer.unit_of_work import UnitOfWork
 from ferry_promotion.service_layer.views import Views
 from ferry_promotion.settings import PromotionSettings
@@ -165,7 +166,8 @@ async def build(
     requests = Requests(uow, reader, read, decider, clock=clock)
     views = Views(read, reader)
     policies = Policies(uow, reader)
-    consumers = Consumers(requests, decider, Results(uow, decider), policies)
+    safety = Safety(uow, reader, clock=clock)
+    consumers = Consumers(requests, decider, Results(uow, decider), policies, safety)
 
     async def publish(event: CloudEvent) -> None:
         await runtime.publisher.publish(event)
@@ -194,7 +196,7 @@ async def build(
     runtime.readiness.add("database", store.ping)
     runtime.readiness.add("config-repo", repo_ready)
     runtime.consume(consumers.routes(), concurrency=settings.consumer_concurrency)
-    deps = ApiDeps(requests=requests, views=views, policies=policies, tokens=tokens)
+    deps = ApiDeps(requests=requests, views=views, policies=policies, safety=safety, tokens=tokens)
     runtime.serve(create_app(deps, chatops, runtime.routes()))
     runtime.on_start(service.start)
     runtime.on_stop(service.stop)

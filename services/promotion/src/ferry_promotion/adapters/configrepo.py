@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ferry_promotion.domain.decision import HistoryEntry
 from ferry_promotion.domain.environments import DEFAULT_ENVIRONMENTS
 from ferry_promotion.domain.environments import parse_environments as _parse_environments
 from ferry_promotion.domain.policies import parse_policy
+from ferry_promotion.domain.safety import HALTS_FILE, parse_halts, parse_marks
 from ferry_promotion.domain.snapshot import Deployment, PolicyFile, Snapshot
 from ferry_promotion.domain.yamldoc import DocumentError
 from ferry_runtime import TemporaryError, get_logger, mask_secrets
@@ -207,14 +209,7 @@ class ConfigReader:
                 )
                 self._snapshot = self._load(sha, started)
             else:
-                self._snapshot = Snapshot(
-                    commit=sha,
-                    fetched_at=started,
-                    environments=self._snapshot.environments,
-                    environments_error=self._snapshot.environments_error,
-                    policies=self._snapshot.policies,
-                    deployments=self._snapshot.deployments,
-                )
+                self._snapshot = replace(self._snapshot, commit=sha, fetched_at=started)
             self._loaded = generation
             return self._snapshot
 
@@ -264,14 +259,24 @@ class ConfigReader:
                     log.warning("unreadable artifact.json", path=str(spec_file), error=str(exc))
                     continue
                 deployments[(env_name, service)] = Deployment(env_name, namespace, service, spec)
+        halts_file = self.path / HALTS_FILE
+        halts = parse_halts(halts_file.read_text(errors="replace")) if halts_file.is_file() else {}
+        marks = {
+            file.stem: parse_marks(file.stem, file.read_text(errors="replace"))
+            for file in sorted((self.path / "rejected").glob("*.yaml"))
+            if DNS_LABEL.fullmatch(file.stem)
+        }
         log.info(
             "config repo loaded",
             commit=sha,
             environments=environments.names(),
             policies=len(policies),
             deployments=len(deployments),
+            halts=sorted(halts),
         )
-        return Snapshot(sha, fetched_at, environments, env_error, policies, deployments)
+        return Snapshot(
+            sha, fetched_at, environments, env_error, policies, deployments, halts, marks
+        )
 
     async def artifact(self, service: str, artifact_id: str) -> ArtifactSpec | None:
         """``builds/<service>/<artifactId>/artifact.json`` at the current snapshot."""

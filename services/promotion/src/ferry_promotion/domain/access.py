@@ -4,8 +4,9 @@ Roles:
 
 - ``viewer``: read;
 - ``developer``: read; release, promote, roll back to unprotected environments; approve there;
+  mark an artifact bad (and lift the mark);
 - ``releaser:<env>``: release to (and approve for) that protected environment;
-- ``admin``: everything, including freeze overrides and policy changes.
+- ``admin``: everything, including freeze overrides, policy changes, halts and resumes.
 
 Identities come from the tokens file (``adapters/tokens.py``); the rules here are pure.
 """
@@ -53,6 +54,12 @@ class Identity:
             return True
         return not environment.protected and "developer" in self.roles
 
+    def is_developer(self) -> bool:
+        """Developer or above: developer, any releaser, or admin."""
+        return bool(self.roles & {"developer", "admin"}) or any(
+            r.startswith("releaser:") for r in self.roles
+        )
+
     def describe_roles(self) -> str:
         return ", ".join(sorted(self.roles)) or "no roles"
 
@@ -79,4 +86,12 @@ def require_admin(identity: Identity, what: str) -> None:
     if not identity.is_admin:
         raise Forbidden(
             f"{what} needs the role admin; {identity.subject} has {identity.describe_roles()}"
+        )
+
+
+def require_developer(identity: Identity, what: str) -> None:
+    if not identity.is_developer():
+        raise Forbidden(
+            f"{what} needs the role developer, a releaser role or admin; {identity.subject} "
+            f"has {identity.describe_roles()}"
         )

@@ -15,6 +15,7 @@ from enum import StrEnum
 from ferry_events import Intent, PolicyViolation
 from ferry_promotion.domain.environments import Environments
 from ferry_promotion.domain.policies import ApprovalRule, Policy
+from ferry_promotion.domain.safety import Halt, Mark, safety_violations
 
 
 class Status(StrEnum):
@@ -84,6 +85,10 @@ class Facts:
     previous_rollout_reason: str = ""
     approvers: tuple[Person, ...] = ()
     policy_error: str | None = None
+    #: the halt that stops the environment (``halts.yaml``), if any
+    halt: Halt | None = None
+    #: the mark on the candidate artifact (``rejected/<service>.yaml``), if any
+    mark: Mark | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +249,8 @@ def evaluate(candidate: Candidate, policy: Policy, facts: Facts) -> Verdict:
     """Decide ``candidate`` under ``policy`` and ``facts``.
 
     Releasing what already runs is a no-op, rejected as ``already-running``.
-    Otherwise every failing policy is named; with none, a promotion chain
+    Otherwise every failing policy is named (a halt of the environment and a mark
+    on the artifact first); with none, a promotion chain
     still waiting for the environment before makes the request wait, missing
     approvals make it await approval, and else it is approved.
     """
@@ -261,7 +267,8 @@ def evaluate(candidate: Candidate, policy: Policy, facts: Facts) -> Verdict:
                 ),
             ),
         )
-    violations = _gatekeeping(candidate, policy, facts) + _branches(candidate, policy)
+    violations = safety_violations(candidate.intent, candidate.environment, facts.halt, facts.mark)
+    violations += _gatekeeping(candidate, policy, facts) + _branches(candidate, policy)
     chain = _chain(candidate, policy, facts)
     if isinstance(chain, PolicyViolation):
         violations.append(chain)

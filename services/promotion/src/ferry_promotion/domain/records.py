@@ -8,6 +8,7 @@ from datetime import datetime
 
 from ferry_promotion.domain.decision import HistoryEntry
 from ferry_promotion.domain.release import Release
+from ferry_promotion.domain.safety import Halt, Mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,8 @@ class EnvironmentState:
     released_by: str | None = None
     rollout: str = "unknown"
     rollout_reason: str | None = None
+    #: the mark on the running artifact, when it is marked bad
+    rejected: Mark | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,7 @@ class Landscape:
 
     environments: list[str]
     services: list[ServiceState]
+    halts: list[Halt] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +113,5 @@ class ServiceHistory:
 class Catalog:
     service: str
     artifacts: list[StoredArtifact]
+    #: artifact id -> its mark, for the listed artifacts marked bad
+    marks: dict[str, Mark] = field(default_factory=dict)

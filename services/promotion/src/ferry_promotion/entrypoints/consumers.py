@@ -12,8 +12,10 @@ from collections.abc import Mapping
 
 from ferry_events import (
     ApprovalGranted,
+    ArtifactMarkChanged,
     ArtifactStored,
     EventData,
+    HaltChanged,
     Intent,
     PolicyChanged,
     ReleaseCommitted,
@@ -28,6 +30,7 @@ from ferry_promotion.service_layer.deciding import Decider
 from ferry_promotion.service_layer.policies import Policies
 from ferry_promotion.service_layer.requesting import Requests
 from ferry_promotion.service_layer.results import Results
+from ferry_promotion.service_layer.safety import Safety
 from ferry_runtime import Delivery, Handler, PermanentError
 
 
@@ -35,12 +38,18 @@ class Consumers:
     """The consumer side of promotion."""
 
     def __init__(
-        self, requests: Requests, decider: Decider, results: Results, policies: Policies
+        self,
+        requests: Requests,
+        decider: Decider,
+        results: Results,
+        policies: Policies,
+        safety: Safety,
     ) -> None:
         self.requests = requests
         self.decider = decider
         self.results = results
         self.policies = policies
+        self.safety = safety
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def _ordered(self, service: str, environment: str) -> asyncio.Lock:
@@ -64,6 +73,8 @@ class Consumers:
             RolloutSucceeded: self.on_rollout,
             RolloutFailed: self.on_rollout,
             PolicyChanged: self.on_policy_changed,
+            HaltChanged: self.on_safety_changed,
+            ArtifactMarkChanged: self.on_safety_changed,
         }
 
     async def on_requested(self, delivery: Delivery) -> None:
@@ -107,3 +118,8 @@ class Consumers:
         data = delivery.data
         assert isinstance(data, PolicyChanged)
         await self.policies.changed(delivery.event, data)
+
+    async def on_safety_changed(self, delivery: Delivery) -> None:
+        data = delivery.data
+        assert isinstance(data, HaltChanged | ArtifactMarkChanged)
+        await self.safety.changed(delivery.event, data)

@@ -172,6 +172,8 @@ class Decider:
             previous_rollout_reason=state_reason,
             approvers=approvers,
             policy_error=policy_error,
+            halt=snapshot.halt_of(environment),
+            mark=snapshot.mark_of(service, spec.id),
         )
         return evaluate(candidate, policy, facts)
 

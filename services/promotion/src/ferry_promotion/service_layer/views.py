@@ -73,6 +73,7 @@ class Views:
                 released_by=newest.actor if newest else None,
                 rollout=state,
                 rollout_reason=reason or None,
+                rejected=snapshot.mark_of(service, deployment.artifact.id),
             )
         return ServiceState(service=service, environments=environments)
 
@@ -85,6 +86,7 @@ class Views:
         return Landscape(
             environments=snapshot.environments.names(),
             services=[await self._service_state(snapshot, name, states) for name in names],
+            halts=[snapshot.halts[name] for name in sorted(snapshot.halts)],
         )
 
     async def service(self, actor: Identity, service: str) -> ServiceState:
@@ -125,8 +127,8 @@ class Views:
         check_service(service)
         limit = max(1, min(limit, 1000))
         items = await self.read.artifacts(service, branch, limit)
+        snapshot = await snapshot_for_people(self.config, fresh=True)
         if not items:
-            snapshot = await snapshot_for_people(self.config, fresh=True)
             await self._require_known(snapshot, service)
             builds = [
                 b
@@ -148,4 +150,9 @@ class Views:
                 )
                 for b in builds[:limit]
             ]
-        return Catalog(service=service, artifacts=items)
+        marks = {
+            a.artifact_id: mark
+            for a in items
+            if (mark := snapshot.mark_of(service, a.artifact_id)) is not None
+        }
+        return Catalog(service=service, artifacts=items, marks=marks)

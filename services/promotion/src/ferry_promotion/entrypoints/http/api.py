@@ -18,6 +18,8 @@ from ferry_promotion.entrypoints.http import problems, views
 from ferry_promotion.entrypoints.http.views import (
     Accepted,
     ArtifactsView,
+    ChangeAccepted,
+    HaltsView,
     HistoryView,
     PolicyAccepted,
     ReleaseView,
@@ -28,10 +30,13 @@ from ferry_promotion.entrypoints.slack import ChatOps, SlackRouter
 from ferry_promotion.errors import Unauthorized
 from ferry_promotion.service_layer.policies import Policies
 from ferry_promotion.service_layer.requesting import Requests
+from ferry_promotion.service_layer.safety import Safety
 from ferry_promotion.service_layer.views import Views
 
 NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 ARTIFACT = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+#: an environment a halt names, or ``*`` for every environment
+HALT_TARGET = r"^(\*|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$"
 
 
 class Tokens(Protocol):
@@ -47,6 +52,7 @@ class ApiDeps:
     requests: Requests
     views: Views
     policies: Policies
+    safety: Safety
     tokens: Tokens
 
 
@@ -75,6 +81,15 @@ class RejectBody(_Body):
     reason: str = Field(default="", max_length=2000)
 
 
+class HaltBody(_Body):
+    environment: str = Field(min_length=1, max_length=63, pattern=HALT_TARGET)
+    reason: str = Field(max_length=2000)
+
+
+class MarkBody(_Body):
+    reason: str = Field(max_length=2000)
+
+
 class Problem(BaseModel):
     type: str
     title: str
@@ -97,6 +112,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 ServiceName = Annotated[str, Path(min_length=1, max_length=63, pattern=NAME)]
 ReleaseId = Annotated[str, Path(min_length=1, max_length=128)]
+HaltTarget = Annotated[str, Path(min_length=1, max_length=63, pattern=HALT_TARGET)]
+ArtifactId = Annotated[str, Path(min_length=1, max_length=128, pattern=ARTIFACT)]
 
 _bearer = HTTPBearer(auto_error=False, description="a Ferry API token (see the tokens file)")
 
@@ -125,14 +142,17 @@ def create_app(
     app = FastAPI(
         title="Ferry promotion API",
         version="1.0.0",
-        description="Releases, promotions, rollbacks, approvals and policies. See docs/api.md.",
+        description=(
+            "Releases, promotions, rollbacks, approvals, policies, halts and marks on bad "
+            "artifacts. See docs/api.md."
+        ),
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
     )
     problems.install(app)
     app.state.deps = deps
-    requests, reads, policies = deps.requests, deps.views, deps.policies
+    requests, reads, policies, safety = deps.requests, deps.views, deps.policies, deps.safety
 
     api = APIRouter(prefix="/v1", responses=_ERRORS)
 
@@ -238,6 +258,54 @@ def create_app(
     async def delete_policy(service: ServiceName, who: Who) -> PolicyAccepted:
         """Delete the service's policy (committed by git-writer)."""
         return PolicyAccepted(request_id=await policies.delete_policy(who, service))
+
+    @api.get("/halts", response_model=HaltsView, response_model_by_alias=True)
+    async def list_halts(who: Who) -> HaltsView:
+        """The halted environments (``halts.yaml`` in the config repo)."""
+        return views.halts_view(await safety.halts(who))
+
+    @api.post(
+        "/halts", status_code=202, response_model=ChangeAccepted, response_model_by_alias=True
+    )
+    async def halt(body: HaltBody, who: Who) -> ChangeAccepted:
+        """Halt an environment (``*``: every one): only rollbacks go through (admin)."""
+        return ChangeAccepted(request_id=await safety.halt(who, body.environment, body.reason))
+
+    @api.delete(
+        "/halts/{environment}",
+        status_code=202,
+        response_model=ChangeAccepted,
+        response_model_by_alias=True,
+    )
+    async def resume(environment: HaltTarget, who: Who) -> ChangeAccepted:
+        """Lift the halt of an environment (admin)."""
+        return ChangeAccepted(request_id=await safety.resume(who, environment))
+
+    @api.post(
+        "/services/{service}/artifacts/{artifact_id}/reject",
+        status_code=202,
+        response_model=ChangeAccepted,
+        response_model_by_alias=True,
+    )
+    async def reject_artifact(
+        service: ServiceName, artifact_id: ArtifactId, body: MarkBody, who: Who
+    ) -> ChangeAccepted:
+        """Mark an artifact bad: it is released and promoted nowhere (developer or above)."""
+        return ChangeAccepted(
+            request_id=await safety.reject(who, service, artifact_id, body.reason)
+        )
+
+    @api.delete(
+        "/services/{service}/artifacts/{artifact_id}/reject",
+        status_code=202,
+        response_model=ChangeAccepted,
+        response_model_by_alias=True,
+    )
+    async def unreject_artifact(
+        service: ServiceName, artifact_id: ArtifactId, who: Who
+    ) -> ChangeAccepted:
+        """Lift the mark on an artifact (developer or above)."""
+        return ChangeAccepted(request_id=await safety.unreject(who, service, artifact_id))
 
     app.include_router(api)
 

@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from ferry_promotion.domain import records
 from ferry_promotion.domain.release import Release
+from ferry_promotion.domain.safety import Halt, Mark
 
 
 class View(BaseModel):
@@ -77,6 +78,34 @@ class Accepted(View):
     status: str
 
 
+class MarkView(View):
+    """A mark on a bad artifact: why, who, since when (``rejected/<service>.yaml``)."""
+
+    reason: str = ""
+    by: str = ""
+    since: str = ""
+
+
+class HaltView(View):
+    """A halted environment (``*``: every one): why, who, since when (``halts.yaml``)."""
+
+    environment: str
+    reason: str = ""
+    by: str = ""
+    since: str = ""
+
+
+class HaltsView(View):
+    halts: list[HaltView]
+
+
+class ChangeAccepted(View):
+    """A halt, a resume or a mark asked of git-writer; ``ferry.*.changed.v1`` follows."""
+
+    request_id: str
+    status: str = "requested"
+
+
 class EnvironmentState(View):
     artifact_id: str
     namespace: str = ""
@@ -85,6 +114,7 @@ class EnvironmentState(View):
     released_by: str | None = None
     rollout: str = "unknown"
     rollout_reason: str | None = None
+    rejected: MarkView | None = None
 
 
 class ServiceView(View):
@@ -95,6 +125,7 @@ class ServiceView(View):
 class ServicesView(View):
     environments: list[str]
     services: list[ServiceView]
+    halts: list[HaltView] = Field(default_factory=list)
 
 
 class HistoryItem(View):
@@ -121,6 +152,7 @@ class ArtifactItem(View):
     message: str = ""
     stored_at: datetime | None = None
     environments: list[str] = Field(default_factory=list)
+    rejected: MarkView | None = None
 
 
 class ArtifactsView(View):
@@ -134,6 +166,20 @@ class PolicyAccepted(View):
 
 
 # --------------------------------------------------------------------------- from records
+
+
+def mark_view(mark: Mark | None) -> MarkView | None:
+    if mark is None:
+        return None
+    return MarkView(reason=mark.reason, by=mark.by, since=mark.since)
+
+
+def halt_view(halt: Halt) -> HaltView:
+    return HaltView(environment=halt.environment, reason=halt.reason, by=halt.by, since=halt.since)
+
+
+def halts_view(halts: list[Halt]) -> HaltsView:
+    return HaltsView(halts=[halt_view(h) for h in halts])
 
 
 def accepted(release: Release) -> Accepted:
@@ -192,6 +238,7 @@ def service_view(state: records.ServiceState) -> ServiceView:
                 released_by=e.released_by,
                 rollout=e.rollout,
                 rollout_reason=e.rollout_reason,
+                rejected=mark_view(e.rejected),
             )
             for name, e in state.environments.items()
         },
@@ -202,6 +249,7 @@ def services_view(landscape: records.Landscape) -> ServicesView:
     return ServicesView(
         environments=landscape.environments,
         services=[service_view(s) for s in landscape.services],
+        halts=[halt_view(h) for h in landscape.halts],
     )
 
 
@@ -236,6 +284,7 @@ def artifacts_view(catalog: records.Catalog) -> ArtifactsView:
                 message=a.message,
                 stored_at=a.stored_at,
                 environments=a.environments,
+                rejected=mark_view(catalog.marks.get(a.artifact_id)),
             )
             for a in catalog.artifacts
         ],

@@ -1,0 +1,169 @@
+"""Issue 14, items 1 and 2, end to end: the API asks, promotion's outbox publishes on the
+real broker, git-writer commits ``halts.yaml`` or ``rejected/<service>.yaml`` to a real
+bare remote, and promotion's next decisions read it from there."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ferry_testing import BrokerNamespace, EventTap, log_subjects, show
+
+from .test_promotion_flow import Flow, artifact, flow
+
+pytestmark = pytest.mark.amqp
+
+A = "master-aaaaaaaaaa-1111111111"
+B = "master-bbbbbbbbbb-2222222222"
+
+
+async def _until(f: Flow, path: str, found: Any, timeout: float = 20) -> dict[str, Any]:
+    """GET ``path`` until ``found(json)`` holds (a fresh read: promotion has fetched it)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            response = await f.client.get(path, headers=f.auth("jane"))
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            if found(body):
+                return body
+            await asyncio.sleep(0.1)
+
+
+async def _committed(f: Flow, **body: Any) -> dict[str, Any]:
+    done = await f.wait(await f.request(**body), "committed", "rejected", "failed")
+    assert done["status"] == "committed", done
+    return done
+
+
+async def test_a_halt_refuses_a_release_lets_a_rollback_through_then_a_resume(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    async with flow(broker_ns, event_tap, bare_remote, tmp_path) as f:
+        await f.store(artifact(A))
+        await f.store(artifact(B))
+        await _committed(f, environment="prod", intent="release", artifactId=A)
+        await _committed(f, environment="prod", intent="release", artifactId=B)
+
+        # bad input: a specific problem+json each, and nothing is asked of git-writer
+        for who, body, status, says in (
+            ("jane", {"environment": "prod", "reason": "x"}, 403, "needs the role admin"),
+            ("root", {"environment": "qa", "reason": "x"}, 422, "unknown environment 'qa'"),
+            ("root", {"environment": "prod", "reason": " "}, 422, "needs a reason"),
+            ("root", {"environment": "Prod!", "reason": "x"}, 422, "environment"),
+        ):
+            bad = await f.client.post("/v1/halts", json=body, headers=f.auth(who))
+            assert bad.status_code == status, bad.text
+            assert bad.headers["content-type"].startswith("application/problem+json")
+            assert says in bad.text
+
+        halted = await f.client.post(
+            "/v1/halts",
+            json={"environment": "prod", "reason": "incident 4711"},
+            headers=f.auth("root"),
+        )
+        assert halted.status_code == 202, halted.text
+        request_id = halted.json()["requestId"]
+        changed = await f.tap.wait_one(
+            "ferry.halt.changed.v1", lambda e: e.data["requestId"] == request_id, timeout=20
+        )
+        assert changed.data["halted"] is True
+        assert log_subjects(f.remote)[0] == "[halts] halt prod by root@example.com"
+        [entry] = yaml.safe_load(show(f.remote, "halts.yaml"))["halts"]
+        assert (entry["environment"], entry["reason"], entry["by"]) == (
+            "prod",
+            "incident 4711",
+            "root@example.com",
+        )
+        listed = await _until(f, "/v1/halts", lambda b: b["halts"])
+        assert listed["halts"][0]["reason"] == "incident 4711"
+        landscape = await _until(f, "/v1/services", lambda b: b["halts"])
+        assert landscape["halts"][0]["environment"] == "prod"
+
+        refused = await f.wait(
+            await f.request(environment="prod", intent="release", artifactId=A), "rejected"
+        )
+        [violation] = refused["violations"]
+        assert violation["policy"] == "halted"
+        assert "incident 4711" in violation["message"]
+        # staging is not halted
+        await _committed(f, environment="staging", intent="release", artifactId=A)
+        back = await _committed(f, environment="prod", intent="rollback")
+        assert back["artifactId"] == A
+
+        resumed = await f.client.delete("/v1/halts/prod", headers=f.auth("root"))
+        assert resumed.status_code == 202, resumed.text
+        await f.tap.wait_one(
+            "ferry.halt.changed.v1",
+            lambda e: e.data["requestId"] == resumed.json()["requestId"],
+            timeout=20,
+        )
+        assert yaml.safe_load(show(f.remote, "halts.yaml"))["halts"] == []
+        await _until(f, "/v1/halts", lambda b: b["halts"] == [])
+        again = await _committed(f, environment="prod", intent="release", artifactId=B)
+        assert again["artifactId"] == B
+
+
+async def test_a_marked_artifact_is_refused_everywhere_until_the_mark_is_lifted(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    async with flow(broker_ns, event_tap, bare_remote, tmp_path) as f:
+        await f.store(artifact(A))
+        await _committed(f, environment="dev", intent="release", artifactId=A)
+        path = f"/v1/services/{f.service}/artifacts/{A}/reject"
+
+        empty = await f.client.post(path, json={"reason": ""}, headers=f.auth("jane"))
+        assert empty.status_code == 422, empty.text
+        unknown = await f.client.post(
+            f"/v1/services/{f.service}/artifacts/master-nope/reject",
+            json={"reason": "bad"},
+            headers=f.auth("jane"),
+        )
+        assert unknown.status_code == 404, unknown.text
+
+        marked = await f.client.post(
+            path, json={"reason": "corrupts the ledger"}, headers=f.auth("jane")
+        )
+        assert marked.status_code == 202, marked.text
+        await f.tap.wait_one(
+            "ferry.artifact.mark.changed.v1",
+            lambda e: e.data["requestId"] == marked.json()["requestId"],
+            timeout=20,
+        )
+        [entry] = yaml.safe_load(show(f.remote, f"rejected/{f.service}.yaml"))["rejected"]
+        assert (entry["artifactId"], entry["reason"]) == (A, "corrupts the ledger")
+        listing = await _until(
+            f,
+            f"/v1/services/{f.service}/artifacts",
+            lambda b: any(a.get("rejected") for a in b["artifacts"]),
+        )
+        assert listing["artifacts"][0]["rejected"]["reason"] == "corrupts the ledger"
+        status = (await f.client.get(f"/v1/services/{f.service}", headers=f.auth("jane"))).json()
+        assert status["environments"]["dev"]["rejected"]["by"] == "jane@example.com"
+
+        for body in (
+            {"environment": "staging", "intent": "promote"},
+            {"environment": "prod", "intent": "release", "artifactId": A},
+        ):
+            refused = await f.wait(await f.request(**body), "rejected")
+            [violation] = refused["violations"]
+            assert violation["policy"] == "rejected-artifact", refused
+            assert "corrupts the ledger" in violation["message"]
+
+        lifted = await f.client.delete(path, headers=f.auth("jane"))
+        assert lifted.status_code == 202, lifted.text
+        await f.tap.wait_one(
+            "ferry.artifact.mark.changed.v1",
+            lambda e: e.data["requestId"] == lifted.json()["requestId"],
+            timeout=20,
+        )
+        await _until(
+            f,
+            f"/v1/services/{f.service}/artifacts",
+            lambda b: not any(a.get("rejected") for a in b["artifacts"]),
+        )
+        promoted = await _committed(f, environment="staging", intent="promote")
+        assert promoted["artifactId"] == A
