@@ -10,20 +10,14 @@ written in one unit of work.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ferry_events import (
-    ApprovalRequested,
-    ArtifactSpec,
     CloudEvent,
     Intent,
     PolicyViolation,
-    ReleaseApproved,
 )
 from ferry_promotion.domain.decision import (
     Candidate,
     Facts,
-    Outcome,
     Person,
     ResolutionError,
     RolloutState,
@@ -31,9 +25,10 @@ from ferry_promotion.domain.decision import (
     Verdict,
     evaluate,
 )
+from ferry_promotion.domain.effects import Decided, effects_of, rejection
 from ferry_promotion.domain.release import Release
 from ferry_promotion.domain.snapshot import Snapshot
-from ferry_promotion.service_layer.outcomes import SOURCE, Decided, log_decision, reject
+from ferry_promotion.service_layer.outcomes import log_decision, write
 from ferry_promotion.service_layer.ports import Clock, Identities, ReadModel, usable_snapshot
 from ferry_promotion.service_layer.resolving import Resolver, Target
 from ferry_promotion.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -89,8 +84,9 @@ class Decider:
             if current is not None and current.open:
                 if target is None:
                     assert resolution is not None
-                    await reject(uow, current, cause, [resolution], artifact=None)
-                    decided = Decided(Status.REJECTED.value, current.artifact_id, (resolution,))
+                    rejected = rejection(current, [resolution])
+                    await write(uow, current, rejected, cause)
+                    decided = rejected.decided
                 else:
                     verdict = await self._verdict(uow, current, snapshot, target)
                     decided = await self._apply(
@@ -188,123 +184,16 @@ class Decider:
         verdict: Verdict,
     ) -> Decided | None:
         """Write the verdict; what it did (``None`` when nothing changed)."""
-        release_id = release.release_id
         spec = target.artifact
-        namespace = snapshot.environments.namespace_for(
-            release.environment, spec.namespace, spec.service
+        effects = effects_of(
+            release,
+            verdict,
+            artifact=spec,
+            promoted_from=target.promoted_from,
+            namespace=snapshot.environments.namespace_for(
+                release.environment, spec.namespace, spec.service
+            ),
+            now=self.clock(),
         )
-        common: dict[str, Any] = {
-            "artifact_id": spec.id,
-            "author_email": spec.application.author_email,
-            "author_name": spec.application.author_name,
-            "artifact_branch": spec.application.branch,
-            "promoted_from": target.promoted_from,
-        }
-        if target.promoted_from:
-            # a promote without fromEnvironment shows where it was resolved to come from
-            common["from_environment"] = target.promoted_from
-        for note in verdict.notes:
-            await uow.releases.note(release_id, release.status, "", note)
-        if verdict.outcome is Outcome.REJECT:
-            await reject(uow, release, cause, list(verdict.violations), artifact=spec, **common)
-            return Decided(Status.REJECTED.value, spec.id, tuple(verdict.violations))
-        if verdict.outcome is Outcome.WAIT_FOR_ROLLOUT:
-            if release.waiting_since is None:
-                await uow.releases.update(release_id, waiting_since=self.clock(), **common)
-                await uow.releases.note(release_id, Status.REQUESTED, "", verdict.detail)
-                return Decided(Status.REQUESTED.value, spec.id, detail=verdict.detail)
-            return None
-        if verdict.outcome is Outcome.AWAIT_APPROVAL:
-            return await self._await_approval(
-                uow, release, cause, spec=spec, namespace=namespace, verdict=verdict, common=common
-            )
-        await uow.releases.update(
-            release_id,
-            status=Status.APPROVED.value,
-            namespace=namespace,
-            waiting_since=None,
-            **common,
-        )
-        detail = f"{spec.id} to {release.environment}/{namespace}"
-        if target.promoted_from:
-            detail += f", promoted from {target.promoted_from}"
-        await uow.releases.note(release_id, Status.APPROVED, ReleaseApproved.event_type, detail)
-        await uow.outbox.put(
-            CloudEvent.new(
-                ReleaseApproved(
-                    release_id=release_id,
-                    service=release.service,
-                    environment=release.environment,
-                    namespace=namespace,
-                    artifact_id=spec.id,
-                    intent=Intent(release.intent),
-                    actor=release.actor,
-                    reason=release.reason,
-                    promoted_from=target.promoted_from,
-                    author_email=spec.application.author_email,
-                    author_name=spec.application.author_name,
-                    branch=spec.application.branch,
-                ),
-                source=SOURCE,
-                cause=cause,
-                correlation_id=release.correlation_id,
-            )
-        )
-        return Decided(Status.APPROVED.value, spec.id, detail=detail)
-
-    async def _await_approval(
-        self,
-        uow: UnitOfWork,
-        release: Release,
-        cause: CloudEvent,
-        *,
-        spec: ArtifactSpec,
-        namespace: str,
-        verdict: Verdict,
-        common: dict[str, Any],
-    ) -> Decided | None:
-        rule = verdict.approval_rule
-        assert rule is not None
-        release_id = release.release_id
-        if release.status == Status.AWAITING_APPROVAL:
-            await uow.releases.update(
-                release_id, approvals_required=rule.required, exclude_author=rule.exclude_author
-            )
-            return None
-        expires_at = self.clock() + rule.expires_after
-        await uow.releases.update(
-            release_id,
-            status=Status.AWAITING_APPROVAL.value,
-            approvals_required=rule.required,
-            exclude_author=rule.exclude_author,
-            expires_at=expires_at,
-            waiting_since=None,
-            namespace=namespace,
-            **common,
-        )
-        await uow.releases.note(
-            release_id,
-            Status.AWAITING_APPROVAL,
-            ApprovalRequested.event_type,
-            verdict.detail + f"; expires at {expires_at:%Y-%m-%d %H:%M} UTC",
-        )
-        await uow.outbox.put(
-            CloudEvent.new(
-                ApprovalRequested(
-                    release_id=release_id,
-                    service=release.service,
-                    environment=release.environment,
-                    artifact_id=spec.id,
-                    requester=release.actor,
-                    required=rule.required,
-                    exclude_author=rule.exclude_author,
-                    author_email=spec.application.author_email,
-                    expires_at=expires_at,
-                    reason=release.reason,
-                ),
-                source=SOURCE,
-                cause=cause,
-                correlation_id=release.correlation_id,
-            )
-        )
-        return Decided(Status.AWAITING_APPROVAL.value, spec.id, detail=verdict.detail)
+        await write(uow, release, effects, cause)
+        return effects.decided

@@ -6,8 +6,9 @@ from datetime import timedelta
 
 from ferry_events import ApprovalDenied, CloudEvent, PolicyViolation, ReleaseRejected, derived_id
 from ferry_promotion.domain.decision import Status
+from ferry_promotion.domain.effects import rejection
 from ferry_promotion.domain.release import Release
-from ferry_promotion.service_layer.outcomes import SOURCE, Decided, log_decision, reject
+from ferry_promotion.service_layer.outcomes import SOURCE, log_decision, write
 from ferry_promotion.service_layer.ports import Clock
 from ferry_promotion.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
@@ -36,17 +37,12 @@ class Expiry:
                 current = await uow.releases.get(found.release_id, lock=True)
                 if current is None or current.status != found.status:
                     continue
-                violation = await self._expired(uow, current)
-                await reject(
-                    uow,
-                    current,
-                    None,
-                    [violation],
-                    artifact=None,
-                    event_id=derived_id(current.release_id, "expired", ReleaseRejected.event_type),
-                )
+                rejected = rejection(current, [await self._expired(uow, current)])
+                event_id = derived_id(current.release_id, "expired", ReleaseRejected.event_type)
+                await write(uow, current, rejected, None, event_id=event_id)
                 await uow.commit()
-            log_decision(current, Decided(Status.REJECTED.value, current.artifact_id, (violation,)))
+            assert rejected.decided is not None
+            log_decision(current, rejected.decided)
         return len(overdue)
 
     async def _expired(self, uow: UnitOfWork, current: Release) -> PolicyViolation:
