@@ -88,6 +88,16 @@ BINDS = {
     "notifier": "ferry.rollout.failed.v1",
     "insights": "ferry.rollout.succeeded.v1",
 }
+#: CI has one broker user per pipeline or team (its identity: artifact-ingest checks which
+#: services it may publish, FERRY_CI_IDENTITIES_FILE); every one has the "ci" party's rights.
+CI_USERS = ("ferry-ci-payments", "ferry-ci-orders")
+
+
+def users_of(party: str) -> tuple[str, ...]:
+    """The broker users of one party of the contract."""
+    return CI_USERS if party == "ci" else (f"ferry-{party}",)
+
+
 #: Who may publish to the default exchange (``amq.default``): a write there reaches every queue.
 DEFAULT_EXCHANGE_WRITERS = {"ferry-operator", "ferry-admin"}
 
@@ -184,8 +194,8 @@ def test_only_the_operator_and_admin_may_write_the_default_exchange() -> None:
 def test_each_service_may_use_only_its_own_redelivery_exchange() -> None:
     permissions = {p["user"]: p for p in load()["permissions"]}
     exchanges = {service: f"ferry.{service}.dlx" for service in CONSUMERS}
-    for who in PUBLISHES:
-        rule = permissions[f"ferry-{who}"]
+    for who, user in ((party, user) for party in PUBLISHES for user in users_of(party)):
+        rule = permissions[user]
         for owner, dlx in exchanges.items():
             mine = owner == who
             # write: publish retries and dead letters; configure: declare it; read: bind to it
@@ -207,7 +217,7 @@ def test_each_service_may_use_only_its_own_redelivery_exchange() -> None:
 def test_password_hashes_are_the_documented_dev_passwords() -> None:
     users = load()["users"]
     assert {u["name"] for u in users} == {
-        *(f"ferry-{name}" for name in PUBLISHES),
+        *(user for name in PUBLISHES for user in users_of(name)),
         "ferry-operator",
         "ferry-admin",
     }
@@ -222,12 +232,22 @@ def test_password_hashes_are_the_documented_dev_passwords() -> None:
     assert all(not t for name, t in tags.items() if name not in {"ferry-admin", "ferry-operator"})
 
 
+def test_the_ci_identities_file_grants_each_ci_user_and_no_other() -> None:
+    """deploy/k8s's CI identities file parses as artifact-ingest reads it, and names exactly
+    the CI users of the definitions (an identity is the broker user that publishes)."""
+    from ferry_ingest.domain import parse_identities
+
+    text = (ROOT / "deploy" / "k8s" / "base" / "core" / "ci-identities.yaml").read_text()
+    assert set(parse_identities(text).grants) == set(CI_USERS)
+
+
 def test_topic_write_rules_allow_exactly_the_contracted_events() -> None:
     data = load()
     topic = {t["user"]: t for t in data["topic_permissions"]}
     vhost_write = {p["user"]: p["write"] for p in data["permissions"]}
-    for who, allowed in PUBLISHES.items():
-        user = f"ferry-{who}"
+    for who, allowed, user in (
+        (party, events, user) for party, events in PUBLISHES.items() for user in users_of(party)
+    ):
         rule = topic[user]
         assert rule["exchange"] == EXCHANGE
         can_write_exchange = re.fullmatch(vhost_write[user], EXCHANGE) is not None
@@ -486,7 +506,7 @@ async def test_ci_pushes_an_artifact_that_reaches_the_ingest_queue(imported: Imp
             aio_pika.Message(body), routing_key="ferry.artifact.published.v1", mandatory=True
         )
 
-    await _as(imported, "ci", push)
+    await _as(imported, "ci-payments", push)
 
     async def take(channel: AbstractChannel) -> bytes:
         queue = await channel.get_queue("ferry.artifact-ingest", ensure=False)
@@ -568,9 +588,9 @@ async def test_operator_lists_and_replays_dead_letters_with_the_ferry_cli(
 @pytest.mark.parametrize(
     ("role", "event"),
     [
-        ("ci", "ferry.release.approved.v1"),  # CI deciding a release
-        ("ci", "ferry.release.requested.v1"),
-        ("ci", "ferry.artifact.accepted.v1"),  # CI skipping validation
+        ("ci-payments", "ferry.release.approved.v1"),  # CI deciding a release
+        ("ci-orders", "ferry.release.requested.v1"),
+        ("ci-payments", "ferry.artifact.accepted.v1"),  # CI skipping validation
         ("notifier", "ferry.release.approved.v1"),  # the notifier publishes nothing
         ("notifier", "ferry.rollout.succeeded.v1"),
         ("notifier", "ferry.artifact.published.v1"),
@@ -611,7 +631,7 @@ async def test_ci_cannot_configure_or_read_anything(imported: Imported) -> None:
         )
 
     for action in (declare, delete, read, to_a_queue):
-        await _refused(imported, "ci", action)
+        await _refused(imported, "ci-orders", action)
 
 
 @pytest.mark.amqp
@@ -794,8 +814,13 @@ async def _ready(port: int) -> bool:
 async def test_every_service_runs_as_its_own_user_and_a_ci_push_reaches_the_config_repo(
     imported: Imported, tmp_path: Path
 ) -> None:
+<<<<<<< HEAD
     """The six real services (`python -m ferry_<x>`), each logged in as its own user from
     definitions.json, start, get ready, and carry a `ferry artifact push` made as ferry-ci
+=======
+    """The five real services (`python -m ferry_<x>`), each logged in as its own user from
+    definitions.json, start, get ready, and carry a `ferry artifact push` made as ferry-ci-payments
+>>>>>>> ae85e07 (ingest: CI identities: a build's publisher is its AMQP user_id; FERRY_CI_IDENTITIES_FILE says which services and namespaces it may publish; one broker user per pipeline)
     into the config repository, with no ACCESS_REFUSED anywhere."""
     remote = make_bare_remote(tmp_path / "config.git")
     processes: dict[str, tuple[ServiceProcess, int]] = {}
@@ -837,7 +862,7 @@ async def test_every_service_runs_as_its_own_user_and_a_ci_push_reaches_the_conf
                 "--manifests",
                 str(ROOT / "examples" / "manifests"),
                 "--amqp-url",
-                imported.url("ci"),
+                imported.url("ci-payments"),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 from aio_pika.abc import (
@@ -181,9 +182,23 @@ async def _publish(
         ) from exc
 
 
-def event_message(event: CloudEvent) -> aio_pika.Message:
-    """A persistent structured-mode message, as the runtime kit's ``build_message`` makes it."""
+def broker_user(amqp_url: str) -> str:
+    """The user an AMQP URL logs in as (``guest`` when it names none, as aio-pika does)."""
+    try:
+        user = urlsplit(amqp_url).username
+    except ValueError:
+        user = None
+    return unquote(user) if user else "guest"
+
+
+def event_message(event: CloudEvent, *, user_id: str | None = None) -> aio_pika.Message:
+    """A persistent structured-mode message, as the runtime kit's ``build_message`` makes it.
+
+    ``user_id`` must be the broker user of the connection (RabbitMQ refuses any other): it is
+    how artifact-ingest knows which CI identity published a build.
+    """
     return aio_pika.Message(
+        user_id=user_id,
         body=encode(event),
         content_type=STRUCTURED_CONTENT_TYPE,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -235,7 +250,8 @@ async def publish_event(
                 outcome.set_result(heard)
 
             await queue.consume(on_message, no_ack=True)
-        await _publish(exchange, event_message(event), event.type, target, "artifact-ingest")
+        message = event_message(event, user_id=broker_user(target.amqp_url))
+        await _publish(exchange, message, event.type, target, "artifact-ingest")
         if on_published is not None:
             on_published()
         if wait is None:

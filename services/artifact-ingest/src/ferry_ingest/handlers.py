@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from ferry_events import ArtifactAccepted, ArtifactPublished, ArtifactRejected, CloudEvent
 from ferry_ingest import SOURCE
@@ -39,8 +40,14 @@ class IngestHandler:
             )
         # YAML parsing of up to a few MiB is CPU work: keep the event loop (and the
         # broker heartbeats, and /readyz) responsive while it runs.
+        # The broker checked user_id against the publishing connection's user: it is who
+        # published, not what the publisher claims (see domain/identities.py).
+        identity = delivery.message.user_id or None
         outcome = await asyncio.to_thread(
-            validate, published.artifact, published.manifests, self._limits
+            partial(validate, identity=identity),
+            published.artifact,
+            published.manifests,
+            self._limits,
         )
         event = CloudEvent.new(to_event(outcome), source=SOURCE, cause=delivery.event)
         await self._publish(event)
@@ -50,6 +57,7 @@ class IngestHandler:
                 artifact_id=outcome.artifact.id,
                 service=outcome.artifact.service,
                 environments=sorted(outcome.manifests),
+                identity=identity,
                 published_id=event.id,
             )
         else:
@@ -58,6 +66,7 @@ class IngestHandler:
                 artifact_id=outcome.artifact_id,
                 service=outcome.service,
                 reasons=[f"{r.code}: {r.message}" for r in outcome.reasons],
+                identity=identity,
                 published_id=event.id,
             )
 

@@ -6,6 +6,7 @@ Every one is an environment variable with the ``FERRY_`` prefix, for example
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -28,6 +29,9 @@ class IngestSettings(RuntimeSettings):
     ingest_environments: Annotated[tuple[str, ...], NoDecode] = ()
     #: Cluster-scoped kinds a build may hold anyway, comma-separated (default: none).
     ingest_allowed_kinds: Annotated[tuple[str, ...], NoDecode] = ()
+    #: Who may publish which service and namespace (YAML ``identities: {<broker user>:
+    #: {services: [...], namespaces: [...]}}``); unset: any publisher may publish any service.
+    ci_identities_file: Path | None = None
     #: Messages handled at once.
     ingest_concurrency: int = Field(default=4, ge=1, le=256)
 

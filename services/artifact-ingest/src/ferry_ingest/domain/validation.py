@@ -22,6 +22,8 @@ Reason codes (stable, for machines; ``message`` is for people):
 - ``foreign-namespace``       an object in a namespace other than the artifact's
 - ``remote-kustomize-base``   a kustomization that reaches outside the build
 - ``tests-failed``            the CI ``test`` stage reports failed tests
+- ``no-identity``             no AMQP ``user_id`` (with FERRY_CI_IDENTITIES_FILE; ``identities``)
+- ``identity-not-allowed``    that identity may not publish this service or namespace
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pydantic_core import ErrorDetails
 from ferry_events import DNS_LABEL, ArtifactSpec, Manifests, Reason, is_safe_segment
 from ferry_ingest.domain.bounds import Bounds
 from ferry_ingest.domain.documents import check_yaml
+from ferry_ingest.domain.identities import CiIdentities, check_identity
 from ferry_ingest.domain.text import cut as _cut
 from ferry_ingest.domain.text import shown as _shown
 
@@ -55,6 +58,8 @@ class Limits:
     environments: frozenset[str] = field(default_factory=frozenset)
     #: Cluster-scoped kinds a build may hold anyway (FERRY_INGEST_ALLOWED_KINDS).
     allowed_kinds: frozenset[str] = field(default_factory=frozenset)
+    #: Who may publish which service (FERRY_CI_IDENTITIES_FILE); None: anyone may.
+    identities: CiIdentities | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +95,18 @@ Outcome = Accepted | Rejected
 
 
 def validate(
-    artifact: Mapping[str, Any], manifests: Mapping[str, Any], limits: Limits | None = None
+    artifact: Mapping[str, Any],
+    manifests: Mapping[str, Any],
+    limits: Limits | None = None,
+    *,
+    identity: str | None = None,
 ) -> Outcome:
-    """Check the artifact spec, its CI results and its manifests; report every problem."""
+    """Check who published it (``identity``: the message's AMQP ``user_id``), the artifact
+    spec, its CI results and its manifests; report every problem."""
     limits = limits or Limits()
     spec, reasons = check_spec(artifact)
+    if limits.identities is not None and spec is not None:
+        reasons += check_identity(limits.identities, identity, spec.service, spec.namespace)
     reasons += check_ci(artifact)
     # Namespaces are checked against a valid spec only: a broken one is refused already.
     namespace = spec.namespace if spec is not None else None
