@@ -57,6 +57,7 @@ WATCHER_RULES = {
     *(("", "pods", v) for v in ("get", "list", "watch")),
     ("", "pods/log", "get"),
 }
+FLUX_APPLIER = "ferry-flux-applier"
 CUSTOM_KINDS = {"RabbitmqCluster", "GitRepository", "Kustomization", "PrometheusRule", "PodMonitor"}
 
 
@@ -146,7 +147,12 @@ def check_custom_resource(obj: dict[str, Any]) -> None:
         assert re.fullmatch(r"\d+[smh]", spec["interval"])
         assert isinstance(spec["prune"], bool)
         assert spec["sourceRef"]["kind"] == "GitRepository"
-        assert re.fullmatch(r"\./environments/[a-z0-9-]+", spec["path"])
+        # one Kustomization per environment and namespace, applied into that namespace as
+        # the applier, which has namespace rights only
+        found = re.fullmatch(r"\./environments/[a-z0-9-]+/([a-z0-9-]+)", spec["path"])
+        assert found, spec["path"]
+        assert spec["targetNamespace"] == found.group(1)
+        assert spec["serviceAccountName"] == FLUX_APPLIER
     elif kind == "PrometheusRule":
         assert obj["apiVersion"] == "monitoring.coreos.com/v1"
         for group in spec["groups"]:
@@ -241,7 +247,8 @@ def test_a_cluster_overlay_deploys_only_the_watcher_named_after_its_cluster(over
     }
     assert env["FERRY_CLUSTER_NAME"] == overlay.removeprefix("cluster-")
     assert not of_kind(objects, "RabbitmqCluster")
-    assert [n["metadata"]["name"] for n in of_kind(objects, "Namespace")] == ["ferry"]
+    # Ferry's own, and the application namespaces onboarded to this cluster (flux/tenants)
+    assert [n["metadata"]["name"] for n in of_kind(objects, "Namespace")] == ["ferry", "payments"]
 
 
 # ---------------------------------------------------------------------- RBAC
@@ -255,10 +262,14 @@ def permissions(objects: list[dict[str, Any]]) -> dict[str, set[tuple[str, str, 
         if o["kind"] in {"Role", "ClusterRole"}
     }
     granted: dict[str, set[tuple[str, str, str]]] = {
-        sa["metadata"]["name"]: set() for sa in of_kind(objects, "ServiceAccount")
+        sa["metadata"]["name"]: set()
+        for sa in of_kind(objects, "ServiceAccount")
+        if sa["metadata"]["name"] != FLUX_APPLIER
     }
     for binding in objects:
         if binding["kind"] not in {"RoleBinding", "ClusterRoleBinding"}:
+            continue
+        if binding["roleRef"]["name"] == FLUX_APPLIER:  # Flux's, checked on its own below
             continue
         role = roles[(binding["roleRef"]["kind"], binding["roleRef"]["name"])]
         for subject in binding["subjects"]:
@@ -291,11 +302,65 @@ def test_rbac_is_exactly_the_watchers_read_only_role(target: str) -> None:
             assert pod["automountServiceAccountToken"] is False
             sa = by_name(objects, "ServiceAccount")[account]
             assert sa["automountServiceAccountToken"] is False
-    # No namespaced Role and no other ClusterRole exists at all.
+    # No namespaced Role and no other ClusterRole exists at all (Flux's applier aside).
     assert not of_kind(objects, "Role")
-    assert [r["metadata"]["name"] for r in of_kind(objects, "ClusterRole")] == (
-        ["ferry-cluster-watcher"] if "cluster-watcher" in deployments else []
+    assert sorted(r["metadata"]["name"] for r in of_kind(objects, "ClusterRole")) == sorted(
+        (["ferry-cluster-watcher"] if "cluster-watcher" in deployments else [])
+        + ([FLUX_APPLIER] if of_kind(objects, "Kustomization") else [])
     )
+
+
+#: What Flux's applier may manage: namespaced kinds only; no RBAC, no namespaces.
+NAMESPACED = {
+    "": {"configmaps", "secrets", "services", "serviceaccounts", "persistentvolumeclaims"},
+    "apps": {"deployments", "statefulsets", "daemonsets"},
+    "batch": {"jobs", "cronjobs"},
+    "autoscaling": {"horizontalpodautoscalers"},
+    "policy": {"poddisruptionbudgets"},
+    "networking.k8s.io": {"ingresses", "networkpolicies"},
+}
+
+
+@pytest.mark.parametrize("overlay", [o for o in OVERLAYS if o != "production"])
+def test_flux_applies_as_an_account_with_namespace_rights_only(overlay: str) -> None:
+    """A ClusterRoleBinding in a build would be applied with Flux's own (cluster-admin)
+    rights; applied as ferry-flux-applier it is refused by the API server, as is an object of
+    any cluster-scoped kind or for a namespace nobody onboarded."""
+    objects = render(f"overlays/{overlay}")
+    (account,) = (
+        sa for sa in of_kind(objects, "ServiceAccount") if sa["metadata"]["name"] == FLUX_APPLIER
+    )
+    assert account["metadata"]["namespace"] == "flux-system"
+    assert account["automountServiceAccountToken"] is False
+    role = by_name(objects, "ClusterRole")[FLUX_APPLIER]
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule
+        assert "nonResourceURLs" not in rule
+        assert set(rule["verbs"]) <= {"get", "list", "watch", "create", "update", "patch", "delete"}
+        for group in rule["apiGroups"]:
+            assert set(rule["resources"]) <= NAMESPACED.get(group, set()), (group, rule)
+    bindings = [
+        b
+        for b in objects
+        if b["kind"] in {"RoleBinding", "ClusterRoleBinding"}
+        and any(s["name"] == FLUX_APPLIER for s in b["subjects"])
+    ]
+    assert bindings
+    onboarded = set()
+    for binding in bindings:
+        assert binding["kind"] == "RoleBinding", "no cluster-wide grant to Flux's applier"
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": FLUX_APPLIER,
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": FLUX_APPLIER, "namespace": "flux-system"}
+        ]
+        onboarded.add(binding["metadata"]["namespace"])
+    targets = {k["spec"]["targetNamespace"] for k in of_kind(objects, "Kustomization")}
+    assert targets == onboarded
+    assert targets <= set(by_name(objects, "Namespace"))
 
 
 # ---------------------------------------------------------------------- network
@@ -449,7 +514,7 @@ def test_flux_applies_one_kustomization_per_environment(
     sources = by_name(objects, "GitRepository")
     kustomizations = of_kind(objects, "Kustomization")
     assert {k["spec"]["path"] for k in kustomizations} == {
-        f"./environments/{e}" for e in environments
+        f"./environments/{e}/payments" for e in environments
     }
     for kustomization in kustomizations:
         assert kustomization["spec"]["sourceRef"]["name"] in sources
@@ -460,7 +525,7 @@ def test_flux_applies_one_kustomization_per_environment(
 @pytest.mark.parametrize("overlay", [o for o in OVERLAYS if o != "production"])
 def test_each_watcher_reports_exactly_the_environments_its_cluster_runs(overlay: str) -> None:
     objects = render(f"overlays/{overlay}")
-    applied = {k["spec"]["path"].rsplit("/", 1)[1] for k in of_kind(objects, "Kustomization")}
+    applied = {k["spec"]["path"].split("/")[2] for k in of_kind(objects, "Kustomization")}
     watcher = by_name(objects, "Deployment")["cluster-watcher"]
     (container,) = containers(watcher)
     env = {e["name"]: e.get("value") for e in container["env"]}
