@@ -814,13 +814,9 @@ async def _ready(port: int) -> bool:
 async def test_every_service_runs_as_its_own_user_and_a_ci_push_reaches_the_config_repo(
     imported: Imported, tmp_path: Path
 ) -> None:
-<<<<<<< HEAD
     """The six real services (`python -m ferry_<x>`), each logged in as its own user from
-    definitions.json, start, get ready, and carry a `ferry artifact push` made as ferry-ci
-=======
-    """The five real services (`python -m ferry_<x>`), each logged in as its own user from
-    definitions.json, start, get ready, and carry a `ferry artifact push` made as ferry-ci-payments
->>>>>>> ae85e07 (ingest: CI identities: a build's publisher is its AMQP user_id; FERRY_CI_IDENTITIES_FILE says which services and namespaces it may publish; one broker user per pipeline)
+    definitions.json, start, get ready, and carry a `ferry artifact push` made as
+    ferry-ci-payments
     into the config repository, with no ACCESS_REFUSED anywhere."""
     remote = make_bare_remote(tmp_path / "config.git")
     processes: dict[str, tuple[ServiceProcess, int]] = {}
