@@ -13,6 +13,7 @@ import yaml
 
 from ferry_testing import BrokerNamespace, EventTap, log_subjects, show
 
+from .test_cli_release_e2e import ferry
 from .test_promotion_flow import Flow, artifact, flow
 
 pytestmark = pytest.mark.amqp
@@ -167,3 +168,58 @@ async def test_a_marked_artifact_is_refused_everywhere_until_the_mark_is_lifted(
         )
         promoted = await _committed(f, environment="staging", intent="promote")
         assert promoted["artifactId"] == A
+
+
+async def test_the_cli_halts_resumes_and_marks_through_the_services(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    async with flow(broker_ns, event_tap, bare_remote, tmp_path) as f:
+        await f.store(artifact(A))
+        server = str(f.client.base_url)
+
+        def env(who: str) -> dict[str, str]:
+            return {"FERRY_SERVER": server, "FERRY_TOKEN": f.tokens[who]}
+
+        code, out, err = await ferry("halt", "prod", "--reason", "incident 4711", env=env("jane"))
+        assert code == 4, (out, err)
+        assert "needs the role admin" in out + err
+        code, out, err = await ferry("halt", "prod", "--reason", " ", env=env("root"))
+        assert code == 1, (out, err)
+        assert "reason" in out + err
+        code, out, err = await ferry("halt", "prod", "--reason", "incident 4711", env=env("root"))
+        assert code == 0, (out, err)
+        assert "git-writer commits it to halts.yaml" in out
+        await f.tap.wait_one(
+            "ferry.halt.changed.v1", lambda e: e.data["halted"] is True, timeout=20
+        )
+        await _until(f, "/v1/halts", lambda b: b["halts"])
+        code, out, err = await ferry("halts", env=env("jane"))
+        assert code == 0, (out, err)
+        assert "incident 4711" in out
+        assert "root@example.com" in out
+        code, out, err = await ferry("status", env=env("jane"))
+        assert "prod halted by root@example.com" in out, out
+
+        code, out, err = await ferry(
+            "artifact", "reject", f.service, A, "--reason", "corrupts the ledger", env=env("jane")
+        )
+        assert code == 0, (out, err)
+        await f.tap.wait_one("ferry.artifact.mark.changed.v1", timeout=20)
+        await _until(
+            f,
+            f"/v1/services/{f.service}/artifacts",
+            lambda b: any(a.get("rejected") for a in b["artifacts"]),
+        )
+        code, out, err = await ferry("artifacts", f.service, env=env("jane"))
+        assert code == 0, (out, err)
+        assert "marked bad by jane@example.com: corrupts the ledger" in out
+
+        code, out, err = await ferry("resume", "prod", env=env("root"))
+        assert code == 0, (out, err)
+        await f.tap.wait_one(
+            "ferry.halt.changed.v1", lambda e: e.data["halted"] is False, timeout=20
+        )
+        code, out, err = await ferry("artifact", "unreject", f.service, A, env=env("jane"))
+        assert code == 0, (out, err)
+        await _until(f, "/v1/halts", lambda b: b["halts"] == [])
+        assert "halts:" in show(f.remote, "halts.yaml")

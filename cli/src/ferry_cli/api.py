@@ -260,3 +260,23 @@ class ApiClient:
 
     def delete_policy(self, service: str) -> Json:
         return self._document("DELETE", f"/v1/policies/{_segment(service)}")
+
+    # ------------------------------------------------------------------ halts and marks
+
+    def halts(self) -> Json:
+        return self._get("/v1/halts")
+
+    def halt(self, environment: str, reason: str) -> Json:
+        body: Json = {"environment": environment, "reason": reason}
+        return self._document("POST", "/v1/halts", json=body)
+
+    def resume(self, environment: str) -> Json:
+        return self._document("DELETE", f"/v1/halts/{_segment(environment)}")
+
+    def reject_artifact(self, service: str, artifact_id: str, reason: str) -> Json:
+        path = f"/v1/services/{_segment(service)}/artifacts/{_segment(artifact_id)}/reject"
+        return self._document("POST", path, json={"reason": reason})
+
+    def unreject_artifact(self, service: str, artifact_id: str) -> Json:
+        path = f"/v1/services/{_segment(service)}/artifacts/{_segment(artifact_id)}/reject"
+        return self._document("DELETE", path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from ferry_cli.commands import insights, releases, services
+from ferry_cli.commands import insights, releases, safety, services
 from ferry_cli.commands.artifact import artifact_app
 from ferry_cli.commands.dlq import dlq_app
 from ferry_cli.commands.policy import policy_app
@@ -43,6 +43,7 @@ def _global_options(
 releases.register(app)
 services.register(app)
 insights.register(app)
+safety.register(app, artifact_app)
 app.add_typer(artifact_app)
 app.add_typer(policy_app)
 app.add_typer(dlq_app)

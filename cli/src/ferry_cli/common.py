@@ -114,7 +114,13 @@ def session(
 
 
 View = Literal[
-    "release_view", "status_table", "service_view", "history_table", "artifacts_table", "dora_view"
+    "release_view",
+    "status_table",
+    "service_view",
+    "history_table",
+    "artifacts_table",
+    "dora_view",
+    "halts_table",
 ]
 
 

@@ -113,7 +113,40 @@ def _cell(state: Json | None) -> Text:
     text.append(rollout, style=ROLLOUT_STYLE.get(rollout, ""))
     if state.get("rolloutReason"):
         text.append(f": {state['rolloutReason']}", style="dim")
+    if state.get("rejected"):
+        text.append("\n")
+        text.append(_marked(state["rejected"]), style="bold red")
     return text
+
+
+def _marked(mark: Json) -> str:
+    """``marked bad by jane@example.com: corrupts the ledger``."""
+    who = f" by {_s(mark.get('by'))}" if mark.get("by") else ""
+    why = f": {_s(mark.get('reason'))}" if mark.get("reason") else ""
+    return f"marked bad{who}{why}"
+
+
+def _halted(halt: Json) -> str:
+    where = "every environment" if halt.get("environment") == "*" else _s(halt.get("environment"))
+    who = f" by {_s(halt.get('by'))}" if halt.get("by") else ""
+    since = f" since {_s(halt.get('since'))}" if halt.get("since") else ""
+    why = f": {_s(halt.get('reason'))}" if halt.get("reason") else ""
+    return f"{where} halted{who}{since}{why}"
+
+
+def halts_table(document: Json) -> Table:
+    """The halted environments (halts.yaml)."""
+    table = Table(title="halts", title_justify="left")
+    for column in ("environment", "reason", "by", "since"):
+        table.add_column(column, overflow="fold")
+    for h in document.get("halts") or []:
+        table.add_row(
+            Text(_s(h.get("environment")), style="bold red"),
+            escape(_s(h.get("reason"))),
+            escape(_s(h.get("by"))),
+            escape(_s(h.get("since"))),
+        )
+    return table
 
 
 def status_table(document: Json) -> Table:
@@ -133,13 +166,17 @@ def status_table(document: Json) -> Table:
         table.add_row(
             escape(_s(entry.get("service"))), *[_cell(envs.get(env)) for env in environments]
         )
+    halts = document.get("halts") or []
+    if halts:
+        table.caption = "\n".join(_halted(h) for h in halts) + " (only rollbacks go through)"
+        table.caption_style = "bold red"
     return table
 
 
 def service_view(document: Json) -> Table:
     """One service, one row per environment with all it knows."""
     table = Table(title=escape(_s(document.get("service"))), title_justify="left")
-    for column in ("environment", "artifact", "commit", "released", "by", "rollout"):
+    for column in ("environment", "artifact", "commit", "released", "by", "rollout", "marked bad"):
         table.add_column(column)
     for env, found in (document.get("environments") or {}).items():
         state: Json = found or {}
@@ -154,6 +191,7 @@ def service_view(document: Json) -> Table:
             escape(_s(state.get("releasedAt"))),
             escape(_s(state.get("releasedBy"))),
             rollout_text,
+            Text(_marked(state["rejected"]), style="bold red") if state.get("rejected") else "",
         )
     return table
 
@@ -178,7 +216,8 @@ def history_table(document: Json) -> Table:
 
 def artifacts_table(document: Json) -> Table:
     table = Table(title=f"artifacts of {escape(_s(document.get('service')))}", title_justify="left")
-    for column in ("artifact", "branch", "sha", "author", "message", "stored", "manifests for"):
+    columns = ("artifact", "branch", "sha", "author", "message", "stored", "manifests for", "mark")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for a in document.get("artifacts") or []:
         message = _s(a.get("message")).splitlines()
@@ -190,6 +229,7 @@ def artifacts_table(document: Json) -> Table:
             escape(message[0] if message else ""),
             escape(_s(a.get("storedAt"))),
             escape(", ".join(a.get("environments") or [])),
+            Text(_marked(a["rejected"]), style="bold red") if a.get("rejected") else "",
         )
     return table
 

@@ -13,6 +13,7 @@ from ferry_events import (
     ArtifactRejected,
     ArtifactSpec,
     ArtifactStored,
+    HaltChanged,
     Intent,
     PolicyChanged,
     PolicyViolation,
@@ -195,5 +196,19 @@ def policy_changed() -> PolicyChanged:
         service="payments",
         policy={"autoRelease": []},
         actor=JANE,
+        commit_sha="feedbeef",
+    )
+
+
+def halt_changed(
+    environment: str = "prod", *, halted: bool = True, request_id: str = "h-1"
+) -> HaltChanged:
+    return HaltChanged(
+        request_id=request_id,
+        environment=environment,
+        halted=halted,
+        reason="incident 4711" if halted else "",
+        actor=JANE,
+        since=NOW,
         commit_sha="feedbeef",
     )

@@ -323,3 +323,23 @@ async def test_a_template_that_cannot_render_dead_letters_only_its_destination(
     assert "rendering the release.committed message failed" in str(headers[REASON_HEADER])
     assert webhooks.at("/hook")[0].event["id"] == sent.id
     assert slack_api.calls_to("chat.postMessage") == []
+
+
+async def test_a_halt_and_a_resume_are_announced_in_the_alert_channels(
+    notifier: NotifierFactory, broker_ns: BrokerNamespace, slack_api: SlackApi
+) -> None:
+    routes = (
+        "include_defaults: true\nprotected_environments: [prod]\n"
+        "squads: {payments: pay, ledger: books}\n"
+    )
+    async with notifier(routes, concurrency=1):
+        await broker_ns.publish(ev.halt_changed(), source="ferry/git-writer")
+        await broker_ns.publish(
+            ev.halt_changed(halted=False, request_id="h-2"), source="ferry/git-writer"
+        )
+        await _until(lambda: len(_posts(slack_api, "#pay-alerts")) == 2)
+        await _until(lambda: len(_posts(slack_api, "#books-alerts")) == 2)
+    halt, resume = (c.params["text"] for c in _posts(slack_api, "#pay-alerts"))
+    assert "*prod* is halted by rel@example.com" in halt
+    assert "incident 4711" in halt
+    assert "*prod* is resumed" in resume

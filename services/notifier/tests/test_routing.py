@@ -11,6 +11,7 @@ from ferry_events import CloudEvent, EventData
 from ferry_notifier.domain.flood import next_in_flood
 from ferry_notifier.domain.notice import Notice, Outcome, notice_for
 from ferry_notifier.domain.routing import (
+    RoutingConfig,
     RoutingFileError,
     default_routing,
     parse_routing,
@@ -186,3 +187,20 @@ def test_a_file_can_add_its_rules_to_the_built_in_ones() -> None:
     routing = default_routing(slack=True, email=False, base=base)
     keys = {d.key for d in route(_notice(ev.rollout_failed()), routing)}
     assert keys == {"slack-dm:dev@example.com", "slack:#oncall", "console", "slack:#payments"}
+
+
+def test_a_halt_and_its_resume_go_where_failures_go_for_every_squad() -> None:
+    base = RoutingConfig.model_validate(
+        {"protected_environments": ["prod"], "squads": {"payments": "pay", "ledger": "books"}}
+    )
+    routing = default_routing(slack=True, email=False, base=base)
+    halt = _notice(ev.halt_changed())
+    assert halt.outcome is Outcome.FAILURE
+    expected = {"slack:#books-alerts", "slack:#pay-alerts", "console"}
+    assert {d.key for d in route(halt, routing)} == expected
+    resume = _notice(ev.halt_changed(halted=False, request_id="h-2"))
+    assert {d.key for d in route(resume, routing)} == expected
+    everything = _notice(ev.halt_changed("*"))
+    assert {d.key for d in route(everything, routing)} == expected
+    # an unprotected environment's halt is not an alert, as its failures are not
+    assert {d.key for d in route(_notice(ev.halt_changed("dev")), routing)} == {"console"}

@@ -523,3 +523,35 @@ async def test_a_click_after_the_approval_expired_says_so_and_does_nothing(chat)
     assert "expired" in answer["text"]
     assert answer["text"].endswith("nothing was done.")
     assert not chat.tap.of_type("ferry.approval.granted.v1")
+
+
+async def test_halt_and_resume_from_slack_are_committed_and_refuse_then_allow(chat):
+    refused = await chat.say("UALICE", "halt prod incident 4711")
+    assert refused.startswith(":lock: halting an environment needs the role admin")
+    usage = await chat.say("UCAROL", "halt prod")
+    assert usage.endswith("Usage: `/ferry halt <env|*> <reason>`")
+    unknown = await chat.say("UCAROL", "halt qa incident")
+    assert "unknown environment 'qa'" in unknown
+    async with chat.git_writer():
+        answer = await chat.say("UCAROL", "halt dev incident 4711")
+        assert answer.startswith(":octagonal_sign: Halt of `dev` requested")
+        changed = await chat.tap.wait_one("ferry.halt.changed.v1", timeout=30)
+        assert (changed.data["environment"], changed.data["reason"]) == ("dev", "incident 4711")
+        assert changed.data["actor"]["subject"] == "carol"
+        await chat.service.reader.refresh(force=True)
+        release_id = release_id_in(await chat.say("UALICE", "release payments master-1 to dev"))
+        assert await chat.status_of(release_id, "rejected", "approved") == "rejected"
+        rejected = await chat.tap.wait_one(
+            "ferry.release.rejected.v1", lambda e: e.data["releaseId"] == release_id
+        )
+        assert rejected.data["violations"][0]["policy"] == "halted"
+
+        answer = await chat.say("UCAROL", "resume dev")
+        assert answer.startswith(":arrow_forward: Resume of `dev` requested")
+        await chat.tap.wait_one(
+            "ferry.halt.changed.v1", lambda e: e.data["halted"] is False, timeout=30
+        )
+        await chat.service.reader.refresh(force=True)
+        again = release_id_in(await chat.say("UALICE", "release payments master-1 to dev"))
+        assert await chat.status_of(again, "rejected", "approved", "committed") != "rejected"
+    assert "/ferry halt <env|*> <reason>" in await chat.say("UNOBODY", "help")

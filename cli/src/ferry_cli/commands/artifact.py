@@ -17,7 +17,11 @@ from ferry_cli.common import OutputOpt, command, session
 from ferry_cli.errors import CliError, ExitCode
 from ferry_cli.output import console, note, print_json
 
-artifact_app = typer.Typer(name="artifact", help="Publish what CI built.", no_args_is_help=True)
+artifact_app = typer.Typer(
+    name="artifact",
+    help="Publish what CI built; mark an artifact bad or lift the mark.",
+    no_args_is_help=True,
+)
 
 
 @command(artifact_app, "push")

@@ -97,7 +97,7 @@ CONTRACT: Final[tuple[Route, ...]] = (
     Route(PolicyChangeRequested, PROMOTION, (GIT_WRITER,)),
     Route(PolicyChanged, GIT_WRITER, (PROMOTION, NOTIFIER)),
     Route(HaltChangeRequested, PROMOTION, (GIT_WRITER,)),
-    Route(HaltChanged, GIT_WRITER, (PROMOTION,)),
+    Route(HaltChanged, GIT_WRITER, (PROMOTION, NOTIFIER)),
     Route(ArtifactMarkChangeRequested, PROMOTION, (GIT_WRITER,)),
     Route(ArtifactMarkChanged, GIT_WRITER, (PROMOTION,)),
     Route(RolloutStarted, CLUSTER_WATCHER, (PROMOTION, NOTIFIER, INSIGHTS)),

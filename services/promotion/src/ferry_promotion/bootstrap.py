@@ -173,7 +173,7 @@ async def build(
         await runtime.publisher.publish(event)
 
     relay = OutboxRelay(store, publish)
-    chatops = _chatops(settings, tokens, requests, views)
+    chatops = _chatops(settings, tokens, PromotionReleases(requests, views, safety))
     service = PromotionService(
         settings,
         runtime,
@@ -205,7 +205,7 @@ async def build(
 
 
 def _chatops(
-    settings: PromotionSettings, tokens: TokenStore, requests: Requests, views: Views
+    settings: PromotionSettings, tokens: TokenStore, releases: PromotionReleases
 ) -> ChatOps:
     """Chat-ops and its Slack adapters.
 
@@ -220,7 +220,7 @@ def _chatops(
     return ChatOps(
         verifier=SlackRequestVerifier(secret) if secret else None,
         people=TokenPeople(tokens),
-        releases=PromotionReleases(requests, views),
+        releases=releases,
         users=SlackUserDirectory(AsyncWebClient(token=bot_token, base_url=base_url))
         if bot_token
         else None,

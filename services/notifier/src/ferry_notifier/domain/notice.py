@@ -22,6 +22,7 @@ from ferry_events import (
     ArtifactStored,
     CloudEvent,
     EventData,
+    HaltChanged,
     PolicyChanged,
     ReleaseApproved,
     ReleaseCommitted,
@@ -57,6 +58,7 @@ NOTIFIED_TYPES: Final[tuple[type[EventData], ...]] = (
     RolloutSucceeded,
     RolloutFailed,
     PolicyChanged,
+    HaltChanged,
 )
 
 #: Heard only to remember an artifact's squad, author, commit and CI links.
@@ -398,5 +400,16 @@ def notice_for(event: CloudEvent, data: EventData) -> Notice:  # noqa: PLR0911 -
             **_released_by(data.actor),
             commit_sha=data.commit_sha,
             extra={"deleted": data.deleted, "policy": data.policy or {}},
+        )
+    if isinstance(data, HaltChanged):
+        # a halt stops releases: bad news, heard where failures are (routing.py);
+        # its resume is heard in the same places
+        return make(
+            outcome=Outcome.FAILURE if data.halted else Outcome.INFO,
+            environment=data.environment,
+            **_released_by(data.actor),
+            reason=data.reason,
+            commit_sha=data.commit_sha,
+            extra={"halted": data.halted, "no_change": data.no_change},
         )
     raise ValueError(f"the notifier does not notify about {event.type}")

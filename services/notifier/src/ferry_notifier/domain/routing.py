@@ -24,7 +24,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 import yaml
@@ -334,6 +334,17 @@ def _event_matches(patterns: Sequence[str], event_type: str) -> bool:
     return any(_glob(p, event_type) or _glob(p, short) for p in patterns)
 
 
+#: A halt or a resume (``ferry.halt.changed.v1``): heard wherever failures are, its
+#: environment ``*`` counts as protected, and a channel named by squad goes to every squad's.
+HALT_KIND: Final = "halt.changed"
+
+
+def _protected(notice: Notice, protected: Sequence[str]) -> bool:
+    if notice.kind == HALT_KIND and notice.environment == "*":
+        return True
+    return bool(notice.environment) and notice.environment in protected
+
+
 def matches(match: Match, notice: Notice, protected: Sequence[str]) -> bool:
     """Whether one rule's ``match`` fits this notice."""
     checks = (
@@ -341,9 +352,10 @@ def matches(match: Match, notice: Notice, protected: Sequence[str]) -> bool:
         not match.services or _any_glob(match.services, notice.service),
         not match.environments or _any_glob(match.environments, notice.environment),
         not match.squads or _any_glob(match.squads, notice.squad),
-        not match.outcomes or notice.outcome in match.outcomes,
-        match.protected is None
-        or (bool(notice.environment) and notice.environment in protected) == match.protected,
+        not match.outcomes
+        or notice.outcome in match.outcomes
+        or (notice.kind == HALT_KIND and Outcome.FAILURE in match.outcomes),
+        match.protected is None or _protected(notice, protected) == match.protected,
     )
     return all(checks)
 
@@ -380,6 +392,11 @@ def _expand(spec: str, notice: Notice, config: RoutingConfig) -> list[Destinatio
         return [Destination("webhook", target)]
     if kind == "slack":
         channel = _fill(target, notice)
+        if channel is None and notice.kind == HALT_KIND:
+            # a halt concerns every squad: each squad's channel hears it
+            squads = sorted(set(config.squads.values()))
+            filled = {_fill(target, replace(notice, squad=squad)) for squad in squads}
+            return [Destination("slack", c) for c in sorted(c for c in filled if c)]
         return [Destination("slack", channel)] if channel else []
     people: Iterable[str]
     if target == "approvers":

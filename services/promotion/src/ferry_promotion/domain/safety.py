@@ -154,7 +154,7 @@ def safety_violations(
                 policy=REJECTED_ARTIFACT,
                 message=(
                     f"{mark.describe()}; it is released nowhere until the mark is lifted "
-                    f"(ferry artifacts unreject {mark.service} {mark.artifact_id})"
+                    f"(ferry artifact unreject {mark.service} {mark.artifact_id})"
                 ),
             )
         )

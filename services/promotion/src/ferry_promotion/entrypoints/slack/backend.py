@@ -27,6 +27,7 @@ from ferry_promotion.errors import (
     Unavailable,
 )
 from ferry_promotion.service_layer.requesting import Requests
+from ferry_promotion.service_layer.safety import Safety
 from ferry_promotion.service_layer.views import Views
 
 __all__ = ["PromotionReleases", "TokenPeople"]
@@ -73,9 +74,10 @@ class TokenPeople:
 class PromotionReleases:
     """The promotion use cases, as chat-ops calls them."""
 
-    def __init__(self, requests: Requests, reads: Views) -> None:
+    def __init__(self, requests: Requests, reads: Views, safety: Safety) -> None:
         self._requests = requests
         self._reads = reads
+        self._safety = safety
 
     async def request(
         self,
@@ -129,3 +131,12 @@ class PromotionReleases:
         except ApplicationError:
             return False  # the request itself will say what is wrong
         return any(a.artifact_id == artifact_id for a in found.artifacts)
+
+    async def halt(
+        self, actor: Identity, environment: str, *, halted: bool, reason: str = ""
+    ) -> Mapping[str, Any]:
+        if halted:
+            request_id = await _refusing(self._safety.halt(actor, environment, reason))
+        else:
+            request_id = await _refusing(self._safety.resume(actor, environment))
+        return _json(views.ChangeAccepted(request_id=request_id))

@@ -25,6 +25,7 @@ from ferry_promotion.entrypoints.slack.commands import (
     ApproveCommand,
     Command,
     CommandError,
+    HaltCommand,
     HelpCommand,
     HistoryCommand,
     PromoteCommand,
@@ -264,6 +265,9 @@ class ChatOps:
             case RejectCommand(release_id=rid, reason=reason):
                 release = await self._decide(actor, rid, approve=False, note=reason)
                 return messages.ephemeral(messages.decided_text(release, approve=False))
+            case HaltCommand(environment=env, halted=halted, reason=reason):
+                answer = await self._releases.halt(actor, env, halted=halted, reason=reason)
+                return messages.ephemeral(messages.halt_text(answer, env, halted=halted))
         raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
 
     def _requested(

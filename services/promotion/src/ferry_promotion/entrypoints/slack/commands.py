@@ -12,6 +12,8 @@ Grammar (words are separated by spaces; ``[...]`` is optional)::
     /ferry history <service> [env]
     /ferry approve <release>
     /ferry reject <release> <reason...>
+    /ferry halt <env|*> <reason...>
+    /ferry resume <env|*>
     /ferry help [command]
 """
 
@@ -30,6 +32,7 @@ __all__ = [
     "ApproveCommand",
     "Command",
     "CommandError",
+    "HaltCommand",
     "HelpCommand",
     "HistoryCommand",
     "PromoteCommand",
@@ -51,6 +54,8 @@ USAGE: Final[dict[str, str]] = {
     "history": "/ferry history <service> [env]",
     "approve": "/ferry approve <release>",
     "reject": "/ferry reject <release> <reason>",
+    "halt": "/ferry halt <env|*> <reason>",
+    "resume": "/ferry resume <env|*>",
     "help": "/ferry help [command]",
 }
 
@@ -62,6 +67,8 @@ _EXPLAIN: Final[dict[str, str]] = {
     "history": "the latest releases of a service, optionally of one environment",
     "approve": "approve a release that waits for approval",
     "reject": "reject a release that waits for approval, with a reason",
+    "halt": "stop the line: refuse every request to <env> (* for all) but rollbacks (admin)",
+    "resume": "lift the halt of <env> (admin)",
     "help": "this help, or the usage of one command",
 }
 
@@ -121,6 +128,15 @@ class RejectCommand:
 
 
 @dataclass(frozen=True)
+class HaltCommand:
+    """``halt`` (``halted``) or ``resume`` of an environment, ``*`` for every one."""
+
+    environment: str
+    halted: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class HelpCommand:
     topic: str | None = None
 
@@ -133,6 +149,7 @@ Command = (
     | HistoryCommand
     | ApproveCommand
     | RejectCommand
+    | HaltCommand
     | HelpCommand
 )
 
@@ -269,6 +286,24 @@ def _parse_reject(words: list[str]) -> RejectCommand:
     return RejectCommand(release_id=_release_id(words[1], "reject"), reason=reason)
 
 
+def _halt_target(value: str, command: str) -> str:
+    return value if value == "*" else _environment(value, command)
+
+
+def _parse_halt(words: list[str]) -> HaltCommand:
+    if len(words) < 3:
+        raise CommandError("`halt` needs an environment (or *) and a reason.", "halt")
+    reason = " ".join(words[2:]).strip().strip("\"'").strip()
+    if not reason:
+        raise CommandError("`halt` needs a reason.", "halt")
+    return HaltCommand(environment=_halt_target(words[1], "halt"), halted=True, reason=reason)
+
+
+def _parse_resume(words: list[str]) -> HaltCommand:
+    _count(words, (2,), "resume")
+    return HaltCommand(environment=_halt_target(words[1], "resume"), halted=False)
+
+
 def _parse_help(words: list[str]) -> HelpCommand:
     topic = words[1].lower() if len(words) > 1 else None
     return HelpCommand(topic=topic if topic in USAGE else None)
@@ -282,6 +317,8 @@ _PARSERS: Final[dict[str, Callable[[list[str]], Command]]] = {
     "history": _parse_history,
     "approve": _parse_approve,
     "reject": _parse_reject,
+    "halt": _parse_halt,
+    "resume": _parse_resume,
     "help": _parse_help,
 }
 
@@ -300,6 +337,8 @@ def parse(text: str) -> Command:
 
 def command_name(command: Command) -> str:
     """``release``, ``promote``, ... for logs and metrics."""
+    if isinstance(command, HaltCommand):
+        return "halt" if command.halted else "resume"
     return type(command).__name__.removesuffix("Command").lower()
 
 

@@ -233,3 +233,15 @@ def decided_text(release: Mapping[str, Any], *, approve: bool) -> str:
             return f":white_check_mark: You approved release `{rid}`; {left} more needed."
         return f":white_check_mark: You approved release `{rid}`; it goes ahead."
     return f":white_check_mark: You approved release `{rid}`; it is {release.get('status')}."
+
+
+def halt_text(answer: Mapping[str, Any], environment: str, *, halted: bool) -> str:
+    """What the person who halted or resumed ``environment`` is told."""
+    where = "every environment" if environment == "*" else f"`{environment}`"
+    request = answer.get("requestId", "?")
+    if halted:
+        return (
+            f":octagonal_sign: Halt of {where} requested (`{request}`): once git-writer commits "
+            "it to halts.yaml, every request there but a rollback is refused."
+        )
+    return f":arrow_forward: Resume of {where} requested (`{request}`)."

@@ -80,3 +80,8 @@ class Releases(Protocol):
 
     async def is_artifact(self, actor: Any, service: str, artifact_id: str) -> bool:
         """True when ``artifact_id`` names a stored artifact of ``service``."""
+
+    async def halt(
+        self, actor: Any, environment: str, *, halted: bool, reason: str = ""
+    ) -> Mapping[str, Any]:
+        """``POST /v1/halts`` (``halted``) or ``DELETE /v1/halts/{environment}``."""
