@@ -132,3 +132,24 @@ async def test_one_replica_starts_a_thread_and_the_other_gets_it(store: Store) -
     assert await store.claim_thread("release:r", "slack:#x", "a", 60) == Thread("C1", "1.1", 1)
     assert await store.raise_rank("release:r", "slack:#x", 1)  # the same stage: still newest
     assert not await store.raise_rank("release:r", "slack:#x", 0)
+
+
+async def test_a_live_siblings_claim_is_not_taken_over_when_its_lease_runs_out(
+    store: Store,
+) -> None:
+    # Two deliveries of one process: the holder is alive (its database was slow).
+    assert isinstance(
+        await store.claim_delivery("e3", "x", "r/p1/a", 0.1, retry_failed=False, siblings="r/p1/"),
+        Taken,
+    )
+    await asyncio.sleep(0.15)
+    sibling = await store.claim_delivery(
+        "e3", "x", "r/p1/b", 0.1, retry_failed=False, siblings="r/p1/"
+    )
+    assert isinstance(sibling, Held)
+    # Another process takes it over once the lease ran out: the holder's replica died.
+    other = await store.claim_delivery(
+        "e3", "x", "r/p2/c", 30, retry_failed=False, siblings="r/p2/"
+    )
+    assert isinstance(other, Taken)
+    assert other.taken_over_from == "r/p1/a"

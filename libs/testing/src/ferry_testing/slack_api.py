@@ -74,6 +74,7 @@ class SlackApi:
         self._released = asyncio.Event()
         #: Calls waiting right now because their token is held.
         self.waiting = 0
+        self._held: set[web.Request] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -96,6 +97,13 @@ class SlackApi:
         """Calls with this bot token wait, unanswered, until :meth:`release`."""
         self._held_tokens.add(token)
         self._released.clear()
+
+    @property
+    def held_connected(self) -> int:
+        """Held calls whose client is still connected (a dead client's drop to 0)."""
+        return sum(
+            1 for r in self._held if r.transport is not None and not r.transport.is_closing()
+        )
 
     def release(self) -> None:
         """Answer the held calls; a call whose client went away meanwhile is dropped
@@ -178,11 +186,13 @@ class SlackApi:
             return self._answer(call, {"ok": False, "error": "not_authed"})
         if token in self._held_tokens:
             self.waiting += 1
+            self._held.add(request)
             self._changed.set()
             try:
                 await self._released.wait()
             finally:
                 self.waiting -= 1
+                self._held.discard(request)
             if request.transport is None or request.transport.is_closing():
                 return self._answer(call, {"ok": False, "error": "client_gone"}, 499)
         if self._faults[method]:

@@ -53,6 +53,9 @@ class Claimant:
     def __init__(self, store: Store, claiming: Claiming) -> None:
         self._store = store
         self._c = claiming
+        #: The prefix of this process's owner names: one per process, one more part per
+        #: delivery. Claims under it belong to live siblings (see ``claims.take``).
+        self._process = f"{claiming.owner}/{uuid.uuid4().hex[:6]}/"[-100:]
 
     async def renew(self, lease: Lease, seconds: float) -> None:
         """Keep our claim for ``seconds`` plus a lease; :class:`ClaimLost` when it is not ours."""
@@ -64,7 +67,7 @@ class Claimant:
 
     async def delivery(self, claim: ClaimKey, *, retry_failed: bool) -> DeliveryRecord | Lease:
         """The claim on a delivery, or its record once another replica has settled it."""
-        owner = f"{self._c.owner}/{uuid.uuid4().hex[:8]}"[-128:]
+        owner = f"{self._process}{uuid.uuid4().hex[:8]}"
         pause = self._c.poll
         while True:
             outcome = await self._store.claim_delivery(
@@ -73,6 +76,7 @@ class Claimant:
                 owner,
                 self._c.lease,
                 retry_failed=retry_failed,
+                siblings=self._process,
             )
             if isinstance(outcome, DeliveryRecord):
                 return outcome
@@ -100,7 +104,9 @@ class Claimant:
         """The release's thread, or the claim to start it (the delivery ``keep`` owns it)."""
         pause = self._c.poll
         while True:
-            found = await self._store.claim_thread(key, destination, keep.owner, self._c.lease)
+            found = await self._store.claim_thread(
+                key, destination, keep.owner, self._c.lease, siblings=self._process
+            )
             if isinstance(found, Thread):
                 return found
             if isinstance(found, Taken):

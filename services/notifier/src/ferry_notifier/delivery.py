@@ -199,6 +199,7 @@ class Deliverer:
                 )
                 await self._claims.renew(lease, delay)
                 await asyncio.sleep(delay)
+                await self._claims.renew(lease, 0)  # still ours after the wait: try again
                 continue
             except (Undeliverable, SendError) as exc:
                 return await self._give_up(job, destination, lease, str(exc), attempt)

@@ -21,7 +21,7 @@ replicas' clocks (UTC): keep them in step (NTP) to well within the lease.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -74,9 +74,21 @@ def _where(key: ClaimKey) -> ColumnElement[bool]:
 
 
 def take(
-    conn: Connection, dialect: str, key: ClaimKey, owner: str, *, now: datetime, until: datetime
+    conn: Connection,
+    dialect: str,
+    key: ClaimKey,
+    owner: str,
+    *,
+    now: datetime,
+    until: datetime,
+    siblings: str = "",
+    sibling_grace: timedelta = timedelta(0),
 ) -> Taken | Held:
-    """Take the claim, take it over when its lease ran out, or say who holds it."""
+    """Take the claim, take it over when its lease ran out, or say who holds it.
+
+    ``siblings`` is the owner-name prefix of this process's other claims: their holders
+    are alive (a lease that ran out means a slow database, not a dead replica), so their
+    claims are taken over only ``sibling_grace`` after the lease ran out."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     for _ in range(3):
         inserted = conn.execute(
@@ -96,6 +108,8 @@ def take(
         if row is None:  # let go of between the insert and the read: insert again
             continue
         holder, lease_until = str(row[0]), _aware(row[1])
+        if siblings and holder != owner and holder.startswith(siblings):
+            lease_until += sibling_grace
         if holder != owner and lease_until > now:
             return Held(holder, lease_until)
         # Ours already (a redelivery to the same replica), or the lease ran out: the

@@ -64,6 +64,12 @@ class Thread:
     rank: int
 
 
+#: A claim of another delivery of this very process is taken over only this many leases
+#: after it ran out: its holder is alive (its database calls are slow), or it crashed
+#: without letting go, which only a failing database makes happen.
+_SIBLING_GRACE = 10
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -134,7 +140,14 @@ class Store(Database):
         await self._run(work)
 
     async def claim_delivery(
-        self, event_id: str, destination: str, owner: str, lease: float, *, retry_failed: bool
+        self,
+        event_id: str,
+        destination: str,
+        owner: str,
+        lease: float,
+        *,
+        retry_failed: bool,
+        siblings: str = "",
     ) -> DeliveryRecord | Taken | Held:
         """Claim the delivery before sending it. Its record when it is settled already
         (a ``failed`` one counts as not settled with ``retry_failed``), else the claim
@@ -143,7 +156,16 @@ class Store(Database):
 
         def work(conn: Connection) -> DeliveryRecord | Taken | Held:
             now = _now()
-            claim = claims.take(conn, self.dialect, key, owner, now=now, until=_later(now, lease))
+            claim = claims.take(
+                conn,
+                self.dialect,
+                key,
+                owner,
+                now=now,
+                until=_later(now, lease),
+                siblings=siblings,
+                sibling_grace=timedelta(seconds=_SIBLING_GRACE * lease),
+            )
             # Read after taking: a record committed by the claim's last holder is seen.
             row = conn.execute(
                 select(*_RECORD_COLUMNS).where(
@@ -199,14 +221,23 @@ class Store(Database):
         return await self._run(work)
 
     async def claim_thread(
-        self, thread_key: str, destination: str, owner: str, lease: float
+        self, thread_key: str, destination: str, owner: str, lease: float, *, siblings: str = ""
     ) -> Thread | Taken | Held:
         """The thread when it exists; else the claim to create it, or who is creating it."""
         key = ClaimKey(THREAD, thread_key, destination)
 
         def work(conn: Connection) -> Thread | Taken | Held:
             now = _now()
-            claim = claims.take(conn, self.dialect, key, owner, now=now, until=_later(now, lease))
+            claim = claims.take(
+                conn,
+                self.dialect,
+                key,
+                owner,
+                now=now,
+                until=_later(now, lease),
+                siblings=siblings,
+                sibling_grace=timedelta(seconds=_SIBLING_GRACE * lease),
+            )
             # Read after taking: a thread saved by the claim's last holder is seen.
             row = conn.execute(
                 select(threads.c.channel, threads.c.ts, threads.c.rank).where(
