@@ -198,7 +198,8 @@ class ServiceRuntime:
             and not self.channel.is_closed
         )
         BROKER_CONNECTED.labels(self.service).set(1 if ready else 0)
-        return ready
+        # ready means consuming: a replica whose queues are not yet bound must not take traffic
+        return ready and self._started.is_set()
 
     def _on_connection_lost(self, _: object, error: BaseException | None = None) -> None:
         if self._stop.is_set():
