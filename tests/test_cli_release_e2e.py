@@ -196,4 +196,20 @@ async def test_push_release_watch_and_status_through_every_service(
         assert "Traceback" not in err
         assert "prod" in err
 
+        # a release of a build that was never stored: the CLI waits for the decision,
+        # prints it with its reason and exits 1 (--no-wait keeps the receipt and exit 0)
+        code, out, err = await ferry(
+            "release", "payments", "--artifact", "master-0000000000-0000000000", "--to", "dev",
+            env=env,
+        )  # fmt: skip
+        assert code == 1, (out, err)
+        assert "rejected" in err
+        assert "master-0000000000-0000000000" in err
+        code, out, err = await ferry(
+            "release", "payments", "--artifact", "master-0000000000-0000000000", "--to", "dev",
+            "--no-wait", env=env,
+        )  # fmt: skip
+        assert code == 0, err
+        assert "is requested" in out
+
     assert any(release_id in s or ARTIFACT_ID in s for s in log_subjects(bare_remote))

@@ -113,6 +113,7 @@ def test_release_sends_the_contract_body_with_the_bearer_token(fake_api) -> None
         fake_api.url,
         "--token",
         "t0ken",
+        "--no-wait",
     )
     assert result.exit_code == 0, result.output
     [request] = fake_api.requests
@@ -144,10 +145,19 @@ def test_promote_and_rollback_bodies(fake_api) -> None:
         fake_api.url,
         "-o",
         "json",
+        "--no-wait",
     )
-    rolled = ferry("rollback", "payments", "--in", "prod", "--server", fake_api.url)
+    rolled = ferry("rollback", "payments", "--in", "prod", "--server", fake_api.url, "--no-wait")
     named = ferry(
-        "rollback", "payments", "--in", "prod", "--to", "master-old", "--server", fake_api.url
+        "rollback",
+        "payments",
+        "--in",
+        "prod",
+        "--to",
+        "master-old",
+        "--server",
+        fake_api.url,
+        "--no-wait",
     )
     assert (promoted.exit_code, rolled.exit_code, named.exit_code) == (0, 0, 0)
     assert json.loads(promoted.stdout) == {"releaseId": "rel-2", "status": "requested"}
@@ -478,6 +488,8 @@ def test_rollback_picker_offers_earlier_releases(fake_api) -> None:
         ),
     )
     fake_api.on("POST", "/v1/releases", (202, {"releaseId": "rel-4", "status": "requested"}))
+    back = release_doc("approved", releaseId="rel-4", artifactId="master-1", environment="prod")
+    fake_api.on("GET", "/v1/releases/rel-4", (200, back))
     result = runner.invoke(
         app,
         ["rollback", "payments", "--in", "prod", "--pick", "--server", fake_api.url],
@@ -488,6 +500,7 @@ def test_rollback_picker_offers_earlier_releases(fake_api) -> None:
     # the one running now (master-3) is not offered; each earlier artifact once, newest first
     assert "master-2" in result.stdout
     assert result.stdout.index("master-2") < result.stdout.index("master-1")
+    assert "release rel-4 (master-1 to prod) is approved" in result.stdout
     assert fake_api.requests[1].json()["artifactId"] == "master-1"
 
 
@@ -654,3 +667,57 @@ def test_watch_stops_when_a_later_release_superseded_it(fake_api) -> None:
     )
     assert waiting.exit_code == 1
     assert "still committed after 0.3 s" in waiting.stderr
+
+
+def test_release_waits_for_the_decision_and_exits_1_when_it_is_rejected(fake_api) -> None:
+    fake_api.on("POST", "/v1/releases", (202, {"releaseId": "rel-1", "status": "requested"}))
+    states = iter([release_doc("requested"), release_doc("requested")])
+    rejected = release_doc(
+        "rejected",
+        violations=[{"policy": "artifact-exists", "message": "master-9 is not stored"}],
+    )
+    fake_api.on("GET", "/v1/releases/rel-1", lambda _: (200, next(states, rejected)))
+    result = ferry("release", "payments", "-a", "master-9", "--to", "dev", "--server", fake_api.url)
+    assert result.exit_code == 1, result.output
+    assert "release rel-1 rejected" in result.stderr
+    assert "artifact-exists: master-9 is not stored" in result.stderr
+    assert [r.method for r in fake_api.requests] == ["POST", "GET", "GET", "GET"]
+
+
+def test_release_prints_what_it_was_decided_to_and_who_must_approve(fake_api) -> None:
+    fake_api.on("POST", "/v1/releases", (202, {"releaseId": "rel-1", "status": "requested"}))
+    waiting = release_doc("awaiting-approval", approvals={"required": 2, "granted": []})
+    fake_api.on("GET", "/v1/releases/rel-1", (200, waiting))
+    result = ferry("promote", "payments", "--to", "prod", "--server", fake_api.url)
+    assert result.exit_code == 0, result.output
+    assert "is awaiting-approval: 0 of 2 approvals" in result.stdout
+    assert "ferry approve rel-1" in result.stdout
+
+    as_json = ferry("promote", "payments", "--to", "prod", "--server", fake_api.url, "-o", "json")
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout)["status"] == "awaiting-approval"
+
+
+def test_a_request_waiting_for_its_chain_is_a_decision(fake_api) -> None:
+    fake_api.on("POST", "/v1/releases", (202, {"releaseId": "rel-1", "status": "requested"}))
+    chained = release_doc("requested", waitingSince="2026-11-28T10:00:01Z")
+    chained["timeline"] = [
+        {"at": "t0", "status": "requested", "eventType": "ferry.release.requested.v1"},
+        {"at": "t1", "status": "requested", "detail": "waits for master-1 to roll out in staging"},
+    ]
+    fake_api.on("GET", "/v1/releases/rel-1", (200, chained))
+    result = ferry("promote", "payments", "--to", "prod", "--server", fake_api.url)
+    assert result.exit_code == 0, result.output
+    assert "waiting (waits for master-1 to roll out in staging)" in result.stdout
+
+
+def test_an_undecided_release_prints_the_receipt_after_the_wait(fake_api) -> None:
+    fake_api.on("POST", "/v1/releases", (202, {"releaseId": "rel-1", "status": "requested"}))
+    fake_api.on("GET", "/v1/releases/rel-1", (200, release_doc("requested")))
+    result = ferry(
+        "release", "payments", "-b", "master", "--to", "dev", "--wait-timeout", "0.4",
+        "--server", fake_api.url,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "is requested (not decided within 0.4 s)" in result.stdout
+    assert "ferry watch rel-1" in result.stdout

@@ -24,6 +24,23 @@ Reason = Annotated[
 Watch = Annotated[
     bool, typer.Option("--watch", "-w", help="Follow the release until it is rolled out.")
 ]
+NoWait = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait",
+        help="Print the receipt and exit at once; do not wait for the decision.",
+    ),
+]
+WaitFor = Annotated[
+    float,
+    typer.Option(
+        "--wait-timeout",
+        metavar="S",
+        min=0.0,
+        help="How long to wait for the decision before printing the receipt.",
+    ),
+]
+WAIT_SECONDS = 10.0
 Override = Annotated[
     bool,
     typer.Option(
@@ -32,20 +49,80 @@ Override = Annotated[
 ]
 
 
-def _submitted(s: Session, created: Json, watch: bool) -> None:
+def _submitted(s: Session, created: Json, watch: bool, wait: float) -> None:
+    """After a request was accepted: follow it (``--watch``), wait for its decision (the
+    default, up to ``wait`` seconds), or print the receipt (``--no-wait``, ``wait == 0``)."""
     release_id = str(created.get("releaseId", ""))
     if watch:
         follow(s, release_id, until="rolled-out", timeout=600.0, interval=1.0)
         return
+    if wait > 0:
+        decided = await_decision(s, release_id, timeout=wait)
+        if decided is not None:
+            _show_decided(s, decided)
+            return
     if s.json:
         print_json(created)
         return
     from rich.markup import escape
 
+    pending = "" if wait <= 0 else f" (not decided within {wait:g} s)"
     console().print(
-        f"release [bold]{escape(release_id)}[/] is {escape(str(created.get('status')))}\n"
-        f"[dim]follow it with:[/] ferry watch {escape(release_id)}"
+        f"release [bold]{escape(release_id)}[/] is {escape(str(created.get('status')))}"
+        f"{escape(pending)}\n[dim]follow it with:[/] ferry watch {escape(release_id)}"
     )
+
+
+def decided(release: Json) -> bool:
+    """Whether promotion has decided ``release``: any status past ``requested``, or a
+    request that waits for a rollout result (its promotion chain), which is a decision too."""
+    return str(release.get("status")) != "requested" or release.get("waitingSince") is not None
+
+
+def await_decision(s: Session, release_id: str, *, timeout: float) -> Json | None:
+    """Poll the release until it is decided; None when it is not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    interval = 0.1
+    while True:
+        release = _fetch(s, release_id, deadline)
+        if release is not None and decided(release):
+            return release
+        if time.monotonic() + interval > deadline:
+            return None
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.5)
+
+
+def _show_decided(s: Session, release: Json) -> None:
+    """Print the decision with its reasons; a rejected or failed request exits 1."""
+    release_id = str(release.get("releaseId", ""))
+    status = str(release.get("status"))
+    if status in FAILED:
+        if s.json:
+            print_json(release)
+        raise _failure(release_id, release)
+    if s.json:
+        print_json(release)
+        return
+    from rich.markup import escape
+
+    what = f"{release.get('artifactId') or '?'} to {release.get('environment')}"
+    line = f"release [bold]{escape(release_id)}[/] ({escape(what)}) is [bold]{escape(status)}[/]"
+    hint = f"ferry watch {release_id}"
+    if status == "awaiting-approval":
+        approvals = release.get("approvals") or {}
+        granted = len(approvals.get("granted") or [])
+        line += f": {granted} of {approvals.get('required', 1)} approvals"
+        if approvals.get("expiresAt"):
+            line += f", until {approvals['expiresAt']}"
+        hint = f"another person approves with: ferry approve {release_id}"
+    elif status == "requested":
+        detail = next(
+            (t.get("detail") for t in reversed(release.get("timeline") or []) if t.get("detail")),
+            "",
+        )
+        line += f": waiting ({escape(str(detail))})" if detail else ": waiting"
+    console().print(f"{line}\n[dim]follow it with:[/] {escape(hint)}")
 
 
 def register(app: typer.Typer) -> None:
@@ -70,6 +147,8 @@ def register(app: typer.Typer) -> None:
         reason: Reason = "",
         override_freeze: Override = False,
         watch: Watch = False,
+        no_wait: NoWait = False,
+        wait_timeout: WaitFor = WAIT_SECONDS,
         output: OutputOpt = None,
         server: ServerOpt = None,
         token: TokenOpt = None,
@@ -91,7 +170,7 @@ def register(app: typer.Typer) -> None:
             reason=reason,
             override_freeze=override_freeze,
         )
-        _submitted(s, created, watch)
+        _submitted(s, created, watch, 0.0 if no_wait else wait_timeout)
 
     @command(app, "promote")
     def promote(
@@ -121,6 +200,8 @@ def register(app: typer.Typer) -> None:
         reason: Reason = "",
         override_freeze: Override = False,
         watch: Watch = False,
+        no_wait: NoWait = False,
+        wait_timeout: WaitFor = WAIT_SECONDS,
         output: OutputOpt = None,
         server: ServerOpt = None,
         token: TokenOpt = None,
@@ -136,7 +217,7 @@ def register(app: typer.Typer) -> None:
             reason=reason,
             override_freeze=override_freeze,
         )
-        _submitted(s, created, watch)
+        _submitted(s, created, watch, 0.0 if no_wait else wait_timeout)
 
     @command(app, "rollback")
     def rollback(
@@ -167,6 +248,8 @@ def register(app: typer.Typer) -> None:
         reason: Reason = "",
         override_freeze: Override = False,
         watch: Watch = False,
+        no_wait: NoWait = False,
+        wait_timeout: WaitFor = WAIT_SECONDS,
         output: OutputOpt = None,
         server: ServerOpt = None,
         token: TokenOpt = None,
@@ -186,7 +269,7 @@ def register(app: typer.Typer) -> None:
             reason=reason,
             override_freeze=override_freeze,
         )
-        _submitted(s, created, watch)
+        _submitted(s, created, watch, 0.0 if no_wait else wait_timeout)
 
     @command(app, "get")
     def get(
