@@ -39,8 +39,8 @@ schemas: setup ## regenerate the event JSON Schemas (docs/events/) and the Async
 	$(UV) run python -m ferry_events.asyncapi docs/asyncapi.yaml
 
 .PHONY: run
-run: setup ## run every service locally against the local RabbitMQ, with a local config repo and dev token
-	$(UV) run python scripts/run_local.py
+run: setup ## run every service locally (REPLICAS=n POSTGRES=postgresql://host/db for n of each)
+	$(UV) run python scripts/run_local.py $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(POSTGRES),--postgres $(POSTGRES))
 
 .PHONY: demo
 demo: setup ## the walkthrough, against a running `make run`

@@ -241,7 +241,9 @@ def main() -> int:
     parser.add_argument("--server", default=os.environ.get("FERRY_SERVER", "http://127.0.0.1:8080"))
     parser.add_argument("--token", default=os.environ.get("FERRY_TOKEN"))
     parser.add_argument(
-        "--data-dir", default=str(ROOT / ".ferry"), help="where make run keeps state"
+        "--data-dir",
+        default=os.environ.get("FERRY_DATA_DIR") or str(ROOT / ".ferry"),
+        help="where make run keeps state [default: FERRY_DATA_DIR, else .ferry]",
     )
     parser.add_argument(
         "--amqp-url", default=os.environ.get("FERRY_AMQP_URL", "amqp://guest:guest@localhost:5672/")

@@ -26,6 +26,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import urlopen
 
+from ferry_events import mask_url
+from ferry_runtime import RuntimeSettings
+from ferry_runtime.topology import declare_topology
+
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = ["36", "33", "35", "32", "34", "91", "96"]
 
@@ -68,48 +72,91 @@ def _shown(path: Path) -> str:
 
 
 def ensure_state(data_dir: Path) -> dict[str, str]:
-    """The bare config repo and the tokens file; returns the settings every service gets."""
+    """The config repo and the tokens file; returns the settings every service gets.
+
+    ``FERRY_CONFIG_REPO_URL`` and ``FERRY_API_TOKENS_FILE`` from the environment win: then
+    that repository and those tokens are used as they are, and nothing is written for them.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    repo = data_dir / "config.git"
-    if not (repo / "HEAD").exists():
-        subprocess.run(
-            ["git", "init", "--bare", "--quiet", "--initial-branch=main", str(repo)], check=True
-        )
-        say(f"created the local config repository {_shown(repo)}")
-    tokens_file = data_dir / "tokens.yaml"
-    if not tokens_file.exists():
-        entries = []
-        for name, email, roles in (
-            ("dev", "dev@example.com", ["admin"]),
-            (
-                "reviewer",
-                "reviewer@example.com",
-                ["developer", "releaser:staging", "releaser:prod"],
-            ),
-        ):
-            token = f"ferry-{name}-{secrets.token_urlsafe(24)}"
-            (data_dir / f"{name}-token").write_text(token + "\n", encoding="utf-8")
-            (data_dir / f"{name}-token").chmod(0o600)
-            digest = hashlib.sha256(token.encode()).hexdigest()
-            entries.append(
-                f"  - subject: {name}\n    email: {email}\n    name: {name.title()}\n"
-                f"    roles: [{', '.join(repr(r) for r in roles)}]\n    sha256: {digest}\n"
-            )
-        tokens_file.write_text(
-            f"# Development identities written by `make run`. Tokens: {_shown(data_dir)}/*-token\n"
-            "tokens:\n" + "".join(entries),
-            encoding="utf-8",
-        )
-        tokens_file.chmod(0o600)
-        say(
-            f"wrote development tokens: {_shown(data_dir / 'dev-token')} (admin), "
-            f"{_shown(data_dir / 'reviewer-token')}"
-        )
-    return {
+    settings = {
         "FERRY_DATA_DIR": str(data_dir),
-        "FERRY_CONFIG_REPO_URL": str(repo),
-        "FERRY_API_TOKENS_FILE": str(tokens_file),
         "FERRY_LOG_FORMAT": os.environ.get("FERRY_LOG_FORMAT", "console"),
+    }
+    given_repo = os.environ.get("FERRY_CONFIG_REPO_URL")
+    if given_repo:
+        settings["FERRY_CONFIG_REPO_URL"] = given_repo
+        say(f"config repository from FERRY_CONFIG_REPO_URL: {mask_url(given_repo)}")
+    else:
+        repo = data_dir / "config.git"
+        if not (repo / "HEAD").exists():
+            subprocess.run(
+                ["git", "init", "--bare", "--quiet", "--initial-branch=main", str(repo)],
+                check=True,
+            )
+            say(f"created the local config repository {_shown(repo)}")
+        settings["FERRY_CONFIG_REPO_URL"] = str(repo)
+    given_tokens = os.environ.get("FERRY_API_TOKENS_FILE")
+    if given_tokens:
+        settings["FERRY_API_TOKENS_FILE"] = given_tokens
+        say(f"API tokens from FERRY_API_TOKENS_FILE: {given_tokens}")
+        return settings
+    tokens_file = data_dir / "tokens.yaml"
+    settings["FERRY_API_TOKENS_FILE"] = str(tokens_file)
+    if tokens_file.exists():
+        return settings
+    entries = []
+    for name, email, roles in (
+        ("dev", "dev@example.com", ["admin"]),
+        ("reviewer", "reviewer@example.com", ["developer", "releaser:staging", "releaser:prod"]),
+    ):
+        token = f"ferry-{name}-{secrets.token_urlsafe(24)}"
+        (data_dir / f"{name}-token").write_text(token + "\n", encoding="utf-8")
+        (data_dir / f"{name}-token").chmod(0o600)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        entries.append(
+            f"  - subject: {name}\n    email: {email}\n    name: {name.title()}\n"
+            f"    roles: [{', '.join(repr(r) for r in roles)}]\n    sha256: {digest}\n"
+        )
+    tokens_file.write_text(
+        f"# Development identities written by `make run`. Tokens: {_shown(data_dir)}/*-token\n"
+        "tokens:\n" + "".join(entries),
+        encoding="utf-8",
+    )
+    tokens_file.chmod(0o600)
+    say(
+        f"wrote development tokens: {_shown(data_dir / 'dev-token')} (admin), "
+        f"{_shown(data_dir / 'reviewer-token')}"
+    )
+    return settings
+
+
+#: The services whose replicas share one database; with replicas, each gets its own
+#: database on the PostgreSQL server given (``<name>_<service>``).
+DATABASE_SERVICES = ("promotion", "notifier", "insights")
+
+
+async def postgres_urls(server_url: str) -> dict[str, str]:
+    """``postgresql://host/ferry`` -> one ``postgresql+asyncpg://host/ferry_<service>`` each,
+    created when missing."""
+    import asyncpg  # type: ignore[import-not-found,unused-ignore]
+
+    parts = urlsplit(server_url)
+    base = (parts.path.lstrip("/") or "ferry").replace("-", "_")
+    names = {service: f"{base}_{service}" for service in DATABASE_SERVICES}
+
+    admin = parts._replace(scheme="postgresql", path="/postgres").geturl()
+    connection = await asyncpg.connect(admin, timeout=10)
+    try:
+        for name in names.values():
+            found = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not found:
+                await connection.execute(f'CREATE DATABASE "{name}"')
+                say(f"created the database {name}")
+    finally:
+        await connection.close()
+    return {
+        service: parts._replace(scheme="postgresql+asyncpg", path=f"/{name}").geturl()
+        for service, name in names.items()
     }
 
 
@@ -156,14 +203,39 @@ async def wait_ready(procs: list[Proc], timeout: float = 60.0) -> list[str]:
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(ROOT / ".ferry"))
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("FERRY_DATA_DIR") or str(ROOT / ".ferry"),
+        help="where state is kept [default: FERRY_DATA_DIR, else .ferry]",
+    )
     parser.add_argument(
         "--base-port",
         type=int,
         default=8080,
-        help="promotion's API port; the other services use the next ones, the simulator +10",
+        help="promotion's API port; the other services use the next ones, the simulator +10, "
+        "replica k of each +100*(k-1)",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="processes of every service (each with its own data dir; needs --postgres above 1)",
+    )
+    parser.add_argument(
+        "--postgres",
+        default="",
+        metavar="URL",
+        help="a PostgreSQL server (postgresql://host/ferry): promotion, notifier and insights "
+        "each get a database there (ferry_promotion, ...) shared by their replicas",
     )
     args = parser.parse_args()
+    if args.replicas < 1:
+        parser.error("--replicas must be 1 or more")
+    if args.replicas > 1 and not args.postgres:
+        parser.error(
+            "--replicas above 1 needs --postgres URL (make run REPLICAS=2 POSTGRES=URL): "
+            "the replicas of promotion, notifier and insights share one database"
+        )
 
     amqp = os.environ.get("FERRY_AMQP_URL", "amqp://guest:guest@localhost:5672/")
     if not broker_answers(amqp):
@@ -177,6 +249,7 @@ async def main() -> int:
 
     data_dir = Path(args.data_dir).resolve()
     env = {**os.environ, **ensure_state(data_dir), "PYTHONUNBUFFERED": "1"}
+    databases = await postgres_urls(args.postgres) if args.postgres else {}
     procs: list[Proc] = []
     if not os.environ.get("KUBECONFIG") and available("ferry_kube_sim"):
         kubeconfig = data_dir / "kubeconfig"
@@ -198,11 +271,26 @@ async def main() -> int:
         ("notifier", "ferry_notifier", base + 4),
         ("insights", "ferry_insights", base + 5),
     ):
-        if available(module):
-            procs.append(Proc(name, module, port, {"FERRY_HTTP_PORT": str(port)}))
-        else:
+        if not available(module):
             say(f"{name} is not built yet; skipping it")
+            continue
+        for replica in range(args.replicas):
+            extra = {"FERRY_HTTP_PORT": str(port + 100 * replica)}
+            label = name
+            if args.replicas > 1:
+                label = f"{name}-{replica + 1}"
+                extra["FERRY_DATA_DIR"] = str(data_dir / "replicas" / label)
+            if name in databases:
+                extra["FERRY_DATABASE_URL"] = databases[name]
+            procs.append(Proc(label, module, port + 100 * replica, extra))
 
+    # every queue and binding first, so that nothing a service publishes while another one
+    # is still starting misses that one's queue
+    declared = await declare_topology(RuntimeSettings())
+    say(
+        f"declared the topology: {len(declared)} service queues, bound to "
+        f"{env.get('FERRY_EXCHANGE', 'ferry.events')}"
+    )
     width = max(len(p.name) for p in procs)
     pumps = []
     for index, proc in enumerate(procs):
@@ -236,20 +324,32 @@ async def main() -> int:
         loop.add_signal_handler(sig, stop.set)
 
     token_file = _shown(data_dir / "dev-token")
-    cli = "uv run ferry"
+    # the CLI as it runs in any shell from the repository (uv may not be on that shell's PATH)
+    cli = _shown(ROOT / ".venv" / "bin" / "ferry") if (ROOT / ".venv").is_dir() else "uv run ferry"
     if base != 8080:
         cli += f" --server http://127.0.0.1:{base}"
-    if data_dir != (ROOT / ".ferry").resolve():
+    data_dir_given = os.environ.get("FERRY_DATA_DIR")
+    if data_dir != (ROOT / ".ferry").resolve() and (
+        not data_dir_given or Path(data_dir_given).resolve() != data_dir
+    ):
         cli += f" --token $(cat {token_file})"
+    apis = "  ".join(f"http://127.0.0.1:{p.port}" for p in procs if p.module == "ferry_promotion")
     not_ready = await wait_ready(procs)
     if not_ready:
         say(f"not ready after 60 s: {', '.join(not_ready)} (see their logs above)")
     else:
+        tokens = (
+            f"(admin token: {token_file})"
+            if not os.environ.get("FERRY_API_TOKENS_FILE")
+            else "(tokens: FERRY_API_TOKENS_FILE)"
+        )
         say(
-            "Ferry is running.\n"
-            f"       API:    http://127.0.0.1:{base}  (admin token: {token_file})\n"
+            "Ferry is running"
+            + (f", {args.replicas} replicas of every service" if args.replicas > 1 else "")
+            + ".\n"
+            f"       API:    {apis}  {tokens}\n"
             f"       Board:  http://127.0.0.1:{base + 5}/  (the dashboard: log in with a token)\n"
-            f"       Config: {_shown(data_dir / 'config.git')}\n"
+            f"       Config: {mask_url(env['FERRY_CONFIG_REPO_URL'])}\n"
             f"       Try:    {cli} artifact push examples/artifact.json "
             "--manifests examples/manifests --wait\n"
             f"               {cli} status        (Ctrl-C stops everything)"

@@ -40,7 +40,8 @@ from ferry_notifier.bootstrap import build as build_notifier
 from ferry_notifier.settings import NotifierSettings
 from ferry_promotion.bootstrap import build as build_promotion
 from ferry_promotion.settings import PromotionSettings
-from ferry_runtime import ServiceRuntime
+from ferry_runtime import RuntimeSettings, ServiceRuntime
+from ferry_runtime.topology import contract_queues
 from ferry_testing import BrokerNamespace, running
 from ferry_watcher.bootstrap import build as build_watcher
 from ferry_watcher.settings import WatcherSettings
@@ -151,7 +152,13 @@ async def test_each_service_binds_what_the_contract_says_it_consumes(
     party: str, broker_ns: BrokerNamespace, bare_remote: Path, tmp_path: Path
 ) -> None:
     async with started(party, broker_ns, bare_remote, tmp_path / party) as runtime:
-        bound = runtime.queues().routing_keys
+        queues = runtime.queues()
+    bound = queues.routing_keys
+    # what `python -m ferry_runtime.topology` declares before the services start is what
+    # the service declares itself: same bindings, same arguments (a mismatch would make
+    # the broker refuse the service's own declaration)
+    declared = contract_queues(RuntimeSettings(**broker_ns.settings()))
+    assert queues == declared[party] if bound else party not in declared
     assert tuple(sorted(bound)) == consumed_by(party), (
         f"{party} binds {sorted(bound)} but the contract says it consumes "
         f"{list(consumed_by(party))}: update ferry_events.contract.CONTRACT, then `make schemas`"

@@ -113,7 +113,7 @@ def _isolated_config(
     home = tmp_path_factory.mktemp("home")
     monkeypatch.chdir(home)
     monkeypatch.setenv("FERRY_CONFIG", str(home / "config.yaml"))
-    for name in ("FERRY_SERVER", "FERRY_TOKEN"):
+    for name in ("FERRY_SERVER", "FERRY_TOKEN", "FERRY_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -406,6 +406,12 @@ def test_token_from_config_file_then_dev_token(fake_api, tmp_path: Path, monkeyp
     (tmp_path / ".ferry" / "dev-token").write_text("dev-secret\n")
     assert ferry("status", "--server", fake_api.url).exit_code == 0
     assert fake_api.requests[-1].headers["authorization"] == "Bearer dev-secret"
+    # make run with FERRY_DATA_DIR wrote its token there
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "dev-token").write_text("other-secret\n")
+    monkeypatch.setenv("FERRY_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert ferry("status", "--server", fake_api.url).exit_code == 0
+    assert fake_api.requests[-1].headers["authorization"] == "Bearer other-secret"
 
     config = tmp_path / "config.yaml"
     config.write_text(f"server: {fake_api.url}\ntoken: from-config\n")

@@ -4,9 +4,9 @@ Precedence, first found wins:
 
 - server: ``--server``, ``FERRY_SERVER``, ``server:`` in the config file,
   ``http://127.0.0.1:8080``;
-- token: ``--token``, ``FERRY_TOKEN``, ``token:`` in the config file, then
-  ``.ferry/dev-token`` in the current directory (the token ``make run`` writes),
-  used only when the server is on this machine.
+- token: ``--token``, ``FERRY_TOKEN``, ``token:`` in the config file, then the
+  token ``make run`` writes, ``$FERRY_DATA_DIR/dev-token`` (else ``.ferry/dev-token``
+  in the current directory), used only when the server is on this machine.
 
 The config file is ``$FERRY_CONFIG``, else ``$XDG_CONFIG_HOME/ferry/config.yaml``,
 else ``~/.config/ferry/config.yaml``::
@@ -81,6 +81,12 @@ def read_config(path: Path) -> dict[str, str]:
     return {key: str(loaded[key]) for key in ("server", "token") if loaded.get(key) is not None}
 
 
+def dev_token_file() -> Path:
+    """Where ``make run`` wrote its development token: its ``FERRY_DATA_DIR``, else ``.ferry``."""
+    data_dir = os.environ.get("FERRY_DATA_DIR")
+    return Path(data_dir).expanduser() / "dev-token" if data_dir else DEV_TOKEN_FILE
+
+
 def is_loopback(server: str) -> bool:
     return (urlsplit(server).hostname or "") in _LOOPBACK
 
@@ -106,8 +112,9 @@ def resolve_api(server: str | None, token: str | None) -> ApiTarget:
         return ApiTarget(resolved_server, token, "--token or FERRY_TOKEN")
     if from_config().get("token"):
         return ApiTarget(resolved_server, from_config()["token"], str(config_path()))
-    if is_loopback(resolved_server) and DEV_TOKEN_FILE.is_file():
-        dev = DEV_TOKEN_FILE.read_text(encoding="utf-8").strip()
+    dev_file = dev_token_file()
+    if is_loopback(resolved_server) and dev_file.is_file():
+        dev = dev_file.read_text(encoding="utf-8").strip()
         if dev:
-            return ApiTarget(resolved_server, dev, str(DEV_TOKEN_FILE))
+            return ApiTarget(resolved_server, dev, str(dev_file))
     return ApiTarget(resolved_server, None, "none")

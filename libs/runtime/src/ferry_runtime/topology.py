@@ -29,6 +29,9 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
+from ferry_events.contract import PARTIES, consumed_by
+from ferry_runtime.settings import RuntimeSettings
+
 
 @dataclass(frozen=True, slots=True)
 class ServiceQueues:
@@ -121,3 +124,60 @@ async def declare_service_queues(
     for key in queues.routing_keys:
         await queue.bind(exchange, routing_key=key)
     return queue
+
+
+#: Services whose queue one consumer at a time reads (the broker's single active consumer):
+#: git-writer, the one writer of the config repository, takes its batches in order.
+SINGLE_ACTIVE_CONSUMERS: frozenset[str] = frozenset({"git-writer"})
+
+
+def contract_queues(settings: RuntimeSettings) -> dict[str, ServiceQueues]:
+    """Every consuming service's queues, as its runtime declares them with ``settings``,
+    from the event contract (``ferry_events.contract``): who binds which routing keys."""
+    return {
+        party: ServiceQueues(
+            service=party,
+            prefix=settings.queue_prefix,
+            routing_keys=tuple(sorted(consumed_by(party))),
+            retry_delays=settings.retry_delays,
+            delivery_limit=settings.delivery_limit,
+            single_active_consumer=party in SINGLE_ACTIVE_CONSUMERS,
+        )
+        for party in PARTIES
+        if consumed_by(party)
+    }
+
+
+async def declare_topology(settings: RuntimeSettings) -> list[ServiceQueues]:
+    """Declare the exchange and every service's queues and bindings, then disconnect.
+
+    Run before any service starts (``make run`` does; in a cluster, a Job or an init
+    container with an identity that may configure every ``ferry.*`` queue), so that an
+    event published while a consumer is still starting waits in that consumer's queue
+    instead of reaching only the queues that happened to be bound already. Declaring is
+    idempotent: the services declare the same queues again when they start.
+    """
+    declared = list(contract_queues(settings).values())
+    connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+    try:
+        channel = await connection.channel()
+        exchange = await declare_exchange(channel, settings.exchange)
+        for queues in declared:
+            await declare_service_queues(channel, exchange, queues)
+    finally:
+        await connection.close()
+    return declared
+
+
+def main() -> None:
+    """``python -m ferry_runtime.topology``: declare the topology with the ``FERRY_*`` settings."""
+    import asyncio
+
+    settings = RuntimeSettings()
+    declared = asyncio.run(declare_topology(settings))
+    for queues in declared:
+        print(f"{queues.main}: {', '.join(queues.routing_keys)}")  # noqa: T201 - a CLI's output
+
+
+if __name__ == "__main__":
+    main()
