@@ -2,6 +2,7 @@
 against real promotion, git-writer and insights on one broker namespace and one bare remote.
 
 - a person logs in with an API token;
+- a release's own page (where ``ferry watch`` and the notifier link) opens through the login;
 - a release appears in the matrix without a reload, and a failed rollout stands out;
 - a viewer sees the approval that waits, and no buttons;
 - a releaser approves it from the Approvals page, with the keyboard, and watches it commit;
@@ -247,6 +248,22 @@ async def test_the_dashboard_in_chromium(
                 "href", re.compile(r"^https://git\.example\.com/config/commit/")
             )
             await bob.screenshot(path=str(shots / "timeline.png"), full_page=True)
+
+            # the link ferry watch and the notifier give: the release's own page, through the
+            # login for a person who has no session yet
+            jane_context = await browser.new_context()
+            jane = await jane_context.new_page()
+            jane.set_default_timeout(15_000)
+            await jane.goto(f["dashboard"] + f"/releases/{prod}")
+            assert "/login?next=" in jane.url
+            await jane.fill("#token", f["tokens"]["jane"])
+            await jane.press("#token", "Enter")
+            await expect(jane.locator("h1")).to_have_text(f"Release {prod}")
+            assert jane.url == f["dashboard"] + f"/releases/{prod}"
+            await expect(jane.locator(f'li[id="{prod}"] .status')).to_have_text("committed")
+            await expect(jane.locator(f'li[id="{prod}"]')).to_contain_text("approved by bob")
+            await jane.screenshot(path=str(shots / "release.png"), full_page=True)
+            await jane_context.close()
             await bob.goto(f["dashboard"] + "/")
             await expect(
                 bob.locator('td[data-service="payments"][data-environment="prod"]')
@@ -286,6 +303,6 @@ async def test_the_dashboard_in_chromium(
             await bob.click("text=Log out")
             await expect(bob.locator("h1")).to_have_text("Log in")
             await bob.goto(f["dashboard"] + "/approvals")
-            assert bob.url.endswith("/login")
+            assert bob.url.endswith("/login?next=%2Fapprovals")  # back there after a login
         finally:
             await browser.close()

@@ -388,6 +388,25 @@ def test_watch_exits_1_on_rejection_with_its_violations(fake_api) -> None:
     assert "freeze-window: prod is frozen" in result.stderr
 
 
+def test_watch_links_the_release_page_of_the_dashboard(fake_api, monkeypatch) -> None:
+    fake_api.on("GET", "/v1/releases/rel-1", (200, release_doc("rolled-out")))
+    plain = ferry("watch", "rel-1", "--server", fake_api.url)
+    assert plain.exit_code == 0, plain.output
+    assert "dashboard" not in plain.stdout  # no FERRY_DASHBOARD_URL, no link
+
+    monkeypatch.setenv("FERRY_DASHBOARD_URL", "https://ferry.example.com/")
+    table = ferry("watch", "rel-1", "--server", fake_api.url)
+    assert table.exit_code == 0, table.output
+    assert table.stdout.splitlines()[0] == "dashboard: https://ferry.example.com/releases/rel-1"
+    as_json = ferry("watch", "rel-1", "--server", fake_api.url, "-o", "json")
+    assert json.loads(as_json.stdout)["dashboardUrl"] == "https://ferry.example.com/releases/rel-1"
+
+    monkeypatch.setenv("FERRY_DASHBOARD_URL", "ferry.example.com")
+    bad = ferry("watch", "rel-1", "--server", fake_api.url)
+    assert bad.exit_code == 2
+    assert "is not an http:// or https:// URL" in bad.stderr
+
+
 def test_watch_until_committed_and_timeout(fake_api) -> None:
     fake_api.on("GET", "/v1/releases/rel-1", (200, release_doc("committed")))
     committed = ferry("watch", "rel-1", "--until", "committed", "--server", fake_api.url)

@@ -8,11 +8,15 @@ Precedence, first found wins:
   token ``make run`` writes, ``$FERRY_DATA_DIR/dev-token`` (else ``.ferry/dev-token``
   in the current directory), used only when the server is on this machine.
 
+- dashboard (links to a release's page, e.g. in ``ferry watch``): ``FERRY_DASHBOARD_URL``,
+  ``dashboard:`` in the config file, else none.
+
 The config file is ``$FERRY_CONFIG``, else ``$XDG_CONFIG_HOME/ferry/config.yaml``,
 else ``~/.config/ferry/config.yaml``::
 
     server: https://ferry.example.com
     token: s3cr3t
+    dashboard: https://insights.example.com
 
 Flags and environment variables are parsed by Typer (``envvar=``), not by
 pydantic-settings: importing pydantic-settings would add about half a second
@@ -78,7 +82,37 @@ def read_config(path: Path) -> dict[str, str]:
             f"the config file {path} must be a mapping with 'server' and 'token'",
             ExitCode.USAGE,
         )
-    return {key: str(loaded[key]) for key in ("server", "token") if loaded.get(key) is not None}
+    return {
+        key: str(loaded[key])
+        for key in ("server", "token", "dashboard")
+        if loaded.get(key) is not None
+    }
+
+
+def dashboard_url() -> str | None:
+    """Insights' dashboard, for links to a release's page: ``FERRY_DASHBOARD_URL``, else
+    ``dashboard:`` in the config file; None when neither is set (no link is shown)."""
+    found = os.environ.get("FERRY_DASHBOARD_URL", "").strip()
+    source = "FERRY_DASHBOARD_URL"
+    if not found:
+        found = read_config(config_path()).get("dashboard", "").strip()
+        source = f"dashboard: in {config_path()}"
+    if not found:
+        return None
+    if not found.startswith(("http://", "https://")):
+        raise CliError(
+            f"the dashboard {found!r} ({source}) is not an http:// or https:// URL",
+            ExitCode.USAGE,
+            hint="set FERRY_DASHBOARD_URL to insights' address, e.g. https://ferry.example.com",
+        )
+    return found.rstrip("/")
+
+
+def release_page(dashboard: str, release_id: str) -> str:
+    """The dashboard's page of one release."""
+    from urllib.parse import quote
+
+    return f"{dashboard}/releases/{quote(release_id, safe='')}"
 
 
 def dev_token_file() -> Path:

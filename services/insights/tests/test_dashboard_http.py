@@ -99,3 +99,55 @@ async def test_login_cookie_csrf_pages_and_logout(
             assert (await http.get("/", follow_redirects=False)).status_code == 303
             # the old cookie value is dead on the server too, not only in this client
             assert (await service.store.counts())["sessions"] == 0
+
+
+async def test_a_release_page_that_links_lead_to_through_the_login(
+    insights: InsightsFactory, broker_ns: BrokerNamespace
+) -> None:
+    events = history()
+    async with insights() as service:
+        for event in events:
+            await broker_ns.publish(event)
+        await projected(service, len(events))
+        base = f"http://127.0.0.1:{service.runtime.http_port}"
+        page = "/releases/rel-prod-a2-191300"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            first = await http.get(page, follow_redirects=False)
+            assert first.status_code == 303
+            assert first.headers["location"] == "/login?next=%2Freleases%2Frel-prod-a2-191300"
+            form = await http.get(first.headers["location"])
+            assert f'name="next" value="{page}"' in form.text
+            done = await http.post(
+                "/login",
+                data={"csrf": csrf_of(form.text), "token": TOKENS["viewer"], "next": page},
+                follow_redirects=False,
+            )
+            assert (done.status_code, done.headers["location"]) == (303, page)
+
+            shown = await http.get(page)
+            assert shown.status_code == 200
+            assert "<h1>Release rel-prod-a2-191300</h1>" in shown.text
+            assert "rollout failed" in shown.text
+            assert "CrashLoopBackOff" in shown.text
+            assert 'href="https://ci.example.com/a2"' in shown.text  # the change's CI job
+            assert 'href="/services/payments"' in shown.text
+            # the service's timeline links each release to its page
+            timeline = await http.get("/services/payments")
+            assert f'href="{page}"' in timeline.text
+
+            missing = await http.get("/releases/rel-never-heard-of")
+            assert missing.status_code == 404
+            assert "heard nothing of release rel-never-heard-of" in missing.text
+            assert (await http.get("/releases/..%2Fetc")).status_code == 404
+
+        # after the login, only a path on this dashboard: never another site
+        for hostile in ("//evil.example/x", "/\\evil.example", "https://evil.example/"):
+            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                form = await http.get("/login", params={"next": hostile})
+                assert 'name="next"' not in form.text
+                done = await http.post(
+                    "/login",
+                    data={"csrf": csrf_of(form.text), "token": TOKENS["viewer"], "next": hostile},
+                    follow_redirects=False,
+                )
+                assert (done.status_code, done.headers["location"]) == (303, "/"), hostile

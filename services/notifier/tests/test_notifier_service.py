@@ -101,6 +101,7 @@ routes:
     # Links and the author's change come from the artifact.stored event.
     assert "<https://ci.example.com/job/42|CI>" in first.params["text"]
     assert "master@0017d995e3 Fix rounding" in first.params["text"]
+    assert "|dashboard>" not in first.params["text"]  # FERRY_DASHBOARD_URL is not set
 
     # The author is found by email; the approver through the mapping file.
     lookups = [c.params["email"] for c in slack_api.calls_to("users.lookupByEmail", ok_only=False)]
@@ -128,6 +129,38 @@ routes:
         "ferry.artifact.rejected.v1",
         "ferry.policy.changed.v1",
     }
+
+
+async def test_messages_link_to_the_dashboard_when_it_is_set(
+    notifier: NotifierFactory, broker_ns: BrokerNamespace, slack_api: SlackApi, smtp: MailServer
+) -> None:
+    routes = """
+routes:
+  - match: {events: ["release.*", "artifact.rejected", "halt.changed"]}
+    to: ["slack:#deploys", "email:ops@example.com"]
+"""
+    async with notifier(routes, dashboard_url="https://ferry.example.com/", concurrency=1):
+        await broker_ns.publish(ev.committed("rel:7.a"))
+        await broker_ns.publish(ev.artifact_rejected())
+        await broker_ns.publish(ev.halt_changed())
+        await _until(lambda: len(_posts(slack_api, "#deploys")) == 3)
+        await smtp.wait_for(3)
+    release_page = "https://ferry.example.com/releases/rel%3A7.a"
+    service_page = "https://ferry.example.com/services/payments"
+    committed, rejected, halted = (p.params["text"] for p in _posts(slack_api, "#deploys"))
+    assert f"<{release_page}|dashboard>" in committed
+    # an event of no release links to its service's timeline; one of neither links nowhere
+    assert f"<{service_page}|dashboard>" in rejected
+    assert "ferry.example.com" not in halted
+    mails = {m.part("plain").splitlines()[0]: m for m in smtp.to("ops@example.com")}
+    assert len(mails) == 3
+    [mail] = [m for line, m in mails.items() if "committed" in line]
+    assert f"dashboard: {release_page}" in mail.part("plain")
+    assert f'<a href="{release_page}">dashboard</a>' in mail.part("html")
+    [mail] = [m for line, m in mails.items() if "rejected" in line]
+    assert f"dashboard: {service_page}" in mail.part("plain")
+    [mail] = [m for line, m in mails.items() if "halt" in line.lower()]
+    assert "ferry.example.com" not in mail.part("plain")
 
 
 async def test_a_redelivered_event_is_posted_once(

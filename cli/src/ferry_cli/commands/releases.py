@@ -471,6 +471,12 @@ def follow(s: Session, release_id: str, *, until: str, timeout: float, interval:
     stop_at = {"rolled-out"} | ({"committed"} if until == "committed" else set()) | FAILED
     deadline = time.monotonic() + timeout
     release: Json = {}
+    from ferry_cli.config import dashboard_url, release_page
+
+    dashboard = dashboard_url()
+    page = release_page(dashboard, release_id) if dashboard else None
+    if page and not s.json:
+        console().print(f"dashboard: {page}", markup=False, soft_wrap=True)
     with _Progress(s) as progress:
         while True:
             fetched = _fetch(s, release_id, deadline)
@@ -487,6 +493,8 @@ def follow(s: Session, release_id: str, *, until: str, timeout: float, interval:
                     payload=release or None,
                 )
             time.sleep(interval)
+    if page:
+        release = {**release, "dashboardUrl": page}
     if s.json:
         print_json(release)
     status = str(release.get("status"))

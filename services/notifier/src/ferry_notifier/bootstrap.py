@@ -165,6 +165,7 @@ def build(settings: NotifierSettings) -> ServiceRuntime:
         dead_letter=dead_letter,
         flood_window=timedelta(seconds=settings.flood_window),
         config_commit_url=settings.config_commit_url,
+        dashboard_url=settings.dashboard_url,
     )
     runtime.consume(
         dict.fromkeys((*NOTIFIED_TYPES, *CONTEXT_TYPES), notifier.handle),

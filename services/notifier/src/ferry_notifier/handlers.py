@@ -41,6 +41,7 @@ class Notifier:
         dead_letter: DeadLetterPublisher,
         flood_window: timedelta,
         config_commit_url: str = "",
+        dashboard_url: str = "",
     ) -> None:
         self._store = store
         self._routing = routing
@@ -49,6 +50,7 @@ class Notifier:
         self._dead_letter = dead_letter
         self._flood_window = flood_window
         self._commit_url = config_commit_url
+        self._dashboard_url = dashboard_url
 
     async def handle(self, delivery: Delivery) -> None:
         try:
@@ -98,4 +100,4 @@ class Notifier:
         if notice.commit_sha and self._commit_url:
             url = self._commit_url.replace("{sha}", notice.commit_sha)
             notice = replace(notice, links=(*notice.links, Link("config commit", url)))
-        return notice, remembered.deliveries
+        return notice.with_dashboard(self._dashboard_url), remembered.deliveries

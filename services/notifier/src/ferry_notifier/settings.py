@@ -52,3 +52,6 @@ class NotifierSettings(RuntimeSettings):
     flood_window: float = Field(default=600.0, ge=0)
     #: Link to a config repo commit, ``{sha}`` replaced (e.g. a web UI's commit page).
     config_commit_url: str = ""
+    #: Insights' dashboard (``https://ferry.example.com``); set, every message links to the
+    #: release's page there (``/releases/<id>``), or to the service's timeline.
+    dashboard_url: str = Field(default="", pattern=r"^(https?://\S+)?$")

@@ -116,6 +116,18 @@ class BoardReads:
             known = await self._changes(conn, {(service, r.artifact_id) for r in records})
         return records, known
 
+    async def release_records(
+        self, release_id: str
+    ) -> tuple[list[EventRecord], dict[tuple[str, str], Change]]:
+        """Every event of one release (the page a notification links to)."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(inbox).where(inbox.c.release_id == release_id).limit(500)
+            )
+            records = [_record(row) for row in rows.mappings()]
+            known = await self._changes(conn, {(r.service, r.artifact_id) for r in records})
+        return records, known
+
     async def approval_inputs(self) -> tuple[list[EventRecord], list[EventRecord]]:
         """Approval requests no settling event followed, and the grants they have."""
         settled = inbox.alias("settled")

@@ -182,6 +182,9 @@ def _detail(record: EventRecord) -> str:
         return f"{data.get('remaining', 0)} more needed"
     if record.event_type == COMMITTED:
         return str(data.get("commitSha", ""))[:12]
+    if record.event_type == "ferry.rollout.failed.v1":
+        said = [str(data.get(k) or "") for k in ("reason", "message")]
+        return ": ".join(part for part in said if part)[:300]
     return str(data.get("message") or data.get("reason") or "")[:300]
 
 

@@ -19,7 +19,7 @@ from ferry_insights.adapters.board import SessionRow
 from ferry_insights.domain.board import matrix, may_approve, stories, waiting
 from ferry_insights.domain.dora import Window
 from ferry_insights.entrypoints.api import keys_json
-from ferry_insights.entrypoints.web import HEADERS, STATIC, Refused, Web
+from ferry_insights.entrypoints.web import HEADERS, STATIC, Refused, Web, local_path
 from ferry_insights.service_layer.use_cases import dora
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -86,7 +86,12 @@ class Pages:
             me = await self.web.me(request)
             if me is None:
                 if request.method == "GET" and request.headers.get("x-ferry-fragment") != "1":
-                    return RedirectResponse("/login", status_code=303, headers=HEADERS)
+                    # back to this page once logged in (a link from Slack or an email)
+                    here = request.url.path
+                    if request.url.query:
+                        here += f"?{request.url.query}"
+                    target = "/login" if here == "/" else f"/login?{urlencode({'next': here})}"
+                    return RedirectResponse(target, status_code=303, headers=HEADERS)
                 return self.web.refused(
                     request, Refused(401, "Not logged in", "Log in again: /login"), None
                 )
@@ -117,6 +122,30 @@ class Pages:
             title=service,
             service=service,
             releases=stories(records, known),
+            commit_url=self.web.commit_url,
+        )
+
+    async def release_page(self, request: Request, me: SessionRow) -> Response:
+        """One release: the page ``ferry watch`` and the notifier link to."""
+        release_id = request.path_params["release_id"]
+        if not _RELEASE.fullmatch(release_id):
+            raise Refused(404, "No such release", f"{release_id[:80]!r} is not a release id")
+        records, known = await self.web.reads.release_records(release_id)
+        found = stories(records, known)
+        if not found:
+            raise Refused(
+                404,
+                "No such release (yet)",
+                f"Insights has heard nothing of release {release_id}. A release that was just "
+                "requested appears within seconds: reload this page.",
+            )
+        return self.web.render(
+            request,
+            "release.html",
+            me=me,
+            page="release",
+            title=f"Release {release_id}",
+            story=found[0],
             commit_url=self.web.commit_url,
         )
 
@@ -195,7 +224,8 @@ class Pages:
 
     async def login_form(self, request: Request) -> Response:
         if await self.web.me(request) is not None:
-            return RedirectResponse("/", status_code=303, headers=HEADERS)
+            after = local_path(request.query_params.get("next", "")) or "/"
+            return RedirectResponse(after, status_code=303, headers=HEADERS)
         return await self.web.login_page(request)
 
     async def login(self, request: Request) -> Response:
@@ -213,6 +243,7 @@ def routes(web: Web) -> list[BaseRoute]:
     return [
         Route("/", p.page(p.what_runs_where), methods=["GET"]),
         Route("/services/{service}", p.page(p.service_page), methods=["GET"]),
+        Route("/releases/{release_id}", p.page(p.release_page), methods=["GET"]),
         Route("/approvals", p.page(p.approvals), methods=["GET"]),
         Route("/approvals/{release_id}/{decision}", p.page(p.decide), methods=["POST"]),
         Route("/dora", p.page(p.dora_page), methods=["GET"]),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,15 @@ class Refused(Exception):
     def __init__(self, status: int, heading: str, message: str) -> None:
         super().__init__(message)
         self.status, self.heading, self.message = status, heading, message
+
+
+_LOCAL_PATH = re.compile(r"^/(?![/\\])[A-Za-z0-9._~:@!$&'()*+,;=%/?-]{0,500}$")
+
+
+def local_path(value: str) -> str:
+    """Where to go after logging in: a path on this dashboard, else nowhere (never another
+    site: ``//host`` and ``/\\host`` are refused, as is anything that is not a plain path)."""
+    return value if _LOCAL_PATH.fullmatch(value) and value != "/login" else ""
 
 
 def duration(seconds: object) -> str:
@@ -185,10 +195,19 @@ class Web:
                 "Reload the page and send it again.",
             )
 
-    async def login_page(self, request: Request, *, status: int = 200, error: str = "") -> Response:
+    async def login_page(
+        self, request: Request, *, status: int = 200, error: str = "", after: str = ""
+    ) -> Response:
         csrf = secrets.token_urlsafe(24)
+        after = local_path(after or request.query_params.get("next", ""))
         response = self.render(
-            request, "login.html", status=status, csrf=csrf, title="Log in", notice=error
+            request,
+            "login.html",
+            status=status,
+            csrf=csrf,
+            title="Log in",
+            notice=error,
+            after=after,
         )
         self.set_cookie(request, response, LOGIN_COOKIE, csrf)
         return response
@@ -196,14 +215,18 @@ class Web:
     async def login(self, request: Request) -> Response:
         form = await self.form(request)
         self.check_csrf(request.cookies.get(LOGIN_COOKIE, ""), form)
+        after = local_path(form.get("next", ""))
         identity = self.tokens.authenticate(form.get("token", "").strip())
         if identity is None:
             return await self.login_page(
-                request, status=401, error="That token is not known (or was revoked)."
+                request, status=401, error="That token is not known (or was revoked).", after=after
             )
         if not identity.can_read():
             return await self.login_page(
-                request, status=403, error=f"{identity.subject} has no role: reading needs one."
+                request,
+                status=403,
+                error=f"{identity.subject} has no role: reading needs one.",
+                after=after,
             )
         value = secrets.token_urlsafe(32)
         await self.reads.purge_sessions(self.clock())
@@ -219,7 +242,7 @@ class Web:
             csrf=secrets.token_urlsafe(24),
             expires_at=self.clock() + self.session_ttl,
         )
-        response = RedirectResponse("/", status_code=303, headers=HEADERS)
+        response = RedirectResponse(after or "/", status_code=303, headers=HEADERS)
         self.set_cookie(request, response, SESSION_COOKIE, value)
         response.delete_cookie(LOGIN_COOKIE, path="/")
         return response

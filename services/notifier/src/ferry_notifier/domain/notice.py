@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import partial
 from typing import Final, TypedDict
+from urllib.parse import quote
 
 from ferry_events import (
     Actor,
@@ -202,6 +203,20 @@ class Notice:
                 artifact=artifact,
             )
         return notice
+
+    def with_dashboard(self, base_url: str) -> Notice:
+        """A link to insights' dashboard (``FERRY_DASHBOARD_URL``): the release's page, else the
+        service's timeline; unchanged when no dashboard is set or the event names neither."""
+        if not base_url:
+            return self
+        base = base_url.rstrip("/")
+        if self.release_id:
+            url = f"{base}/releases/{quote(self.release_id, safe='')}"
+        elif self.service:
+            url = f"{base}/services/{quote(self.service, safe='')}"
+        else:
+            return self
+        return replace(self, links=(*self.links, Link("dashboard", url)))
 
     def with_squad(self, squads: dict[str, str]) -> Notice:
         """The squad from the routing file's ``squads:`` map when events did not say."""
