@@ -23,9 +23,9 @@ def at(seconds: float):
     return lambda: float(seconds)
 
 
-def test_slacks_documented_example_verifies():
+async def test_slacks_documented_example_verifies():
     verifier = SlackRequestVerifier(SLACK_EXAMPLE.secret, clock=at(SLACK_EXAMPLE.timestamp + 10))
-    verifier.verify(SLACK_EXAMPLE.body, example_headers())
+    await verifier.verify(SLACK_EXAMPLE.body, example_headers())
 
 
 def test_the_test_helper_signs_as_slack_does():
@@ -49,47 +49,47 @@ def test_the_test_helper_signs_as_slack_does():
         (b"\xff\xfe", example_headers(), "bad-signature"),
     ],
 )
-def test_forgeries_are_refused(body, headers, code):
+async def test_forgeries_are_refused(body, headers, code):
     verifier = SlackRequestVerifier(SLACK_EXAMPLE.secret, clock=at(SLACK_EXAMPLE.timestamp))
     with pytest.raises(RequestRefused) as err:
-        verifier.verify(body, headers)
+        await verifier.verify(body, headers)
     assert err.value.code == code
 
 
 @pytest.mark.parametrize("offset", [301, -301, 10_000])
-def test_a_request_more_than_five_minutes_away_is_stale(offset):
+async def test_a_request_more_than_five_minutes_away_is_stale(offset):
     verifier = SlackRequestVerifier(
         SLACK_EXAMPLE.secret, clock=at(SLACK_EXAMPLE.timestamp + offset)
     )
     with pytest.raises(RequestRefused) as err:
-        verifier.verify(SLACK_EXAMPLE.body, example_headers())
+        await verifier.verify(SLACK_EXAMPLE.body, example_headers())
     assert err.value.code == "stale"
 
 
-def test_a_replay_within_the_window_is_refused_but_a_forgery_does_not_poison_the_cache():
+async def test_a_replay_within_the_window_is_refused_but_a_forgery_does_not_poison_the_cache():
     now = [1_700_000_000.0]
     verifier = SlackRequestVerifier("s3cret", clock=lambda: now[0])
     body = b"text=status+payments"
     headers = signed_headers("s3cret", body, timestamp=int(now[0]))
     forged = {**headers, "X-Slack-Signature": sign("wrong", body, int(now[0]))}
     with pytest.raises(RequestRefused):
-        verifier.verify(body, forged)
-    verifier.verify(body, headers)
+        await verifier.verify(body, forged)
+    await verifier.verify(body, headers)
     now[0] += 200
     with pytest.raises(RequestRefused) as err:
-        verifier.verify(body, headers)
+        await verifier.verify(body, headers)
     assert err.value.code == "replay"
     now[0] += 200  # past the window the timestamp check refuses it instead
     with pytest.raises(RequestRefused) as err:
-        verifier.verify(body, headers)
+        await verifier.verify(body, headers)
     assert err.value.code == "stale"
 
 
 def test_the_replay_cache_is_bounded_and_forgets_expired_signatures():
     cache = ReplayCache(window=10, capacity=3)
-    assert all(cache.first_time(f"s{i}", 0.0) for i in range(5))
+    assert all(cache.seen_first(f"s{i}", 0.0) for i in range(5))
     assert len(cache) == 3
-    assert cache.first_time("s0", 1.0)  # evicted as the oldest
-    assert not cache.first_time("s4", 1.0)
-    assert cache.first_time("s4", 11.0)  # expired
+    assert cache.seen_first("s0", 1.0)  # evicted as the oldest
+    assert not cache.seen_first("s4", 1.0)
+    assert cache.seen_first("s4", 11.0)  # expired
     assert len(cache) <= 3

@@ -27,8 +27,9 @@ from ferry_promotion.adapters.db import now as utc_now
 from ferry_promotion.adapters.outbox import OutboxRelay
 from ferry_promotion.adapters.queries import SqlReadModel
 from ferry_promotion.adapters.slack.responder import SLACK_HOOKS_ORIGIN, ResponseUrlPoster
+from ferry_promotion.adapters.slack.state import SqlFollowUps, SqlReplays
 from ferry_promotion.adapters.slack.users import SlackUserDirectory
-from ferry_promotion.adapters.slack.verification import SlackRequestVerifier
+from ferry_promotion.adapters.slack.verification import MAX_AGE_SECONDS, SlackRequestVerifier
 from ferry_promotion.adapters.tokens import TokenStore
 from ferry_promotion.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from ferry_promotion.entrypoints.consumers import Consumers
@@ -89,6 +90,7 @@ class PromotionService:
 
     async def start(self) -> None:
         self.relay.start()
+        self.chatops.start()
         interval = self.settings.expiry_check_interval
         self._spawn(housekeeping(interval, self.expiry.expire, self._purge), "expiry")
         self._spawn(self.reader.keep_fresh(), "config-refresh")
@@ -173,7 +175,7 @@ async def build(
         await runtime.publisher.publish(event)
 
     relay = OutboxRelay(store, publish)
-    chatops = _chatops(settings, tokens, PromotionReleases(requests, views, safety))
+    chatops = _chatops(settings, store, tokens, PromotionReleases(requests, views, safety))
     service = PromotionService(
         settings,
         runtime,
@@ -205,9 +207,9 @@ async def build(
 
 
 def _chatops(
-    settings: PromotionSettings, tokens: TokenStore, releases: PromotionReleases
+    settings: PromotionSettings, store: Store, tokens: TokenStore, releases: PromotionReleases
 ) -> ChatOps:
-    """Chat-ops and its Slack adapters.
+    """Chat-ops and its Slack adapters, its replay cache and follow-ups in the database.
 
     Without a signing secret every Slack request is refused (401: it cannot be
     verified); without a bot token a Slack user is known only by the
@@ -218,11 +220,16 @@ def _chatops(
     secret = settings.slack_signing_secret.get_secret_value()
     bot_token = settings.slack_bot_token.get_secret_value()
     return ChatOps(
-        verifier=SlackRequestVerifier(secret) if secret else None,
+        verifier=SlackRequestVerifier(
+            secret, replay_cache=SqlReplays(store, window=MAX_AGE_SECONDS)
+        )
+        if secret
+        else None,
         people=TokenPeople(tokens),
         releases=releases,
         users=SlackUserDirectory(AsyncWebClient(token=bot_token, base_url=base_url))
         if bot_token
         else None,
         poster=ResponseUrlPoster([SLACK_HOOKS_ORIGIN, base_url]),
+        followups=SqlFollowUps(store),
     )

@@ -3,7 +3,10 @@
 Tables: ``releases`` (requests and their decisions), ``timeline``,
 ``approvals``, ``rollouts`` (outcomes per environment, service and
 artifact), ``artifacts`` (the catalog, from ``ferry.artifact.stored.v1``),
-``inbox`` (ids of processed events) and ``outbox`` (events to publish).
+``inbox`` (ids of processed events), ``outbox`` (events to publish),
+``slack_seen`` (signatures of Slack requests, until they expire: the replay
+cache every replica shares) and ``slack_followups`` (the ``response_url`` s a
+replica follows a release on, with their posts and the replica's lease).
 An effect, its inbox row and its outbox rows are written in one transaction.
 The schema is created on start with ``metadata.create_all``; a nullable column
 added since a database was created is added to it (there are no other migrations yet).
@@ -24,6 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 metadata = sa.MetaData()
+#: The PostgreSQL advisory lock held while the schema is created (any number, fixed for promotion).
+SCHEMA_LOCK_KEY = 0x46_45_52_52_59_50  # "FERRYP"
 _TS = sa.DateTime(timezone=True)
 
 releases = sa.Table(
@@ -138,6 +143,28 @@ outbox = sa.Table(
     sa.Index("ix_outbox_unsent", "sent_at", "id"),
 )
 
+slack_seen = sa.Table(
+    "slack_seen",
+    metadata,
+    sa.Column("signature", sa.String(128), primary_key=True),
+    sa.Column("expires_at", _TS, nullable=False, index=True),
+)
+
+slack_followups = sa.Table(
+    "slack_followups",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("response_url", sa.Text, nullable=False),
+    sa.Column("release_id", sa.String(128), nullable=False),
+    sa.Column("slack_user", sa.String(64), nullable=False, default=""),
+    sa.Column("last_status", sa.String(24), nullable=False, default=""),
+    sa.Column("posts", sa.Integer, nullable=False, default=0),
+    sa.Column("opened_at", _TS, nullable=False),
+    sa.Column("owner", sa.String(64), nullable=False, default=""),
+    sa.Column("lease_until", _TS, nullable=False),
+    sa.Index("ix_slack_followups_lease", "lease_until"),
+)
+
 
 def utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes: they are UTC."""
@@ -189,7 +216,17 @@ class Store:
         return self._write_lock or nullcontext()
 
     async def create_schema(self) -> None:
+        """Create what is missing; replicas starting at once take turns (PostgreSQL).
+
+        ``create_all`` checks, then creates: two replicas doing it at once on
+        PostgreSQL both see a table missing and one fails on the duplicate. A
+        transaction-scoped advisory lock makes the second wait for the first.
+        """
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY}
+                )
             await conn.run_sync(metadata.create_all)
             await conn.run_sync(_add_missing_columns)
 
@@ -251,6 +288,8 @@ __all__ = [
     "outbox",
     "releases",
     "rollouts",
+    "slack_followups",
+    "slack_seen",
     "timeline",
     "utc",
 ]

@@ -55,8 +55,16 @@ class ResponseUrlPoster:
     def allows(self, url: str) -> bool:
         return origin(url) in self._allowed
 
-    def open(self, url: str, *, clock: Callable[[], float] = time.monotonic) -> ResponseUrl:
-        return ResponseUrl(self, url, clock=clock)
+    def open(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        posts: int = 0,
+        age: float = 0.0,
+    ) -> ResponseUrl:
+        """A ``response_url``; ``posts`` made and ``age`` when another replica had it."""
+        return ResponseUrl(self, url, clock=clock, posts=posts, age=age)
 
     async def send(self, url: str, message: dict[str, Any]) -> bool:
         """POST ``message``; True when Slack answered 2xx. Never raises for transport errors."""
@@ -87,12 +95,14 @@ class ResponseUrl:
         url: str,
         *,
         clock: Callable[[], float] = time.monotonic,
+        posts: int = 0,
+        age: float = 0.0,
     ) -> None:
         self._poster = poster
         self.url = url
         self._clock = clock
-        self._opened = clock()
-        self.posts = 0
+        self._opened = clock() - age
+        self.posts = posts
 
     @property
     def usable(self) -> bool:

@@ -10,10 +10,10 @@ secret, "v0:<timestamp>:<raw body>")>`` with ``X-Slack-Request-Timestamp``.
   compares in constant time);
 - a signature seen before within the five minutes: a replay.
 
-The replay cache is in memory and bounded. It is per process: with several
-replicas behind a load balancer a replay can reach another replica, so such a
-deployment needs a shared cache (Redis ``SET NX EX 300``, or a table with a
-unique key on the signature); see docs/chatops.md.
+Where the signatures seen are kept is a :class:`Replays`: promotion keeps them
+in its database (``adapters/slack/state.py``), so that a request accepted by one
+replica is a replay to every other; :class:`ReplayCache` is the in-memory one
+(one process, bounded) for a verifier on its own.
 """
 
 from __future__ import annotations
@@ -21,11 +21,17 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import Final, Protocol
 
 from slack_sdk.signature import Clock, SignatureVerifier
 
-__all__ = ["MAX_AGE_SECONDS", "ReplayCache", "RequestRefused", "SlackRequestVerifier"]
+__all__ = [
+    "MAX_AGE_SECONDS",
+    "ReplayCache",
+    "Replays",
+    "RequestRefused",
+    "SlackRequestVerifier",
+]
 
 #: Slack's own rule: refuse requests whose timestamp is more than five minutes away.
 MAX_AGE_SECONDS: Final = 300
@@ -38,6 +44,14 @@ class RequestRefused(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+class Replays(Protocol):
+    """The signatures seen, until they expire."""
+
+    async def first_time(self, signature: str, now: float) -> bool:
+        """Record ``signature`` (until ``now`` plus the window); False when already recorded."""
+        ...
 
 
 class ReplayCache:
@@ -63,8 +77,12 @@ class ReplayCache:
                 break
             del self._seen[signature]
 
-    def first_time(self, signature: str, now: float) -> bool:
+    async def first_time(self, signature: str, now: float) -> bool:
         """Record ``signature``; False when it was already recorded and has not expired."""
+        return self.seen_first(signature, now)
+
+    def seen_first(self, signature: str, now: float) -> bool:
+        """:meth:`first_time`, synchronously."""
         self._expire(now)
         if signature in self._seen:
             return False
@@ -90,14 +108,18 @@ class SlackRequestVerifier:
         *,
         clock: Callable[[], float] = time.time,
         max_age: float = MAX_AGE_SECONDS,
-        replay_cache: ReplayCache | None = None,
+        replay_cache: Replays | None = None,
     ) -> None:
         self._clock = clock
         self._max_age = max_age
         self._verifier = SignatureVerifier(signing_secret, clock=_CallableClock(clock))
-        self._replays = replay_cache or ReplayCache(window=max_age)
+        self._replays: Replays = replay_cache or ReplayCache(window=max_age)
 
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+    @property
+    def max_age(self) -> float:
+        return self._max_age
+
+    async def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Return if the request is from Slack; raise :class:`RequestRefused` otherwise."""
         lowered = {k.lower(): v for k, v in headers.items()}
         timestamp = lowered.get("x-slack-request-timestamp")
@@ -123,5 +145,5 @@ class SlackRequestVerifier:
             raise RequestRefused(
                 "bad-signature", "the signature does not match the body and the signing secret"
             )
-        if not self._replays.first_time(signature, now):
+        if not await self._replays.first_time(signature, now):
             raise RequestRefused("replay", "this request was already received (a replay)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -18,6 +19,7 @@ from typing import Any, Final
 from prometheus_client import Counter
 
 from ferry_promotion.adapters.slack.responder import ResponseUrl, ResponseUrlPoster
+from ferry_promotion.adapters.slack.state import FollowUp, FollowUps, MemoryFollowUps
 from ferry_promotion.adapters.slack.users import SlackUnavailable, SlackUserDirectory
 from ferry_promotion.adapters.slack.verification import RequestRefused, SlackRequestVerifier
 from ferry_promotion.entrypoints.slack import messages
@@ -87,6 +89,8 @@ class ChatOps:
         follow_interval: float = 1.0,
         follow_max_interval: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        followups: FollowUps | None = None,
+        follow_lease: float = 30.0,
     ) -> None:
         self._verifier = verifier
         self._people = people
@@ -98,6 +102,10 @@ class ChatOps:
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._click_locks: dict[str, _ClickSlot] = {}
+        self._followups: FollowUps = followups or MemoryFollowUps()
+        self.follow_lease = follow_lease
+        self.replica = uuid.uuid4().hex
+        self._adopting: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -116,8 +124,40 @@ class ChatOps:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
+    def start(self) -> None:
+        """Take over, from now on, the follow-ups of replicas that stopped holding them."""
+        if self._adopting is None:
+            self._adopting = asyncio.create_task(self._adopt_forever(), name="slack-adopt")
+
+    async def _adopt_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.follow_lease / 3, 0.05))
+            try:
+                await self.adopt()
+            except Exception:  # the database may be down for a moment: try again later
+                log.warning("taking over Slack follow-ups failed", exc_info=True)
+
+    async def adopt(self) -> int:
+        """Follow, here, the releases whose replica's lease expired; how many were taken over."""
+        taken = await self._followups.take_over(self.replica, self.follow_lease)
+        for row in taken:
+            actor, _ = await self._identify(row.slack_user)
+            if actor is None:
+                await self._followups.close(row)
+                continue
+            age = (datetime.now(UTC) - row.opened_at).total_seconds()
+            response = self._poster.open(row.response_url, posts=row.posts, age=max(age, 0.0))
+            log.info("following a release another replica followed", release_id=row.release_id)
+            self._spawn(self._follow(actor, row, response), name=f"slack-follow-{row.release_id}")
+        return len(taken)
+
     async def aclose(self) -> None:
-        """Cancel every follow-up (on shutdown)."""
+        """Cancel every follow-up (on shutdown); another replica takes them over."""
+        if self._adopting is not None:
+            self._adopting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._adopting
+            self._adopting = None
         tasks = set(self._tasks)
         for task in tasks:
             task.cancel()
@@ -127,7 +167,7 @@ class ChatOps:
 
     # ------------------------------------------------------------------ verification
 
-    def verify(self, endpoint: str, body: bytes, headers: Mapping[str, str]) -> None:
+    async def verify(self, endpoint: str, body: bytes, headers: Mapping[str, str]) -> None:
         """Raise :class:`Refused` unless Slack signed this raw body (not stale, not a replay)."""
         if self._verifier is None:
             SLACK_REQUESTS.labels(endpoint, "not-configured").inc()
@@ -137,7 +177,7 @@ class ChatOps:
                 "so no request can be verified",
             )
         try:
-            self._verifier.verify(body, headers)
+            await self._verifier.verify(body, headers)
         except RequestRefused as exc:
             SLACK_REQUESTS.labels(endpoint, exc.code).inc()
             log.warning("slack request refused", endpoint=endpoint, code=exc.code)
@@ -237,12 +277,12 @@ class ChatOps:
                     branch=None if is_artifact else target,
                     reason=via,
                 )
-                return self._requested(actor, release, "release", form)
+                return await self._requested(actor, release, "release", form)
             case PromoteCommand(service=service, environment=env):
                 release = await self._releases.request(
                     actor, service=service, environment=env, intent="promote", reason=via
                 )
-                return self._requested(actor, release, "promotion", form)
+                return await self._requested(actor, release, "promotion", form)
             case RollbackCommand(service=service, environment=env, artifact_id=artifact):
                 release = await self._releases.request(
                     actor,
@@ -252,7 +292,7 @@ class ChatOps:
                     artifact_id=artifact,
                     reason=via,
                 )
-                return self._requested(actor, release, "rollback", form)
+                return await self._requested(actor, release, "rollback", form)
             case StatusCommand(service=service):
                 view = await self._releases.service(actor, service)
                 return messages.status_table(view)
@@ -270,7 +310,7 @@ class ChatOps:
                 return messages.ephemeral(messages.halt_text(answer, env, halted=halted))
         raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
 
-    def _requested(
+    async def _requested(
         self, actor: Any, release: Mapping[str, Any], intent: str, form: Mapping[str, str]
     ) -> dict[str, Any]:
         rid = str(release.get("releaseId", ""))
@@ -279,7 +319,15 @@ class ChatOps:
             if self._poster.allows(url):
                 response = self._poster.open(url)
                 status = str(release.get("status", "requested"))
-                self._spawn(self._follow(actor, rid, response, status), name=f"slack-follow-{rid}")
+                row = await self._followups.open(
+                    url,
+                    rid,
+                    slack_user=form.get("user_id", ""),
+                    status=status,
+                    owner=self.replica,
+                    lease=self.follow_lease,
+                )
+                self._spawn(self._follow(actor, row, response), name=f"slack-follow-{rid}")
             else:
                 log.warning("response_url origin not allowed; no follow-up", release_id=rid)
         return messages.release_acknowledged(release, intent)
@@ -302,11 +350,19 @@ class ChatOps:
             if slot.users == 0:
                 self._click_locks.pop(release_id, None)
 
-    async def _follow(self, actor: Any, release_id: str, response: ResponseUrl, last: str) -> None:
-        """Post each change of the release's status until it is final, within Slack's limits."""
+    async def _follow(self, actor: Any, row: FollowUp, response: ResponseUrl) -> None:
+        """Post each change of the release's status until it is final, within Slack's limits.
+
+        The lease on the follow-up's row is renewed at every look, and the status
+        is recorded before it is posted: a replica that lost the row (it was too
+        slow, another took over) stops, and a status is posted at most once.
+        """
+        release_id, last = row.release_id, row.last_status
         interval = self.follow_interval
         while response.usable:
             await asyncio.sleep(interval)
+            if not await self._renew(row, last, response.posts):
+                return
             interval = min(interval * 1.5, self._follow_max_interval)
             try:
                 release = await self._releases.get(actor, release_id)
@@ -322,10 +378,26 @@ class ChatOps:
             final = status in messages.TERMINAL_STATUSES
             if response.remaining == 1 and not final:
                 continue  # keep the last post for the outcome
+            if not await self._renew(row, status, response.posts + 1):
+                return
             await response.post(messages.outcome(release))
             interval = self.follow_interval
             if final:
-                return
+                break
+        with contextlib.suppress(Exception):  # an unclosed row expires after 30 minutes
+            await self._followups.close(row)
+
+    async def _renew(self, row: FollowUp, status: str, posts: int) -> bool:
+        try:
+            held = await self._followups.renew(
+                row, self.replica, self.follow_lease, status=status, posts=posts
+            )
+        except Exception:  # noqa: BLE001 - keep following: the lease is long, the next renewal may work
+            log.warning("renewing a Slack follow-up failed", release_id=row.release_id)
+            return True
+        if not held:
+            log.info("another replica follows this release now", release_id=row.release_id)
+        return held
 
     # ------------------------------------------------------------------ interactions
 

@@ -50,7 +50,7 @@ async def _verified_body(chatops: ChatOps, endpoint: str, request: Request) -> b
             request, 413, "Payload Too Large", "too-large", "Slack requests are at most 256 KiB"
         )
     try:
-        chatops.verify(endpoint, body, request.headers)
+        await chatops.verify(endpoint, body, request.headers)
     except Refused as exc:
         return _problem(
             request,
