@@ -62,7 +62,7 @@ async def test_list_shows_why_and_replay_gives_each_a_fresh_start(
         if len(handled) == 2:
             both_handled.set()
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     broker = ["--amqp-url", broker_ns.amqp_url, "--queue-prefix", broker_ns.queue_prefix]
     async with running(runtime):
         permanent = await broker_ns.publish(_request(1))
@@ -107,10 +107,10 @@ async def test_list_shows_why_and_replay_gives_each_a_fresh_start(
 
     for release_id, sent in (("r-1", permanent), ("r-2", exhausted)):
         delivery = handled[release_id]
-        headers = delivery.message.headers or {}
+        headers = delivery.headers
         assert delivery.event.id == sent.id
         assert delivery.attempt == 1
-        assert delivery.message.routing_key == "ferry.release.requested.v1"
+        assert delivery.routing_key == "ferry.release.requested.v1"
         assert REASON_HEADER not in headers
         assert CODE_HEADER not in headers
         assert ATTEMPT_HEADER not in headers
@@ -140,7 +140,7 @@ async def test_list_names_the_event_type_of_a_body_that_is_not_json(
     async def handle(delivery: Delivery) -> None:
         raise AssertionError("a body that is not JSON never reaches the handler")
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     broker = ["--amqp-url", broker_ns.amqp_url, "--queue-prefix", broker_ns.queue_prefix]
     async with running(runtime):
         await broker_ns.publish_raw(b"not json at all", routing_key="ferry.release.requested.v1")
@@ -165,7 +165,7 @@ async def test_a_replay_that_fails_again_is_replayed_once_and_keeps_its_origin(
         seen += 1
         raise PermanentError("still broken", code="still-broken")
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     broker = ["--amqp-url", broker_ns.amqp_url, "--queue-prefix", broker_ns.queue_prefix]
     async with running(runtime):
         for n in (1, 2):

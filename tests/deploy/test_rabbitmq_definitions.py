@@ -761,9 +761,9 @@ async def test_a_service_retries_and_dead_letters_under_its_own_user(
         return outcomes
 
     if service == "git-writer":  # as git-writer runs: batches, one active consumer
-        runtime.consume_batches([RolloutFailed], handle_batch, single_active_consumer=True)
+        runtime.subscribe_batches([RolloutFailed], handle_batch, single_active_consumer=True)
     else:
-        runtime.consume({RolloutFailed: handle})
+        runtime.subscribe(RolloutFailed, handle)
     async with running(runtime):
         publisher = await aio_pika.connect(imported.url("cluster-watcher"))
         try:

@@ -14,7 +14,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
@@ -30,37 +30,28 @@ from aio_pika.exceptions import (
     AMQPConnectionError,
     AMQPError,
     ChannelNotFoundEntity,
-    DeliveryError,
     InvalidFrameError,
     ProbableAuthenticationError,
-    PublishError,
 )
 from aiormq.exceptions import ConnectionNotAllowed
 
 from ferry_cli.errors import CliError, ExitCode
-from ferry_events import (
-    STRUCTURED_CONTENT_TYPE,
-    CloudEvent,
-    EventError,
-    decode,
-    encode,
-    mask_secrets,
-    mask_url,
-)
+from ferry_events import CloudEvent, EventError, decode, mask_secrets, mask_url
 from ferry_events.contract import PARTIES, consumed_by
 from ferry_events.deadletter import (
     ATTEMPTS_HEADER,
     CODE_HEADER,
     FAILED_AT_HEADER,
-    FAILURE_HEADERS,
-    ORIGIN_HEADERS,
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
     REASON_HEADER,
-    REPLAYED_AT_HEADER,
-    REPLAYED_FROM_HEADER,
     SERVICE_HEADER,
+    dead_letter_queue,
+    replay_headers,
+    service_queue,
 )
+from ferry_runtime.errors import PublishFailed
+from ferry_runtime.publisher import Publisher, build_message, copy_message
 
 STORED: Final = "ferry.artifact.stored.v1"
 REJECTED: Final = "ferry.artifact.rejected.v1"
@@ -80,10 +71,10 @@ class BrokerTarget:
     timeout: float = 10.0
 
     def dead_letter_queue(self, service: str) -> str:
-        return f"{self.queue_prefix}.{service}.dlq"
+        return dead_letter_queue(self.queue_prefix, service)
 
     def service_queue(self, service: str) -> str:
-        return f"{self.queue_prefix}.{service}"
+        return service_queue(self.queue_prefix, service)
 
 
 @contextlib.asynccontextmanager
@@ -155,31 +146,36 @@ def _unroutable(routing_key: str, target: BrokerTarget, consumer: str) -> CliErr
 
 
 async def _publish(
+    channel: AbstractChannel,
     exchange: AbstractExchange,
     message: aio_pika.Message,
     routing_key: str,
+    *,
     target: BrokerTarget,
     consumer: str,
 ) -> None:
-    """Publish mandatory and wait for the broker's confirm."""
+    """Publish mandatory and wait for the broker's confirm (the runtime kit's publisher), each
+    way it can fail told as what to do about it."""
+    publisher = Publisher(channel, exchange, service="ferry-cli")
     try:
-        await exchange.publish(
-            message, routing_key=routing_key, mandatory=True, timeout=target.timeout
+        await publisher.publish_message(
+            message, routing_key, message.type or routing_key, timeout=target.timeout
         )
-    except PublishError as exc:
-        raise _unroutable(routing_key, target, consumer) from exc
-    except DeliveryError as exc:
+    except PublishFailed as exc:
+        cause = exc.__cause__
+        if exc.code == "unroutable":
+            raise _unroutable(routing_key, target, consumer) from cause
+        if exc.code == "nack":
+            raise CliError(
+                f"RabbitMQ refused the message (nack): {cause}",
+                hint="a queue may be full (x-overflow reject-publish) or the broker low on "
+                "disk; see the RabbitMQ logs, then try again",
+            ) from cause
         raise CliError(
-            f"RabbitMQ refused the message (nack): {exc}",
-            hint="a queue may be full (x-overflow reject-publish) or the broker low on disk; "
-            "see the RabbitMQ logs, then try again",
-        ) from exc
-    except (AMQPError, ConnectionError, TimeoutError) as exc:
-        raise CliError(
-            f"RabbitMQ did not confirm the message ({exc!r}); it may or may not be stored",
+            f"RabbitMQ did not confirm the message ({cause!r}); it may or may not be stored",
             ExitCode.UNREACHABLE,
             hint="publishing again is safe: consumers drop duplicates by event id",
-        ) from exc
+        ) from cause
 
 
 def broker_user(amqp_url: str) -> str:
@@ -189,24 +185,6 @@ def broker_user(amqp_url: str) -> str:
     except ValueError:
         user = None
     return unquote(user) if user else "guest"
-
-
-def event_message(event: CloudEvent, *, user_id: str | None = None) -> aio_pika.Message:
-    """A persistent structured-mode message, as the runtime kit's ``build_message`` makes it.
-
-    ``user_id`` must be the broker user of the connection (RabbitMQ refuses any other): it is
-    how artifact-ingest knows which CI identity published a build.
-    """
-    return aio_pika.Message(
-        user_id=user_id,
-        body=encode(event),
-        content_type=STRUCTURED_CONTENT_TYPE,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=event.id,
-        correlation_id=event.correlationid,
-        type=event.type,
-        timestamp=event.time,
-    )
 
 
 # --------------------------------------------------------------------------- artifact push
@@ -250,8 +228,12 @@ async def publish_event(
                 outcome.set_result(heard)
 
             await queue.consume(on_message, no_ack=True)
-        message = event_message(event, user_id=broker_user(target.amqp_url))
-        await _publish(exchange, message, event.type, target, "artifact-ingest")
+        # user_id: the broker checks it is the connection's user, and artifact-ingest knows by
+        # it which CI identity published the build
+        message = build_message(event, user_id=broker_user(target.amqp_url))
+        await _publish(
+            channel, exchange, message, event.type, target=target, consumer="artifact-ingest"
+        )
         if on_published is not None:
             on_published()
         if wait is None:
@@ -521,25 +503,10 @@ def replay_message(
     ``keep_origin`` False also drops where it was first published (headers Ferry did not
     write, which the consumer would otherwise trust on a --direct replay).
     """
-    headers = {k: v for k, v in (message.headers or {}).items() if k not in FAILURE_HEADERS}
-    origin = _text(headers.get(ORIGINAL_EXCHANGE_HEADER))
-    if not keep_origin or not origin or origin.endswith(".dlx"):
-        # not the event's own exchange (a retry's hop, as older versions recorded it)
-        for name in ORIGIN_HEADERS:
-            headers.pop(name, None)
-    headers[REPLAYED_FROM_HEADER] = source_queue
-    headers[REPLAYED_AT_HEADER] = datetime.now(UTC).isoformat()
-    return aio_pika.Message(
-        body=message.body,
-        headers=headers,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        type=message.type,
-        timestamp=message.timestamp,
+    headers = replay_headers(
+        message.headers or {}, source_queue=source_queue, keep_origin=keep_origin
     )
+    return copy_message(message, headers)
 
 
 async def replay_dead_letters(
@@ -585,7 +552,9 @@ async def replay_dead_letters(
             trusted = not broker_dead_lettered(message, target.service_queue(service))
             copy = replay_message(message, queue.name, keep_origin=trusted)
             try:
-                await _publish(exchange, copy, key, target, service)
+                await _publish(
+                    publish_channel, exchange, copy, key, target=target, consumer=service
+                )
             except CliError as error:
                 error.details.append(
                     f"{len(replayed)} message(s) were replayed before this one; "

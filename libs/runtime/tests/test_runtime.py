@@ -69,7 +69,7 @@ async def test_handled_message_is_acked_and_its_result_published(
             CloudEvent.new(rejected, source="ferry/promotion", cause=delivery.event)
         )
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     async with running(runtime):
         sent = await broker_ns.publish(_request())
         result = await event_tap.wait_one("ferry.release.rejected.v1")
@@ -88,7 +88,7 @@ async def test_temporary_error_is_retried_with_attempt_count(broker_ns: BrokerNa
             raise TemporaryError("remote down", code="remote-down")
         done.set()
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     async with running(runtime):
         await broker_ns.publish(_request())
         await asyncio.wait_for(done.wait(), 15)
@@ -105,7 +105,7 @@ async def test_permanent_error_is_dead_lettered_with_its_reason(broker_ns: Broke
         calls += 1
         raise PermanentError("artifact x does not exist", code="unknown-artifact")
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     async with running(runtime):
         sent = await broker_ns.publish(_request())
         [dead] = await broker_ns.dead_letters("promotion")
@@ -123,7 +123,7 @@ async def test_exhausted_retries_are_dead_lettered(broker_ns: BrokerNamespace) -
     async def handle(_: Delivery) -> None:
         raise RuntimeError("bug")
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     async with running(runtime):
         await broker_ns.publish(_request())
         [dead] = await broker_ns.dead_letters("promotion", timeout=20)
@@ -152,7 +152,7 @@ async def test_unreadable_messages_are_dead_lettered_and_service_keeps_running(
     async def handle(_: Delivery) -> None:
         handled.set()
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     async with running(runtime):
         await broker_ns.publish_raw(body, routing_key="ferry.release.requested.v1")
         [dead] = await broker_ns.dead_letters("promotion")
@@ -167,7 +167,7 @@ async def test_unknown_event_type_is_dead_lettered(broker_ns: BrokerNamespace) -
     async def handle(_: Delivery) -> None:
         return None
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     event = CloudEvent.new(_request(), source="t").model_copy(update={"type": "ferry.mystery.v1"})
     async with running(runtime):
         await broker_ns.publish_raw(encode(event), routing_key="ferry.release.requested.v1")
@@ -184,7 +184,8 @@ async def test_an_event_under_another_types_key_is_dead_lettered_as_type_mismatc
     async def handle(delivery: Delivery) -> None:
         handled.append(delivery.event.type)
 
-    runtime.consume({ReleaseRequested: handle, ReleaseRejected: handle})
+    runtime.subscribe(ReleaseRequested, handle)
+    runtime.subscribe(ReleaseRejected, handle)
     rejected = ReleaseRejected(
         release_id="r-1",
         service="payments",
@@ -214,7 +215,7 @@ async def test_origin_attempt_and_failure_headers_from_a_publisher_are_not_trust
         attempts.append(delivery.attempt)
         raise PermanentError("no such artifact", code="unknown-artifact")
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     event = CloudEvent.new(_request(), source="t")
     forged = {
         "x-ferry-attempt": 7,
@@ -250,7 +251,7 @@ async def test_batches_take_whatever_is_waiting(broker_ns: BrokerNamespace) -> N
         await asyncio.sleep(0.2)  # a slow push: the rest of the burst queues up meanwhile
         return [None] * len(deliveries)
 
-    runtime.consume_batches([ReleaseRequested], handle, max_batch=50, single_active_consumer=True)
+    runtime.subscribe_batches([ReleaseRequested], handle, max_batch=50, single_active_consumer=True)
     async with running(runtime):
         sent = [await broker_ns.publish(_request(i)) for i in range(20)]
         for _ in range(100):
@@ -274,7 +275,7 @@ async def test_health_ready_and_metrics_endpoints(broker_ns: BrokerNamespace) ->
     async def handle(_: Delivery) -> None:
         return None
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     async with running(runtime), httpx.AsyncClient() as client:
         base = f"http://127.0.0.1:{runtime.http_port}"
         assert (await client.get(f"{base}/healthz")).json()["status"] == "ok"
@@ -295,7 +296,7 @@ async def test_stop_lets_in_flight_work_finish_and_ack(broker_ns: BrokerNamespac
         await asyncio.sleep(0.5)
         finished.set()
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     async with running(runtime):
         await broker_ns.publish(_request())
         await asyncio.wait_for(started.wait(), 10)
@@ -307,7 +308,7 @@ async def test_stop_lets_in_flight_work_finish_and_ack(broker_ns: BrokerNamespac
     async def second(_: Delivery) -> None:
         redelivered.set()
 
-    again.consume({ReleaseRequested: second})
+    again.subscribe(ReleaseRequested, second)
     async with running(again):
         await asyncio.sleep(0.5)
     assert not redelivered.is_set()
@@ -400,7 +401,7 @@ async def test_a_dropped_connection_is_reported_restored_and_consuming_resumes(
     async def handle(_: Delivery) -> None:
         handled.set()
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     name = f"ferry promotion [{broker_ns.queue_prefix}] pid {os.getpid()}"
     connected = BROKER_CONNECTED.labels("promotion")
     async with running(runtime):

@@ -5,16 +5,29 @@ from ferry_runtime.consumer import (
     BatchHandler,
     Consumer,
     ConsumerOptions,
+    DeadLetter,
     Delivery,
     Handler,
+    Retry,
+    Subscription,
     carried_headers,
+    decode_delivery,
     origin_headers,
+    settlement,
+    unhandled,
 )
 from ferry_runtime.errors import HandlerError, PermanentError, PublishFailed, TemporaryError
 from ferry_runtime.http import HttpServer, Readiness, health_routes, operational_app
 from ferry_runtime.logging import bind_contextvars, bound_contextvars, configure_logging, get_logger
-from ferry_runtime.publisher import Publisher, build_message
-from ferry_runtime.service import BrokerUnavailable, ServiceRuntime, connect_broker
+from ferry_runtime.publisher import Publisher, build_message, copy_message
+from ferry_runtime.service import (
+    BrokerUnavailable,
+    DeadLetters,
+    EventPublisher,
+    ServiceRuntime,
+    Subscriptions,
+    connect_broker,
+)
 from ferry_runtime.settings import RuntimeSettings, mask_secrets, mask_url
 from ferry_runtime.topology import ServiceQueues, declare_exchange, declare_service_queues
 
@@ -26,7 +39,10 @@ __all__ = [
     "BrokerUnavailable",
     "Consumer",
     "ConsumerOptions",
+    "DeadLetter",
+    "DeadLetters",
     "Delivery",
+    "EventPublisher",
     "Handler",
     "HandlerError",
     "HttpServer",
@@ -34,9 +50,12 @@ __all__ = [
     "PublishFailed",
     "Publisher",
     "Readiness",
+    "Retry",
     "RuntimeSettings",
     "ServiceQueues",
     "ServiceRuntime",
+    "Subscription",
+    "Subscriptions",
     "TemporaryError",
     "bind_contextvars",
     "bound_contextvars",
@@ -44,12 +63,16 @@ __all__ = [
     "carried_headers",
     "configure_logging",
     "connect_broker",
+    "copy_message",
     "declare_exchange",
     "declare_service_queues",
+    "decode_delivery",
     "get_logger",
     "health_routes",
     "mask_secrets",
     "mask_url",
     "operational_app",
     "origin_headers",
+    "settlement",
+    "unhandled",
 ]

@@ -17,9 +17,9 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Generic, TypeAlias, TypeVar
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
@@ -30,44 +30,153 @@ from ferry_events import (
     EventRegistry,
     TypeMismatch,
     decode,
-    utcnow,
 )
 from ferry_events.deadletter import (
     ATTEMPT_HEADER,
-    ATTEMPTS_HEADER,
-    CODE_HEADER,
-    FAILED_AT_HEADER,
-    LAST_ERROR_CODE_HEADER,
-    LAST_ERROR_HEADER,
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
-    REASON_HEADER,
-    SERVICE_HEADER,
-    header_text,
+    dead_letter_headers,
+    retry_headers,
     without_untrusted,
 )
 from ferry_runtime.errors import PermanentError, TemporaryError
 from ferry_runtime.logging import bound_contextvars, get_logger
 from ferry_runtime.metrics import HANDLER_SECONDS, IN_FLIGHT, MESSAGES
-from ferry_runtime.publisher import Publisher
+from ferry_runtime.publisher import Publisher, copy_message
 from ferry_runtime.topology import ServiceQueues
 
 log = get_logger(__name__)
 
 
-@dataclass(slots=True)
-class Delivery:
-    """One message, decoded: the envelope, its typed data and the attempt number (1-based)."""
+T_co = TypeVar("T_co", bound=EventData, covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery(Generic[T_co]):
+    """One message, decoded: the envelope, its data typed by the event model the handler
+    subscribed to, its headers (read-only), the attempt number (1-based) and the broker user
+    that published it.
+
+    A handler never sees the transport's message: what it may read is here, and what it may
+    do with the message (ack, retry, dead-letter) the runtime does from its outcome.
+    """
 
     event: CloudEvent
-    data: EventData
-    message: AbstractIncomingMessage
+    data: T_co
+    headers: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     attempt: int = 1
+    #: The publishing connection's user, as the broker checked it (AMQP ``user_id``); None
+    #: when the publisher did not say.
+    user_id: str | None = None
+    #: The routing key it arrived with (its event type; a service queue's name on a replay
+    #: straight to that queue).
+    routing_key: str = ""
 
 
-Handler = Callable[[Delivery], Awaitable[None]]
+#: Handles one delivery of the event type it subscribed to.
+Handler: TypeAlias = Callable[[Delivery[T_co]], Awaitable[None]]
 #: Handles several deliveries at once; returns, for each, None (done) or the exception it hit.
-BatchHandler = Callable[[Sequence[Delivery]], Awaitable[Sequence[BaseException | None]]]
+BatchHandler: TypeAlias = Callable[
+    [Sequence[Delivery[EventData]]], Awaitable[Sequence[BaseException | None]]
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One event type a service consumes and the handler its deliveries go to."""
+
+    model: type[EventData]
+    handler: Handler[Any]
+
+    @property
+    def event_type(self) -> str:
+        return self.model.event_type
+
+
+def decode_delivery(
+    body: bytes,
+    *,
+    headers: Mapping[str, Any],
+    content_type: str | None,
+    registry: EventRegistry,
+    max_bytes: int,
+    routed_as: str | None = None,
+    attempt: int = 1,
+    user_id: str | None = None,
+    routing_key: str = "",
+) -> Delivery[EventData]:
+    """Decode a message into a delivery: the CloudEvent (structured or binary mode), its data
+    upcast and validated, and its routing key checked against its type.
+
+    Raises :class:`EventError` (a dead letter with its code) for anything unreadable.
+    """
+    received = decode(body, headers=headers, content_type=content_type, max_bytes=max_bytes)
+    event, data = registry.parse(received)
+    if routed_as and received.type != routed_as:
+        raise TypeMismatch(
+            f"the event says it is {received.type} but was published with routing key "
+            f"{routed_as}; an event travels under its own type"
+        )
+    return Delivery(
+        event=event,
+        data=data,
+        headers=MappingProxyType(dict(headers)),
+        attempt=attempt,
+        user_id=user_id,
+        routing_key=routing_key,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Settle a failed delivery by retrying it after ``delay`` seconds (delay queue ``level``)."""
+
+    level: int
+    delay: float
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Settle a delivery by dead-lettering it, with its code and reason."""
+
+    code: str
+    reason: str
+
+
+def settlement(
+    exc: BaseException, *, attempt: int, max_attempts: int, retry_delays: Sequence[float]
+) -> Retry | DeadLetter:
+    """What a handler's failure comes to: a :class:`PermanentError` (or an unreadable event) is
+    dead-lettered at once; any other failure is retried, after the delay of its attempt (or the
+    first delay at least as long as a :class:`TemporaryError`'s ``retry_after``), until
+    ``max_attempts``, then dead-lettered as ``retries-exhausted``.
+    """
+    if isinstance(exc, PermanentError | EventError):
+        return DeadLetter(getattr(exc, "code", "permanent"), str(exc))
+    code = exc.code if isinstance(exc, TemporaryError) else type(exc).__name__
+    reason = str(exc) or repr(exc)
+    if attempt >= max_attempts:
+        return DeadLetter(
+            "retries-exhausted", f"failed {attempt} times; last error ({code}): {reason}"
+        )
+    level = min(attempt - 1, len(retry_delays) - 1)
+    wanted = exc.retry_after if isinstance(exc, TemporaryError) else None
+    if wanted:
+        level = next(
+            (n for n in range(level, len(retry_delays)) if retry_delays[n] >= wanted),
+            len(retry_delays) - 1,
+        )
+    return Retry(level, retry_delays[level], code, reason)
+
+
+def unhandled(service: str, event_type: str) -> DeadLetter:
+    """The dead letter of an event type a service's queue receives but no handler takes."""
+    return DeadLetter(
+        "unhandled-event-type",
+        f"{service} has no handler for {event_type}; its queue should not be bound to it",
+    )
 
 
 @dataclass(slots=True)
@@ -149,18 +258,18 @@ class Consumer:
         queues: ServiceQueues,
         publisher: Publisher,
         registry: EventRegistry,
-        handlers: Mapping[str, Handler] | None = None,
+        subscriptions: Sequence[Subscription] = (),
         batch_handler: BatchHandler | None = None,
         options: ConsumerOptions | None = None,
     ) -> None:
-        if (handlers is None) == (batch_handler is None):
-            raise ValueError("give exactly one of handlers or batch_handler")
+        if bool(subscriptions) == (batch_handler is not None):
+            raise ValueError("give exactly one of subscriptions or batch_handler")
         self._service = service
         self._queue = queue
         self._queues = queues
         self._publisher = publisher
         self._registry = registry
-        self._handlers = dict(handlers or {})
+        self._subscriptions = {s.event_type: s for s in subscriptions}
         self._batch_handler = batch_handler
         self._options = options or ConsumerOptions()
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -170,11 +279,8 @@ class Consumer:
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
-
-    @property
-    def busy(self) -> int:
-        """Messages being handled right now."""
-        return self._busy
+        #: The message behind each delivery in hand, by the delivery's id().
+        self._in_hand: dict[int, AbstractIncomingMessage] = {}
 
     async def start(self) -> None:
         count = 1 if self._batch_handler else self._options.concurrency
@@ -236,23 +342,20 @@ class Consumer:
 
     # ------------------------------------------------------------------ decoding
 
-    def _decode(self, message: AbstractIncomingMessage) -> Delivery:
-        received = decode(
+    def _decode(self, message: AbstractIncomingMessage) -> Delivery[EventData]:
+        delivery = decode_delivery(
             message.body,
             headers=message.headers or {},
             content_type=message.content_type,
+            registry=self._registry,
             max_bytes=self._options.max_event_bytes,
+            routed_as=origin_headers(message, self._queues).get(ORIGINAL_ROUTING_KEY_HEADER),
+            attempt=attempt_of(message, self._queues),
+            user_id=message.user_id or None,
+            routing_key=message.routing_key or "",
         )
-        event, data = self._registry.parse(received)
-        routed_as = origin_headers(message, self._queues).get(ORIGINAL_ROUTING_KEY_HEADER)
-        if routed_as and received.type != routed_as:
-            raise TypeMismatch(
-                f"the event says it is {received.type} but was published with routing key "
-                f"{routed_as}; an event travels under its own type"
-            )
-        return Delivery(
-            event=event, data=data, message=message, attempt=attempt_of(message, self._queues)
-        )
+        self._in_hand[id(delivery)] = message
+        return delivery
 
     # ------------------------------------------------------------------ single
 
@@ -265,60 +368,62 @@ class Consumer:
                 await self._dead_letter(message, exc.code, str(exc), event_type="unreadable")
             return
         event = delivery.event
-        with bound_contextvars(
-            correlationid=event.correlationid, event_id=event.id, event_type=event.type
-        ):
-            handler = self._handlers.get(event.type)
-            if handler is None:
-                await self._dead_letter(
-                    message,
-                    "unhandled-event-type",
-                    f"{self._service} has no handler for {event.type}; "
-                    "its queue should not be bound to it",
-                    event_type=event.type,
-                )
-                return
-            try:
-                await handler(delivery)
-            except Exception as exc:  # noqa: BLE001 - classified below, never dropped
-                await self._settle_failure(delivery, exc)
-            else:
-                await self._ack(message, event.type)
-            finally:
-                HANDLER_SECONDS.labels(self._service, event.type).observe(
-                    time.perf_counter() - started
-                )
+        try:
+            with bound_contextvars(
+                correlationid=event.correlationid, event_id=event.id, event_type=event.type
+            ):
+                subscription = self._subscriptions.get(event.type)
+                if subscription is None or not isinstance(delivery.data, subscription.model):
+                    dead = unhandled(self._service, event.type)
+                    await self._dead_letter(message, dead.code, dead.reason, event_type=event.type)
+                    return
+                try:
+                    await subscription.handler(delivery)
+                except Exception as exc:  # noqa: BLE001 - classified below, never dropped
+                    await self._settle_failure(delivery, message, exc)
+                else:
+                    await self._ack(message, event.type)
+                finally:
+                    HANDLER_SECONDS.labels(self._service, event.type).observe(
+                        time.perf_counter() - started
+                    )
+        finally:
+            self._in_hand.pop(id(delivery), None)
 
     # ------------------------------------------------------------------ batch
 
     async def _handle_batch(self, messages: list[AbstractIncomingMessage]) -> None:
         started = time.perf_counter()
-        deliveries: list[Delivery] = []
+        received: list[tuple[Delivery[EventData], AbstractIncomingMessage]] = []
         for message in messages:
             try:
-                deliveries.append(self._decode(message))
+                received.append((self._decode(message), message))
             except EventError as exc:
                 await self._dead_letter(message, exc.code, str(exc), event_type="unreadable")
-        if not deliveries:
+        if not received:
             return
         assert self._batch_handler is not None
+        deliveries = [delivery for delivery, _ in received]
         try:
-            outcomes = list(await self._batch_handler(deliveries))
-        except Exception as exc:  # noqa: BLE001 - the whole batch failed; each is retried
-            outcomes = [exc] * len(deliveries)
-        if len(outcomes) != len(deliveries):
-            outcomes = [RuntimeError("batch handler returned the wrong number of outcomes")] * len(
-                deliveries
-            )
-        for delivery, outcome in zip(deliveries, outcomes, strict=True):
-            event = delivery.event
-            with bound_contextvars(
-                correlationid=event.correlationid, event_id=event.id, event_type=event.type
-            ):
-                if outcome is None:
-                    await self._ack(delivery.message, event.type)
-                else:
-                    await self._settle_failure(delivery, outcome)
+            try:
+                outcomes = list(await self._batch_handler(deliveries))
+            except Exception as exc:  # noqa: BLE001 - the whole batch failed; each is retried
+                outcomes = [exc] * len(deliveries)
+            if len(outcomes) != len(deliveries):
+                wrong = RuntimeError("batch handler returned the wrong number of outcomes")
+                outcomes = [wrong] * len(deliveries)
+            for (delivery, message), outcome in zip(received, outcomes, strict=True):
+                event = delivery.event
+                with bound_contextvars(
+                    correlationid=event.correlationid, event_id=event.id, event_type=event.type
+                ):
+                    if outcome is None:
+                        await self._ack(message, event.type)
+                    else:
+                        await self._settle_failure(delivery, message, outcome)
+        finally:
+            for delivery in deliveries:
+                self._in_hand.pop(id(delivery), None)
         HANDLER_SECONDS.labels(self._service, "batch").observe(time.perf_counter() - started)
 
     # ------------------------------------------------------------------ settling
@@ -333,76 +438,90 @@ class Consumer:
             return
         MESSAGES.labels(self._service, event_type, "acked").inc()
 
-    async def _settle_failure(self, delivery: Delivery, exc: BaseException) -> None:
+    async def _settle_failure(
+        self, delivery: Delivery[EventData], message: AbstractIncomingMessage, exc: BaseException
+    ) -> None:
         event_type = delivery.event.type
-        if isinstance(exc, PermanentError | EventError):
-            code = getattr(exc, "code", "permanent")
-            log.warning("permanent failure; dead-lettering", code=code, reason=str(exc))
-            await self._dead_letter(delivery.message, code, str(exc), event_type=event_type)
+        verdict = settlement(
+            exc,
+            attempt=delivery.attempt,
+            max_attempts=self._options.max_attempts,
+            retry_delays=self._queues.retry_delays,
+        )
+        if isinstance(verdict, DeadLetter):
+            if verdict.code == "retries-exhausted":
+                log.error(
+                    "retries exhausted; dead-lettering",
+                    attempts=delivery.attempt,
+                    reason=verdict.reason,
+                )
+            else:
+                log.warning(
+                    "permanent failure; dead-lettering", code=verdict.code, reason=verdict.reason
+                )
+            await self._dead_letter(message, verdict.code, verdict.reason, event_type=event_type)
             return
-        code = exc.code if isinstance(exc, TemporaryError) else type(exc).__name__
-        reason = str(exc) or repr(exc)
-        if delivery.attempt >= self._options.max_attempts:
-            log.error(
-                "retries exhausted; dead-lettering",
-                attempts=delivery.attempt,
-                code=code,
-                reason=reason,
-            )
-            await self._dead_letter(
-                delivery.message,
-                "retries-exhausted",
-                f"failed {delivery.attempt} times; last error ({code}): {reason}",
-                event_type=event_type,
-            )
-            return
-        level = self._retry_level(delivery.attempt, exc)
-        delay = self._queues.retry_delays[level]
         log_method = log.warning if isinstance(exc, TemporaryError) else log.error
         log_method(
             "temporary failure; will retry",
             attempt=delivery.attempt,
-            retry_in_seconds=delay,
-            code=code,
-            reason=reason,
+            retry_in_seconds=verdict.delay,
+            code=verdict.code,
+            reason=verdict.reason,
             exc_info=not isinstance(exc, TemporaryError),
         )
-        headers = {
-            **carried_headers(delivery.message, self._queues),
-            ATTEMPT_HEADER: delivery.attempt + 1,
-            LAST_ERROR_HEADER: header_text(reason),
-            LAST_ERROR_CODE_HEADER: code,
-        }
+        headers = retry_headers(
+            carried_headers(message, self._queues),
+            attempt=delivery.attempt + 1,
+            code=verdict.code,
+            reason=verdict.reason,
+        )
         await self._forward(
-            delivery.message,
-            self._queues.retry(level),
-            headers,
-            event_type,
-            outcome="retried",
+            message, self._queues.retry(verdict.level), headers, event_type, outcome="retried"
         )
 
-    def _retry_level(self, attempt: int, exc: BaseException) -> int:
-        delays = self._queues.retry_delays
-        level = min(attempt - 1, len(delays) - 1)
-        wanted = exc.retry_after if isinstance(exc, TemporaryError) else None
-        if wanted:
-            for candidate in range(level, len(delays)):
-                if delays[candidate] >= wanted:
-                    return candidate
-            return len(delays) - 1
-        return level
+    async def dead_letter(
+        self,
+        delivery: Delivery[EventData],
+        *,
+        code: str,
+        reason: str,
+        attempts: int | None = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Copy a delivery in hand to the dead-letter queue now, with ``code`` and ``reason``
+        (and ``headers`` besides), confirmed before this returns; the delivery itself is
+        settled by its handler's outcome as usual. (The notifier dead-letters one destination
+        of an event this way.)"""
+        message = self._in_hand.get(id(delivery))
+        if message is None:
+            raise RuntimeError("that delivery is not in hand: dead-letter it from its handler")
+        copy = copy_message(
+            message,
+            {
+                **dead_letter_headers(
+                    carried_headers(message, self._queues),
+                    code=code,
+                    reason=reason,
+                    attempts=attempts if attempts is not None else delivery.attempt,
+                    service=self._service,
+                ),
+                **(headers or {}),
+            },
+        )
+        await self._publisher.send_to_queue(self._queues.dead_letter, copy, delivery.event.type)
+        log.warning("dead-lettered", code=code, reason=reason, queue=self._queues.dead_letter)
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, code: str, reason: str, *, event_type: str
     ) -> None:
-        headers = {
-            **carried_headers(message, self._queues),
-            REASON_HEADER: header_text(reason),
-            CODE_HEADER: code,
-            ATTEMPTS_HEADER: attempt_of(message, self._queues),
-            FAILED_AT_HEADER: utcnow().isoformat(),
-            SERVICE_HEADER: self._service,
-        }
+        headers = dead_letter_headers(
+            carried_headers(message, self._queues),
+            code=code,
+            reason=reason,
+            attempts=attempt_of(message, self._queues),
+            service=self._service,
+        )
         log.warning("dead-lettered", code=code, reason=reason, queue=self._queues.dead_letter)
         await self._forward(
             message, self._queues.dead_letter, headers, event_type, outcome="dead_lettered"
@@ -417,19 +536,8 @@ class Consumer:
         *,
         outcome: str,
     ) -> None:
-        copy = aio_pika.Message(
-            body=message.body,
-            headers=headers,
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            type=message.type,
-            timestamp=message.timestamp,
-        )
         try:
-            await self._publisher.send_to_queue(queue, copy, event_type)
+            await self._publisher.send_to_queue(queue, copy_message(message, headers), event_type)
         except TemporaryError as exc:
             log.error(  # noqa: TRY400 - the cause is in the message; no traceback wanted
                 "could not forward message; returning it to the broker", error=str(exc)

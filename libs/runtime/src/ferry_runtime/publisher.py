@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
 
 from ferry_events import STRUCTURED_CONTENT_TYPE, CloudEvent, encode
@@ -23,9 +23,20 @@ from ferry_runtime.metrics import PUBLISH_FAILURES, PUBLISHED
 log = get_logger(__name__)
 
 
-def build_message(event: CloudEvent, headers: Mapping[str, Any] | None = None) -> aio_pika.Message:
-    """A persistent structured-mode AMQP message for ``event``."""
+def build_message(
+    event: CloudEvent,
+    headers: Mapping[str, Any] | None = None,
+    *,
+    user_id: str | None = None,
+) -> aio_pika.Message:
+    """A persistent structured-mode AMQP message for ``event``.
+
+    ``user_id``, when given, must be the broker user of the publishing connection (RabbitMQ
+    refuses any other): it is how a consumer knows who published (artifact-ingest's CI
+    identities).
+    """
     return aio_pika.Message(
+        user_id=user_id,
         body=encode(event),
         content_type=STRUCTURED_CONTENT_TYPE,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -34,6 +45,25 @@ def build_message(event: CloudEvent, headers: Mapping[str, Any] | None = None) -
         type=event.type,
         timestamp=event.time,
         headers=dict(headers or {}),
+    )
+
+
+def copy_message(message: AbstractMessage, headers: Mapping[str, Any]) -> aio_pika.Message:
+    """``message`` again, persistent, with ``headers`` instead of its own: the one way a
+    message is copied to a retry or dead-letter queue (the consumer, the notifier) or replayed
+    from one (``ferry dlq replay``). The body and the properties a reader relies on (content
+    type and encoding, message and correlation ids, type, timestamp) are kept as they were.
+    """
+    return aio_pika.Message(
+        body=message.body,
+        headers=dict(headers),
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        type=message.type,
+        timestamp=message.timestamp,
     )
 
 
@@ -48,10 +78,6 @@ class Publisher:
         self._service = service
         #: The service's retry/dead-letter exchange, set once its queues are declared.
         self.redelivery_exchange: AbstractExchange | None = None
-
-    @property
-    def exchange_name(self) -> str:
-        return self._exchange.name
 
     async def publish(self, event: CloudEvent, *, timeout: float = 30.0) -> None:
         """Publish one event, routed by its type. Raises :class:`PublishFailed` if not confirmed."""

@@ -3,7 +3,8 @@
 A service's composition root builds its adapters and handlers, then::
 
     runtime = ServiceRuntime("artifact-ingest", settings)
-    runtime.consume({ArtifactPublished: handler.on_published}, concurrency=4)
+    runtime.subscribe(ArtifactPublished, handler.on_published)  # takes Delivery[ArtifactPublished]
+    runtime.set_concurrency(4)
     await runtime.run()
 
 ``run`` returns after SIGTERM or SIGINT (or ``stop()``): it stops consuming,
@@ -18,15 +19,23 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from starlette.routing import BaseRoute
 
-from ferry_events import EventData, EventRegistry, default_registry
-from ferry_runtime.consumer import BatchHandler, Consumer, ConsumerOptions, Handler
+from ferry_events import CloudEvent, EventData, EventRegistry, default_registry
+from ferry_runtime.consumer import (
+    BatchHandler,
+    Consumer,
+    ConsumerOptions,
+    Delivery,
+    Handler,
+    Subscription,
+)
 from ferry_runtime.http import HttpServer, Readiness, health_routes, operational_app
 from ferry_runtime.logging import get_logger
 from ferry_runtime.metrics import BROKER_CONNECTED
@@ -42,6 +51,54 @@ from ferry_runtime.topology import (
 log = get_logger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
+E = TypeVar("E", bound=EventData)
+
+
+class EventPublisher(Protocol):
+    """What a service publishes through: the broker's :class:`Publisher`, or an in-memory one."""
+
+    async def publish(self, event: CloudEvent, *, timeout: float = 30.0) -> None: ...
+
+    async def publish_many(
+        self, events: Iterable[CloudEvent], *, timeout: float = 30.0
+    ) -> None: ...
+
+
+class DeadLetters(Protocol):
+    """What dead-letters a delivery in hand: the consumer, or an in-memory broker."""
+
+    async def dead_letter(
+        self,
+        delivery: Delivery[EventData],
+        *,
+        code: str,
+        reason: str,
+        attempts: int | None = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriptions:
+    """What a service consumes and how: for the consumer, and for ``ferry_testing``'s
+    in-memory runtime, which runs the same handlers without a broker."""
+
+    service: str
+    handlers: tuple[Subscription, ...]
+    batch_handler: BatchHandler | None
+    batch_types: tuple[type[EventData], ...]
+    max_batch: int
+    max_attempts: int
+    retry_delays: tuple[float, ...]
+    max_event_bytes: int
+    registry: EventRegistry
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """The routing keys the service's queue is bound to."""
+        if self.batch_handler is not None:
+            return tuple(sorted(model.event_type for model in self.batch_types))
+        return tuple(sorted(s.event_type for s in self.handlers))
 
 
 class BrokerUnavailable(RuntimeError):
@@ -95,17 +152,18 @@ class ServiceRuntime:
         self.connection: AbstractRobustConnection | None = None
         self.channel: AbstractChannel | None = None
         self.exchange: AbstractExchange | None = None
-        self._publisher: Publisher | None = None
-        #: The event types this service consumes (its queue's bindings); empty: it only publishes.
-        self._event_types: tuple[str, ...] = ()
-        self._handlers: dict[str, Handler] = {}
+        self._publisher: EventPublisher | None = None
+        self._dead_letters: DeadLetters | None = None
+        self._subscriptions: dict[str, Subscription] = {}
         self._batch_handler: BatchHandler | None = None
+        self._batch_types: tuple[type[EventData], ...] = ()
         self._options = ConsumerOptions(
             max_attempts=settings.max_attempts, max_event_bytes=settings.max_event_bytes
         )
         self._prefetch = settings.prefetch
         self._single_active = False
         self._consumer: Consumer | None = None
+        self._broker_publisher: Publisher | None = None
         self._http: HttpServer | None = None
         self._app: Any = None
         self._stop = asyncio.Event()
@@ -116,22 +174,23 @@ class ServiceRuntime:
 
     # ------------------------------------------------------------------ configuration
 
-    def consume(
-        self,
-        handlers: Mapping[type[EventData], Handler],
-        *,
-        concurrency: int = 1,
-        prefetch: int | None = None,
-    ) -> None:
-        """Handle these event types, one message at a time per worker."""
-        self._handlers = {model.event_type: handler for model, handler in handlers.items()}
-        self._event_types = tuple(sorted(self._handlers))
+    def subscribe(self, model: type[E], handler: Handler[E]) -> None:
+        """Handle ``model``'s event type: each delivery goes to ``handler`` as a
+        ``Delivery[model]``, its data already an instance of ``model``."""
+        if self._batch_handler is not None:
+            raise RuntimeError("this service handles batches; subscribe one way only")
+        if model.event_type in self._subscriptions:
+            raise ValueError(f"{model.event_type} already has a handler")
+        self._subscriptions[model.event_type] = Subscription(model, handler)
+
+    def set_concurrency(self, concurrency: int, *, prefetch: int | None = None) -> None:
+        """Run ``concurrency`` workers, each handling one message at a time."""
         self._options.concurrency = concurrency
         self._prefetch = prefetch or max(self.settings.prefetch, concurrency)
 
-    def consume_batches(
+    def subscribe_batches(
         self,
-        event_types: list[type[EventData]],
+        models: Sequence[type[EventData]],
         handler: BatchHandler,
         *,
         max_batch: int = 100,
@@ -139,11 +198,26 @@ class ServiceRuntime:
         single_active_consumer: bool = False,
     ) -> None:
         """Handle these event types in batches of whatever is waiting (up to ``max_batch``)."""
+        if self._subscriptions:
+            raise RuntimeError("this service subscribes one handler per event; not batches too")
         self._batch_handler = handler
-        self._event_types = tuple(sorted(model.event_type for model in event_types))
+        self._batch_types = tuple(models)
         self._options.max_batch = max_batch
         self._prefetch = prefetch or max(self.settings.prefetch, max_batch)
         self._single_active = single_active_consumer
+
+    def subscriptions(self) -> Subscriptions:
+        return Subscriptions(
+            service=self.service,
+            handlers=tuple(self._subscriptions.values()),
+            batch_handler=self._batch_handler,
+            batch_types=self._batch_types,
+            max_batch=self._options.max_batch,
+            max_attempts=self._options.max_attempts,
+            retry_delays=self.settings.retry_delays,
+            max_event_bytes=self._options.max_event_bytes,
+            registry=self.registry,
+        )
 
     def serve(self, app: Any) -> None:
         """Serve this ASGI app (FastAPI or Starlette) instead of the operational-only one.
@@ -167,10 +241,41 @@ class ServiceRuntime:
     # ------------------------------------------------------------------ state
 
     @property
-    def publisher(self) -> Publisher:
+    def publisher(self) -> EventPublisher:
         if self._publisher is None:
             raise RuntimeError("the broker is not connected yet")
         return self._publisher
+
+    async def dead_letter(
+        self,
+        delivery: Delivery[EventData],
+        *,
+        code: str,
+        reason: str,
+        attempts: int | None = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Copy a delivery in hand to the service's dead-letter queue now, with the dead-letter
+        contract's headers (and ``headers`` besides); its handler's outcome settles it as usual."""
+        if self._dead_letters is None:
+            raise RuntimeError("this service is not consuming")
+        await self._dead_letters.dead_letter(
+            delivery, code=code, reason=reason, attempts=attempts, headers=headers
+        )
+
+    def attach(self, publisher: EventPublisher, dead_letters: DeadLetters) -> None:
+        """Publish and dead-letter through these instead of the broker (an in-memory runtime
+        does this; ``run`` does not then connect)."""
+        self._publisher = publisher
+        self._dead_letters = dead_letters
+
+    @property
+    def start_hooks(self) -> tuple[Hook, ...]:
+        return tuple(self._on_start)
+
+    @property
+    def stop_hooks(self) -> tuple[Hook, ...]:
+        return tuple(self._on_stop)
 
     @property
     def http_port(self) -> int:
@@ -184,7 +289,7 @@ class ServiceRuntime:
         return ServiceQueues(
             service=self.service,
             prefix=self.settings.queue_prefix,
-            routing_keys=self._event_types,
+            routing_keys=self.subscriptions().event_types,
             retry_delays=self.settings.retry_delays,
             delivery_limit=self.settings.delivery_limit,
             single_active_consumer=self._single_active,
@@ -233,29 +338,32 @@ class ServiceRuntime:
         self.channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         await self.channel.set_qos(prefetch_count=self._prefetch)
         self.exchange = await declare_exchange(self.channel, self.settings.exchange)
-        self._publisher = Publisher(self.channel, self.exchange, service=self.service)
+        self._broker_publisher = Publisher(self.channel, self.exchange, service=self.service)
+        self._publisher = self._broker_publisher
         BROKER_CONNECTED.labels(self.service).set(1)
         log.info("broker connected", url=mask_url(self.settings.amqp_url))
 
     async def _start_consuming(self) -> None:
-        if not self._event_types:
+        queues = self.queues()
+        if not queues.routing_keys:
             return
         assert self.channel is not None
         assert self.exchange is not None
-        queues = self.queues()
+        assert self._broker_publisher is not None
         redelivery = await declare_redelivery_exchange(self.channel, queues)
         queue = await declare_service_queues(self.channel, self.exchange, queues, redelivery)
-        self.publisher.redelivery_exchange = redelivery
+        self._broker_publisher.redelivery_exchange = redelivery
         self._consumer = Consumer(
             service=self.service,
             queue=queue,
             queues=queues,
-            publisher=self.publisher,
+            publisher=self._broker_publisher,
             registry=self.registry,
-            handlers=None if self._batch_handler is not None else self._handlers,
+            subscriptions=tuple(self._subscriptions.values()),
             batch_handler=self._batch_handler,
             options=self._options,
         )
+        self._dead_letters = self._consumer
         await self._consumer.start()
 
     def _install_signals(self) -> None:

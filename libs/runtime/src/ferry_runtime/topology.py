@@ -30,6 +30,12 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from ferry_events.contract import PARTIES, consumed_by
+from ferry_events.deadletter import (
+    dead_letter_queue,
+    redelivery_exchange,
+    retry_queue,
+    service_queue,
+)
 from ferry_runtime.settings import RuntimeSettings
 
 
@@ -46,19 +52,19 @@ class ServiceQueues:
 
     @property
     def main(self) -> str:
-        return f"{self.prefix}.{self.service}"
+        return service_queue(self.prefix, self.service)
 
     @property
     def dead_letter(self) -> str:
-        return f"{self.main}.dlq"
+        return dead_letter_queue(self.prefix, self.service)
 
     @property
     def redelivery_exchange(self) -> str:
         """The service's direct exchange for retries and dead letters."""
-        return f"{self.main}.dlx"
+        return redelivery_exchange(self.prefix, self.service)
 
     def retry(self, level: int) -> str:
-        return f"{self.main}.retry.{level}"
+        return retry_queue(self.prefix, self.service, level)
 
     def main_arguments(self) -> dict[str, Any]:
         args: dict[str, Any] = {

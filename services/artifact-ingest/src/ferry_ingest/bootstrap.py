@@ -68,7 +68,6 @@ def build(settings: IngestSettings) -> ServiceRuntime:
     else:
         log.info("CI identities loaded", identities=sorted(accepted.identities.grants))
     handler = IngestHandler(publish, accepted)
-    runtime.consume(
-        {ArtifactPublished: handler.on_published}, concurrency=settings.ingest_concurrency
-    )
+    runtime.subscribe(ArtifactPublished, handler.on_published)
+    runtime.set_concurrency(settings.ingest_concurrency)
     return runtime

@@ -15,7 +15,7 @@ from functools import partial
 from ferry_events import ArtifactAccepted, ArtifactPublished, ArtifactRejected, CloudEvent
 from ferry_ingest import SOURCE
 from ferry_ingest.domain import Accepted, Limits, Outcome, validate
-from ferry_runtime import Delivery, PermanentError, get_logger
+from ferry_runtime import Delivery, get_logger
 
 log = get_logger(__name__)
 
@@ -29,20 +29,14 @@ class IngestHandler:
         self._publish = publish
         self._limits = limits
 
-    async def on_published(self, delivery: Delivery) -> None:
+    async def on_published(self, delivery: Delivery[ArtifactPublished]) -> None:
         """Handle one ``ferry.artifact.published.v1``."""
         published = delivery.data
-        if not isinstance(published, ArtifactPublished):
-            raise PermanentError(
-                f"artifact-ingest handles {ArtifactPublished.event_type}, "
-                f"not {delivery.event.type}",
-                code="unhandled-event-type",
-            )
         # YAML parsing of up to a few MiB is CPU work: keep the event loop (and the
         # broker heartbeats, and /readyz) responsive while it runs.
         # The broker checked user_id against the publishing connection's user: it is who
         # published, not what the publisher claims (see domain/identities.py).
-        identity = delivery.message.user_id or None
+        identity = delivery.user_id
         outcome = await asyncio.to_thread(
             partial(validate, identity=identity),
             published.artifact,

@@ -69,7 +69,7 @@ def build(
     runtime.on_start(start)
     runtime.on_stop(stop)
     runtime.readiness.add("config-repo", opened)
-    runtime.consume_batches(
+    runtime.subscribe_batches(
         list(HANDLED),
         writer.handle_batch,
         max_batch=settings.git_max_batch,

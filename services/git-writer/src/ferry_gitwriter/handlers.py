@@ -110,7 +110,9 @@ class GitWriter:
         self._publish = publish
         self._backoff = backoff or Backoff()
 
-    async def handle_batch(self, deliveries: Sequence[Delivery]) -> list[BaseException | None]:
+    async def handle_batch(
+        self, deliveries: Sequence[Delivery[EventData]]
+    ) -> list[BaseException | None]:
         """The runtime's batch handler: one outcome (None = done) per delivery."""
         BATCH_SIZE.observe(len(deliveries))
         outcomes: list[BaseException | None] = [_refusal(delivery) for delivery in deliveries]
@@ -120,7 +122,9 @@ class GitWriter:
             outcomes = [next(written) if outcome is None else outcome for outcome in outcomes]
         return outcomes
 
-    async def _write_batch(self, deliveries: Sequence[Delivery]) -> list[BaseException | None]:
+    async def _write_batch(
+        self, deliveries: Sequence[Delivery[EventData]]
+    ) -> list[BaseException | None]:
         try:
             with CYCLE_SECONDS.time():
                 answers = await asyncio.to_thread(self._write, deliveries)
@@ -137,7 +141,7 @@ class GitWriter:
             return [TemporaryError(str(exc), code="config-repo-error")] * len(deliveries)
         return list(await asyncio.gather(*map(self._settle, deliveries, answers)))
 
-    async def _settle(self, delivery: Delivery, answer: _Answer) -> BaseException | None:
+    async def _settle(self, delivery: Delivery[EventData], answer: _Answer) -> BaseException | None:
         if answer.error is not None:
             return answer.error
         data = result_of(delivery.data, answer)
@@ -149,7 +153,7 @@ class GitWriter:
 
     # ------------------------------------------------------------------ in the worker thread
 
-    def _write(self, deliveries: Sequence[Delivery]) -> list[_Answer]:
+    def _write(self, deliveries: Sequence[Delivery[EventData]]) -> list[_Answer]:
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -183,7 +187,7 @@ class GitWriter:
         )
         return answers
 
-    def _answer(self, session: Session, delivery: Delivery) -> _Answer:
+    def _answer(self, session: Session, delivery: Delivery[EventData]) -> _Answer:
         try:
             return self._planned(session, delivery)
         except RepoError:
@@ -191,7 +195,7 @@ class GitWriter:
         except Exception as exc:  # noqa: BLE001 - one poisoned event fails only itself
             return _unexpected(delivery, exc)
 
-    def _planned(self, session: Session, delivery: Delivery) -> _Answer:
+    def _planned(self, session: Session, delivery: Delivery[EventData]) -> _Answer:
         event_id = delivery.event.id
         data = delivery.data
         try:
@@ -221,7 +225,7 @@ class GitWriter:
         return _Answer(commit=session.add(event_id, planned), namespace=namespace)
 
 
-def _refusal(delivery: Delivery) -> PermanentError | None:
+def _refusal(delivery: Delivery[EventData]) -> PermanentError | None:
     """A permanent error for an event that can be refused without the repo, else None."""
     try:
         check_event(delivery.data)
@@ -234,7 +238,7 @@ def _refusal(delivery: Delivery) -> PermanentError | None:
     return None
 
 
-def _unexpected(delivery: Delivery, exc: Exception) -> _Answer:
+def _unexpected(delivery: Delivery[EventData], exc: Exception) -> _Answer:
     """An error nobody planned for while planning one delivery: it fails that one only.
 
     A release becomes ``release.failed`` (promotion and the developer hear of it); any

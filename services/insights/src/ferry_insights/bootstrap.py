@@ -49,7 +49,8 @@ async def build(
     tokens = TokenStore(settings.resolved_tokens_file())
     runtime = ServiceRuntime(SERVICE, settings)
     projector = Projector(store)
-    runtime.consume(projector.routes(), concurrency=settings.consumer_concurrency)
+    projector.subscribe(runtime)
+    runtime.set_concurrency(settings.consumer_concurrency)
     gauges = DoraGauges(
         store, clock, days=settings.metrics_window_days, max_age=settings.metrics_cache_seconds
     )

@@ -7,16 +7,15 @@ import socket
 import uuid
 from datetime import timedelta
 
-import aio_pika
-
-from ferry_events import ALL_EVENT_TYPES, utcnow
+from ferry_events import ALL_EVENT_TYPES, EventData
+from ferry_events.deadletter import DESTINATION_HEADER
 from ferry_notifier.adapters.email import Mailer, SmtpConfig
 from ferry_notifier.adapters.slack import Slack, load_user_map
 from ferry_notifier.adapters.store import Store
 from ferry_notifier.adapters.templates import Renderer
 from ferry_notifier.adapters.webhook import Webhooks
 from ferry_notifier.claiming import Claimant, Claiming
-from ferry_notifier.delivery import DESTINATION_HEADER, Channels, Deliverer, RetryPolicy
+from ferry_notifier.delivery import Channels, Deliverer, RetryPolicy
 from ferry_notifier.domain.notice import CONTEXT_TYPES, NOTIFIED_TYPES
 from ferry_notifier.domain.routing import (
     Destination,
@@ -27,14 +26,7 @@ from ferry_notifier.domain.routing import (
 )
 from ferry_notifier.handlers import Notifier
 from ferry_notifier.settings import NotifierSettings
-from ferry_runtime import (
-    CODE_HEADER,
-    REASON_HEADER,
-    Delivery,
-    ServiceRuntime,
-    carried_headers,
-    get_logger,
-)
+from ferry_runtime import Delivery, ServiceRuntime, get_logger
 
 SERVICE = "notifier"
 log = get_logger(__name__)
@@ -133,28 +125,14 @@ def build(settings: NotifierSettings) -> ServiceRuntime:
     runtime = ServiceRuntime(SERVICE, settings)
 
     async def dead_letter(
-        delivery: Delivery, destination: Destination, reason: str, attempts: int
+        delivery: Delivery[EventData], destination: Destination, reason: str, attempts: int
     ) -> None:
-        message = delivery.message
-        copy = aio_pika.Message(
-            body=message.body,
-            headers={
-                **carried_headers(message, runtime.queues()),
-                DESTINATION_HEADER: destination.key,
-                REASON_HEADER: f"{destination.key}: {reason}"[:4000],
-                CODE_HEADER: "delivery-failed",
-                "x-ferry-attempts": attempts,
-                "x-ferry-failed-at": utcnow().isoformat(),
-                "x-ferry-service": SERVICE,
-            },
-            content_type=message.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            type=message.type,
-        )
-        await runtime.publisher.send_to_queue(
-            runtime.queues().dead_letter, copy, delivery.event.type
+        await runtime.dead_letter(
+            delivery,
+            code="delivery-failed",
+            reason=f"{destination.key}: {reason}",
+            attempts=attempts,
+            headers={DESTINATION_HEADER: destination.key},
         )
 
     notifier = Notifier(
@@ -167,10 +145,9 @@ def build(settings: NotifierSettings) -> ServiceRuntime:
         config_commit_url=settings.config_commit_url,
         dashboard_url=settings.dashboard_url,
     )
-    runtime.consume(
-        dict.fromkeys((*NOTIFIED_TYPES, *CONTEXT_TYPES), notifier.handle),
-        concurrency=settings.concurrency,
-    )
+    for model in (*NOTIFIED_TYPES, *CONTEXT_TYPES):
+        runtime.subscribe(model, notifier.handle)
+    runtime.set_concurrency(settings.concurrency)
     runtime.readiness.add("database", store.ping)
 
     async def start() -> None:

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ferry_events import CloudEvent, encode
+from ferry_events.deadletter import DESTINATION_HEADER
 from ferry_notifier.adapters.claims import DELIVERY, ClaimKey
 from ferry_notifier.adapters.email import Mailer
 from ferry_notifier.adapters.slack import Slack, message_blocks
@@ -50,7 +51,7 @@ log = get_logger(__name__)
 #: Publishes the event to the dead-letter queue naming the destination and the reason.
 DeadLetter = Callable[[Destination, str, int], Awaitable[None]]
 
-DESTINATION_HEADER = "x-ferry-destination"
+__all__ = ["DESTINATION_HEADER"]
 
 
 @dataclass(frozen=True, slots=True)

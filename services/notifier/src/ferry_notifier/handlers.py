@@ -9,10 +9,11 @@ from functools import partial
 
 from sqlalchemy.exc import DBAPIError
 
-from ferry_events import ArtifactStored
+from ferry_events import ArtifactStored, EventData
+from ferry_events.deadletter import DESTINATION_HEADER
 from ferry_notifier.adapters.store import DeliveryRecord, Store
 from ferry_notifier.adapters.templates import Renderer
-from ferry_notifier.delivery import DESTINATION_HEADER, Deliverer, Job
+from ferry_notifier.delivery import Deliverer, Job
 from ferry_notifier.domain.flood import FloodPosition
 from ferry_notifier.domain.notice import (
     Link,
@@ -27,7 +28,7 @@ from ferry_runtime import Delivery, TemporaryError, get_logger
 log = get_logger(__name__)
 
 #: Publishes a delivery's event to the dead-letter queue for one destination, with the reason.
-DeadLetterPublisher = Callable[[Delivery, Destination, str, int], Awaitable[None]]
+DeadLetterPublisher = Callable[[Delivery[EventData], Destination, str, int], Awaitable[None]]
 
 
 class Notifier:
@@ -52,13 +53,13 @@ class Notifier:
         self._commit_url = config_commit_url
         self._dashboard_url = dashboard_url
 
-    async def handle(self, delivery: Delivery) -> None:
+    async def handle(self, delivery: Delivery[EventData]) -> None:
         try:
             await self._handle(delivery)
         except (DBAPIError, OSError) as exc:  # the database is unreachable or locked
             raise TemporaryError(f"notifier store unavailable: {exc}", code="store") from exc
 
-    async def _handle(self, delivery: Delivery) -> None:
+    async def _handle(self, delivery: Delivery[EventData]) -> None:
         event, data = delivery.event, delivery.data
         if isinstance(data, ArtifactStored):
             await self._store.remember_artifact(artifact_context(data))
@@ -77,7 +78,7 @@ class Notifier:
             render=partial(self._renderer.render, notice, count=flood.number),
             flood=flood,
             dead_letter=partial(self._dead_letter, delivery),
-            replay_destination=str((delivery.message.headers or {}).get(DESTINATION_HEADER, "")),
+            replay_destination=str(delivery.headers.get(DESTINATION_HEADER, "")),
             records=records,
         )
         statuses = await self._deliverer.deliver(job, destinations)

@@ -197,7 +197,8 @@ async def build(
 
     runtime.readiness.add("database", store.ping)
     runtime.readiness.add("config-repo", repo_ready)
-    runtime.consume(consumers.routes(), concurrency=settings.consumer_concurrency)
+    consumers.subscribe(runtime)
+    runtime.set_concurrency(settings.consumer_concurrency)
     deps = ApiDeps(requests=requests, views=views, policies=policies, safety=safety, tokens=tokens)
     runtime.serve(create_app(deps, chatops, runtime.routes()))
     runtime.on_start(service.start)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from sqlalchemy.exc import DBAPIError
 
 from ferry_events import (
@@ -26,7 +24,7 @@ from ferry_events import (
 )
 from ferry_insights.domain.facts import Unprojectable
 from ferry_insights.service_layer.use_cases import Projections, project
-from ferry_runtime import Delivery, Handler, PermanentError, TemporaryError, get_logger
+from ferry_runtime import Delivery, PermanentError, ServiceRuntime, TemporaryError, get_logger
 
 log = get_logger(__name__)
 
@@ -54,7 +52,7 @@ class Projector:
     def __init__(self, store: Projections) -> None:
         self._store = store
 
-    async def handle(self, delivery: Delivery) -> None:
+    async def handle(self, delivery: Delivery[EventData]) -> None:
         try:
             fresh = await project(self._store, delivery.event, delivery.data, utcnow())
         except Unprojectable as exc:  # it would fail the same way every time
@@ -75,5 +73,7 @@ class Projector:
         if not fresh:
             log.info("already projected; nothing to do")
 
-    def routes(self) -> Mapping[type[EventData], Handler]:
-        return dict.fromkeys(CONSUMED, self.handle)
+    def subscribe(self, runtime: ServiceRuntime) -> None:
+        """Subscribe :meth:`handle` to every event type in :data:`CONSUMED`."""
+        for model in CONSUMED:
+            runtime.subscribe(model, self.handle)

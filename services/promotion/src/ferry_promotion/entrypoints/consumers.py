@@ -8,13 +8,11 @@ and calls the service layer, where each use case is idempotent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 
 from ferry_events import (
     ApprovalGranted,
     ArtifactMarkChanged,
     ArtifactStored,
-    EventData,
     HaltChanged,
     Intent,
     PolicyChanged,
@@ -31,7 +29,7 @@ from ferry_promotion.service_layer.policies import Policies
 from ferry_promotion.service_layer.requesting import Requests
 from ferry_promotion.service_layer.results import Results
 from ferry_promotion.service_layer.safety import Safety
-from ferry_runtime import Delivery, Handler, PermanentError
+from ferry_runtime import Delivery, PermanentError, ServiceRuntime
 
 
 class Consumers:
@@ -62,64 +60,57 @@ class Consumers:
         """
         return self._locks.setdefault((service, environment), asyncio.Lock())
 
-    def routes(self) -> Mapping[type[EventData], Handler]:
-        return {
-            ReleaseRequested: self.on_requested,
-            ApprovalGranted: self.on_approval_granted,
-            ArtifactStored: self.on_artifact_stored,
-            ReleaseCommitted: self.on_committed,
-            ReleaseFailed: self.on_failed,
-            RolloutStarted: self.on_rollout,
-            RolloutSucceeded: self.on_rollout,
-            RolloutFailed: self.on_rollout,
-            PolicyChanged: self.on_policy_changed,
-            HaltChanged: self.on_safety_changed,
-            ArtifactMarkChanged: self.on_safety_changed,
-        }
+    def subscribe(self, runtime: ServiceRuntime) -> None:
+        """Subscribe each consumer to the event type it takes."""
+        runtime.subscribe(ReleaseRequested, self.on_requested)
+        runtime.subscribe(ApprovalGranted, self.on_approval_granted)
+        runtime.subscribe(ArtifactStored, self.on_artifact_stored)
+        runtime.subscribe(ReleaseCommitted, self.on_committed)
+        runtime.subscribe(ReleaseFailed, self.on_failed)
+        runtime.subscribe(RolloutStarted, self.on_rollout)
+        runtime.subscribe(RolloutSucceeded, self.on_rollout)
+        runtime.subscribe(RolloutFailed, self.on_rollout)
+        runtime.subscribe(PolicyChanged, self.on_policy_changed)
+        runtime.subscribe(HaltChanged, self.on_safety_changed)
+        runtime.subscribe(ArtifactMarkChanged, self.on_safety_changed)
 
-    async def on_requested(self, delivery: Delivery) -> None:
+    async def on_requested(self, delivery: Delivery[ReleaseRequested]) -> None:
         data = delivery.data
-        assert isinstance(data, ReleaseRequested)
         if data.intent is Intent.AUTO_RELEASE and not data.artifact_id:
             raise PermanentError("an auto-release request must name its artifactId", code="invalid")
         async with self._ordered(data.service, data.environment):
             await self.requests.take(delivery.event, data)
 
-    async def on_approval_granted(self, delivery: Delivery) -> None:
+    async def on_approval_granted(self, delivery: Delivery[ApprovalGranted]) -> None:
         data = delivery.data
-        assert isinstance(data, ApprovalGranted)
         async with self._ordered(data.service, data.environment):
             await self.decider.decide(data.release_id, delivery.event)
 
-    async def on_artifact_stored(self, delivery: Delivery) -> None:
+    async def on_artifact_stored(self, delivery: Delivery[ArtifactStored]) -> None:
         data = delivery.data
-        assert isinstance(data, ArtifactStored)
         await self.policies.artifact_stored(delivery.event, data)
 
-    async def on_committed(self, delivery: Delivery) -> None:
+    async def on_committed(self, delivery: Delivery[ReleaseCommitted]) -> None:
         data = delivery.data
-        assert isinstance(data, ReleaseCommitted)
         await self.results.committed(delivery.event, data)
 
-    async def on_failed(self, delivery: Delivery) -> None:
+    async def on_failed(self, delivery: Delivery[ReleaseFailed]) -> None:
         data = delivery.data
-        assert isinstance(data, ReleaseFailed)
         await self.results.failed(delivery.event, data)
 
-    async def on_rollout(self, delivery: Delivery) -> None:
+    async def on_rollout(self, delivery: Delivery[RolloutFact]) -> None:
         data = delivery.data
-        assert isinstance(data, RolloutFact)
         waiting = await self.results.rollout(delivery.event, data)
         for release in waiting:
             async with self._ordered(data.service, release.environment):
                 await self.results.redecide(delivery.event, data, release)
 
-    async def on_policy_changed(self, delivery: Delivery) -> None:
+    async def on_policy_changed(self, delivery: Delivery[PolicyChanged]) -> None:
         data = delivery.data
-        assert isinstance(data, PolicyChanged)
         await self.policies.changed(delivery.event, data)
 
-    async def on_safety_changed(self, delivery: Delivery) -> None:
+    async def on_safety_changed(
+        self, delivery: Delivery[HaltChanged | ArtifactMarkChanged]
+    ) -> None:
         data = delivery.data
-        assert isinstance(data, HaltChanged | ArtifactMarkChanged)
         await self.safety.changed(delivery.event, data)
