@@ -1,7 +1,8 @@
 """Benchmark: insights' dashboard pages and DORA query over a large history.
 
-Fills insights' projections (through the real projection code, one transaction per event)
-with ``--services`` services in 3 environments and ``--releases`` releases (each: the stored
+Fills insights' projections through the real projection code, in bulk (``Store.record_many``:
+2,000 events a transaction, the same rules as one event at a time), with ``--services``
+services in 3 environments and ``--releases`` releases (each: the stored
 artifact, the request, the commit and a rollout result; one in ten fails, one in twenty is
 rolled back), then serves insights' HTTP app on loopback (uvicorn, as in production) and
 times, logged in as an admin:
@@ -49,11 +50,11 @@ from ferry_insights.adapters.board import BoardReads
 from ferry_insights.adapters.db import Store
 from ferry_insights.adapters.promotion import PromotionApi
 from ferry_insights.adapters.tokens import TokenStore
+from ferry_insights.domain.facts import facts_of
 from ferry_insights.entrypoints.api import ApiDeps, create_app
 from ferry_insights.entrypoints.dashboard import routes
 from ferry_insights.entrypoints.gauges import DoraGauges
 from ferry_insights.entrypoints.web import Web
-from ferry_insights.service_layer.use_cases import project
 from ferry_runtime import HttpServer, Readiness, configure_logging, health_routes
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -202,9 +203,9 @@ async def main() -> None:
         now = utcnow()
         events = history(args.services, args.releases, now)
         started = time.perf_counter()
-        for event in events:
-            parsed, data = default_registry.parse(event)
-            await project(store, parsed, data, utcnow())
+        facts = [facts_of(*default_registry.parse(event)) for event in events]
+        for first in range(0, len(facts), 2000):
+            await store.record_many(facts[first : first + 2000], received_at=utcnow())
         fill = time.perf_counter() - started
         print(
             f"projected {len(events)} events ({args.releases} releases, {args.services} services,"
@@ -250,12 +251,16 @@ async def main() -> None:
             await promotion.close()
             await store.close()
     base_p50 = statistics.median(results["GET /healthz (baseline)"])
-    print(f"{'request':32} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p50 / baseline':>15}")
+    base_p95 = pct(results["GET /healthz (baseline)"], 0.95)
+    print(
+        f"{'request':32} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}"
+        f" {'p50 / baseline':>15} {'p95 / baseline':>15}"
+    )
     for name, values in results.items():
-        p50 = statistics.median(values)
+        p50, p95 = statistics.median(values), pct(values, 0.95)
         print(
-            f"{name:32} {p50:8.1f} {pct(values, 0.95):8.1f} {max(values):8.1f}"
-            f" {p50 / base_p50:15.1f}"
+            f"{name:32} {p50:8.1f} {p95:8.1f} {max(values):8.1f}"
+            f" {p50 / base_p50:15.1f} {p95 / base_p95:15.1f}"
         )
     slow = [n for n, v in results.items() if pct(v, 0.95) >= 100]
     print("goal p95 < 100 ms: " + ("met" if not slow else f"missed by {', '.join(slow)}"))

@@ -25,6 +25,7 @@ from insights_history import (
 from ferry_events import decode, default_registry, encode, utcnow
 from ferry_insights.adapters.db import Store
 from ferry_insights.domain.dora import Window
+from ferry_insights.domain.facts import facts_of
 from ferry_insights.entrypoints.api import report_json
 from ferry_insights.service_layer.use_cases import dora, project
 from ferry_testing.database import postgres_database
@@ -92,3 +93,28 @@ async def test_shuffled_and_repeated_deliveries_change_nothing(store: Store) -> 
     prod = await answer(store)
     assert subset(prod, PROD) == PROD
     assert prod["weekly"] == PROD_WEEKS
+
+
+async def test_projected_in_bulk_it_is_the_same_as_one_by_one(store: Store) -> None:
+    """``record_many`` (replays, back-fills, the benchmark) keeps the same rules: duplicates
+    within a batch and across batches write nothing, the earliest result of each deployment
+    counts whatever the order, and a change's last word is kept."""
+    events = history()
+    shuffled = events[:]
+    random.Random(11).shuffle(shuffled)
+    facts = [facts_of(*default_registry.parse(decode(encode(e)))) for e in shuffled]
+    # the later half first, with a repeat of one event inside its batch...
+    assert await store.record_many([*facts[10:], facts[12]], received_at=utcnow()) == len(
+        facts[10:]
+    )
+    # ...then the earlier half with everything again: only the earlier half is new
+    assert await store.record_many(facts, received_at=utcnow()) == 10
+    assert await store.record_many(facts, received_at=utcnow()) == 0
+    counts = await store.counts()
+    assert counts["inbox"] == len(events)
+    assert counts["deployments"] == 9
+    prod = await answer(store)
+    assert subset(prod, PROD) == PROD
+    assert prod["weekly"] == PROD_WEEKS
+    assert subset(await answer(store, "staging"), STAGING) == STAGING
+    assert subset(await answer(store, service="payments"), PAYMENTS) == PAYMENTS

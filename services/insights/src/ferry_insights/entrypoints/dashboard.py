@@ -184,8 +184,12 @@ class Pages:
             raise Refused(400, "Bad filter", "days is a whole number from 1 to 365") from None
         window = Window.days_before(self.web.clock(), days)
         panels = []
-        for environment in await self.web.store.environments():
-            found = await dora(self.web.store, environment, window, service=service, squad=squad)
+        environments = await self.web.store.environments()
+        # one database read per environment, side by side (each on its own connection)
+        answers = await asyncio.gather(
+            *(dora(self.web.store, e, window, service=service, squad=squad) for e in environments)
+        )
+        for environment, found in zip(environments, answers, strict=True):
             weekly = [
                 {"from": week.start.isoformat(), **keys_json(keys)} for week, keys in found.weeks
             ]
