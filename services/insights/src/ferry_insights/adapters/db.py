@@ -374,9 +374,17 @@ class Store:
         found: list[Deployment] = []
         known: dict[tuple[str, str], Change] = {}
         async with self.engine.connect() as conn:
-            for name, artifact_id, when, failed, event_id, succeeded, seen, committed, ci in (
-                await conn.execute(query)
-            ):
+            for (
+                name,
+                artifact_id,
+                when,
+                failed,
+                event_id,
+                succeeded,
+                seen,
+                committed,
+                ci,
+            ) in await conn.execute(query):
                 found.append(
                     Deployment(
                         environment=environment,
@@ -437,8 +445,9 @@ class Store:
             return []
         r = rollout_results
         rows = await conn.execute(
-            sa.select(r.c.event_id, r.c.service, r.c.artifact_id, r.c.observed_at, r.c.release_id)
-            .where(
+            sa.select(
+                r.c.event_id, r.c.service, r.c.artifact_id, r.c.observed_at, r.c.release_id
+            ).where(
                 r.c.environment == environment,
                 r.c.outcome == Outcome.SUCCEEDED.value,
                 r.c.observed_at >= window.start,
