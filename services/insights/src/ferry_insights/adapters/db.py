@@ -14,9 +14,9 @@ event, on this replica or another, finds its row and writes nothing more), then 
 projection rows. The ``deployments`` row keeps the earliest result whatever the arrival
 order: it is inserted if missing, else locked (``FOR UPDATE``) and merged.
 
-Migrations: the schema is created on start (``metadata.create_all``, under an advisory lock on
-PostgreSQL so that replicas starting together do not race), and a nullable column added since
-a database was created is added to it.
+Migrations: the schema is migrated on start with Alembic (``adapters/migrations``, under an
+advisory lock on PostgreSQL so that replicas starting together take turns; how migrations
+are written: ``ferry_runtime.migrations``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ferry_insights.adapters.tables import (
-    add_missing_columns,
     at,
     changes,
     deployment_of,
@@ -57,6 +56,7 @@ from ferry_insights.domain.facts import (
     RolloutResult,
     first_result,
 )
+from ferry_runtime.migrations import upgrade
 
 _SCHEMA_LOCK = 0x466572727949  # "FerryI": the advisory lock of schema changes
 
@@ -86,12 +86,12 @@ class Store:
         if self.is_sqlite:
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
-    async def create_schema(self) -> None:
+    async def create_schema(self) -> list[str]:
+        """Migrate the database to the newest revision; the revisions applied."""
         async with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})"))
-            await conn.run_sync(metadata.create_all)
-            await conn.run_sync(add_missing_columns)
+            return await conn.run_sync(
+                lambda sync: upgrade(sync, "ferry_insights.adapters", lock_key=_SCHEMA_LOCK)
+            )
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -153,14 +153,3 @@ def change_of_row(row: sa.RowMapping) -> Change:
         ci_start=utc(row["c_ci_start"]),
         ci_job_url=row["c_ci_job_url"],
     )
-
-
-def add_missing_columns(conn: sa.Connection) -> None:
-    """Add the nullable columns a database created by an older insights lacks."""
-    inspector = sa.inspect(conn)
-    for table in metadata.sorted_tables:
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present and column.nullable and column.default is None:
-                kind = column.type.compile(dialect=conn.dialect)
-                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))

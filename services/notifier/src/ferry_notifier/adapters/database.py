@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import Executable
 
-from ferry_notifier.adapters.tables import metadata
+from ferry_runtime.migrations import upgrade
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
@@ -39,7 +39,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
 
 T = TypeVar("T")
 
-#: The advisory lock key under which the notifier creates its tables ("ferry-ntf").
+#: The advisory lock key under which the notifier migrates its database ("ferry-ntf").
 _SCHEMA_LOCK = 0x6665727279_6E7466
 
 
@@ -100,16 +100,13 @@ class Database:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
             await auto.execute(statement)
 
-    async def create(self) -> None:
-        """Create the tables that are missing. Replicas starting at once on PostgreSQL take
-        turns (a transaction-scoped advisory lock), or both would create the same table."""
-
-        def work(conn: Connection) -> None:
-            if self.dialect == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
-            metadata.create_all(conn)
-
-        await self._run(work)
+    async def create(self) -> list[str]:
+        """Migrate the database to the newest revision (``adapters/migrations``); the
+        revisions applied. Replicas starting at once on PostgreSQL take turns (a
+        transaction-scoped advisory lock)."""
+        return await self._run(
+            lambda conn: upgrade(conn, "ferry_notifier.adapters", lock_key=_SCHEMA_LOCK)
+        )
 
     async def ping(self) -> bool:
         await self._run(lambda conn: conn.exec_driver_sql("SELECT 1"))

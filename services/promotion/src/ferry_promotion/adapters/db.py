@@ -8,8 +8,9 @@ artifact), ``artifacts`` (the catalog, from ``ferry.artifact.stored.v1``),
 cache every replica shares) and ``slack_followups`` (the ``response_url`` s a
 replica follows a release on, with their posts and the replica's lease).
 An effect, its inbox row and its outbox rows are written in one transaction.
-The schema is created on start with ``metadata.create_all``; a nullable column
-added since a database was created is added to it (there are no other migrations yet).
+The schema is migrated on start with Alembic (``adapters/migrations``, under an advisory
+lock on PostgreSQL so that replicas starting together take turns; how migrations are
+written: ``ferry_runtime.migrations``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from ferry_runtime.migrations import upgrade
+
 metadata = sa.MetaData()
-#: The PostgreSQL advisory lock held while the schema is created (any number, fixed for promotion).
-SCHEMA_LOCK_KEY = 0x46_45_52_52_59_50  # "FERRYP"
+#: The advisory lock key under which promotion migrates its database ("ferry-prm").
+_SCHEMA_LOCK = 0x6665727279_70726D
 _TS = sa.DateTime(timezone=True)
 
 releases = sa.Table(
@@ -215,20 +218,12 @@ class Store:
         """Held for a write transaction (in-process on SQLite, which has one writer)."""
         return self._write_lock or nullcontext()
 
-    async def create_schema(self) -> None:
-        """Create what is missing; replicas starting at once take turns (PostgreSQL).
-
-        ``create_all`` checks, then creates: two replicas doing it at once on
-        PostgreSQL both see a table missing and one fails on the duplicate. A
-        transaction-scoped advisory lock makes the second wait for the first.
-        """
+    async def create_schema(self) -> list[str]:
+        """Migrate the database to the newest revision; the revisions applied."""
         async with self.engine.begin() as conn:
-            if not self.is_sqlite:
-                await conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY}
-                )
-            await conn.run_sync(metadata.create_all)
-            await conn.run_sync(_add_missing_columns)
+            return await conn.run_sync(
+                lambda sync: upgrade(sync, "ferry_promotion.adapters", lock_key=_SCHEMA_LOCK)
+            )
 
     async def ping(self) -> bool:
         """Whether the database answers (for readiness)."""
@@ -249,17 +244,6 @@ class Store:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             yield conn
-
-
-def _add_missing_columns(conn: sa.Connection) -> None:
-    """Add the nullable columns a database created by an older promotion lacks."""
-    inspector = sa.inspect(conn)
-    for table in metadata.sorted_tables:
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present and column.nullable and column.default is None:
-                kind = column.type.compile(dialect=conn.dialect)
-                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
