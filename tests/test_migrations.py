@@ -13,10 +13,10 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import importlib
 import importlib.util
-import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -224,7 +224,29 @@ async def test_two_replicas_starting_at_once_on_postgresql_take_turns(service: s
         assert max(first, second, key=len)[-1] == head_revision(package)
 
 
-CONTRACTING = re.compile(r"\bop\.(drop_\w+|alter_column|rename_table)\b|nullable=False\)")
+def _contracting(source: str) -> list[str]:
+    """What the ``upgrade()`` of a revision does that an old replica could trip over: a drop,
+    a rename, an altered column, or a required column added without a server default."""
+    tree = ast.parse(source)
+    [upgrade] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "upgrade"]
+    found = []
+    for node in ast.walk(upgrade):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        name = node.func.attr
+        if name.startswith("drop_") or name in {"alter_column", "rename_table"}:
+            found.append(f"op.{name}")
+        if name == "add_column":
+            for column in (a for a in node.args if isinstance(a, ast.Call)):
+                keywords = {k.arg: k.value for k in column.keywords}
+                required = keywords.get("nullable")
+                if (
+                    isinstance(required, ast.Constant)
+                    and required.value is False
+                    and "server_default" not in keywords
+                ):
+                    found.append("op.add_column of a required column with no server_default")
+    return found
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -235,12 +257,24 @@ def test_every_revision_only_expands_unless_it_says_it_contracts(service: str) -
     assert revisions, f"{service} has no migrations"
     for path in revisions:
         text = path.read_text(encoding="utf-8")
-        upgrade = text.split("def upgrade", 1)[1].split("def downgrade", 1)[0]
         if "contract = True" in text:
             continue
-        found = CONTRACTING.search(upgrade)
-        assert found is None, (
-            f"{path.name} contracts the schema ({found.group(0) if found else ''}) without "
-            "contract = True: an old replica still running during a rolling upgrade would "
-            "break; add the new shape first and drop the old one in a later release"
+        found = _contracting(text)
+        assert not found, (
+            f"{path.name} contracts the schema ({', '.join(found)}) without contract = True: "
+            "an old replica still running during a rolling upgrade would break; add the new "
+            "shape first and drop the old one in a later release"
         )
+
+
+def test_the_expand_check_sees_a_contracting_revision() -> None:
+    assert _contracting(
+        "def upgrade():\n"
+        "    op.add_column('t', sa.Column('c', sa.Text(), nullable=False))\n"
+        "    op.drop_column('t', 'd')\n"
+    ) == ["op.add_column of a required column with no server_default", "op.drop_column"]
+    assert not _contracting(
+        "def upgrade():\n"
+        "    op.add_column('t', sa.Column('c', sa.Text(), nullable=False, server_default=''))\n"
+        "    op.create_table('u', sa.Column('id', sa.Integer(), nullable=False))\n"
+    )
