@@ -10,6 +10,7 @@ and the body is the ``data``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -20,7 +21,38 @@ from ferry_events.errors import MalformedEvent, PayloadTooLarge
 from ferry_events.registry import describe_errors
 
 DEFAULT_MAX_BYTES: Final = 1024 * 1024
+#: Deeper JSON is refused: no Ferry event nests near it, and recursive readers give out.
+MAX_JSON_DEPTH: Final = 64
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _BINARY_PREFIXES: Final = ("ce-", "ce_", "cloudEvents:", "cloudEvents_", "cloudevents:")
+
+
+def _check_shape(payload: Any, where: str) -> None:
+    """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` and text no UTF-8 can carry.
+
+    Iterative, so that the check itself cannot run out of stack. A lone surrogate comes from
+    a ``\\ud800`` escape: valid JSON, but every later encode (a log line, an event derived
+    from this one, a dead letter's headers) would fail on it.
+    """
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii() and _SURROGATE.search(value):
+                raise MalformedEvent(
+                    f"{where} holds text that is not valid Unicode (a lone surrogate such as "
+                    "\\ud800); send UTF-8 text"
+                )
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise MalformedEvent(f"{where} is JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str):
+                stack.append((key, depth))
+            stack.append((item, depth + 1))
 
 
 def encode(event: CloudEvent) -> bytes:
@@ -70,6 +102,12 @@ def decode(
         payload: Any = json.loads(body) if body else None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedEvent(f"message body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise MalformedEvent(
+            f"message body is JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+    _check_shape(payload, "message body")
+    _check_shape(attributes, "a binary-mode header")
     if structured:
         if not isinstance(payload, dict):
             raise MalformedEvent(

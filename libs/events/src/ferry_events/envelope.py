@@ -12,6 +12,8 @@ from ferry_events.types import EventData
 
 STRUCTURED_CONTENT_TYPE: Final = "application/cloudevents+json"
 DATA_CONTENT_TYPE: Final = "application/json"
+#: The longest id (event, correlation, causation): an AMQP short string.
+MAX_ID_BYTES: Final = 255
 
 #: Namespace for ids derived from what an event reports, so duplicates share an id.
 _FERRY_NAMESPACE: Final = uuid.UUID("6f0c8f5e-3c1a-4b8e-9d1e-5f2f8a7c9b10")
@@ -47,6 +49,15 @@ class CloudEvent(BaseModel):
     correlationid: str = Field(min_length=1)
     causationid: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id", "correlationid", "causationid")
+    @classmethod
+    def _short_string(cls, value: str | None) -> str | None:
+        # each travels as an AMQP message property (message-id, correlation-id), a short
+        # string of at most 255 bytes: a longer one could never be published again
+        if value is not None and len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+            raise ValueError(f"must be at most {MAX_ID_BYTES} bytes in UTF-8")
+        return value
 
     @field_validator("time")
     @classmethod

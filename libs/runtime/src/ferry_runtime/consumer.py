@@ -328,17 +328,45 @@ class Consumer:
             self._busy += len(batch)
             self._idle.clear()
             try:
-                if self._batch_handler is not None:
-                    await self._handle_batch(batch)
-                else:
-                    await self._handle_one(first)
-            except Exception:
-                log.exception("consumer worker failed; messages will be redelivered")
+                await self.handle(batch)
             finally:
                 self._busy -= len(batch)
                 if not self._busy:
                     self._idle.set()
                 IN_FLIGHT.labels(self._service).dec(len(batch))
+
+    async def handle(self, messages: Sequence[AbstractIncomingMessage]) -> None:
+        """Handle messages taken from the queue (together, when the service takes batches).
+
+        Every message ends settled: acked after its effect, sent to a retry queue or to the
+        dead-letter queue, or, should something unforeseen escape all of that, rejected,
+        which the broker dead-letters, so that no message holds a prefetch slot for good.
+        """
+        try:
+            if self._batch_handler is not None:
+                await self._handle_batch(list(messages))
+            else:
+                for message in messages:
+                    await self._handle_one(message)
+        except Exception as exc:
+            log.exception("consumer failed on a message; dead-lettering what it left unsettled")
+            for message in messages:
+                if not message.processed:
+                    await self._last_resort(message, exc)
+
+    async def _last_resort(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+        try:
+            await self._dead_letter(
+                message,
+                "consumer-error",
+                f"the consumer failed on this message: {type(exc).__name__}: {exc}",
+                event_type="unreadable",
+            )
+        except Exception:
+            log.exception("dead-lettering failed; rejecting (the broker dead-letters it)")
+        if not message.processed:
+            with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+                await message.reject(requeue=False)
 
     # ------------------------------------------------------------------ decoding
 

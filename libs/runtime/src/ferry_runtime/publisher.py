@@ -8,8 +8,9 @@ nacks raise :class:`PublishFailed`: nothing is dropped silently.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractMessage
@@ -48,15 +49,53 @@ def build_message(
     )
 
 
+_FLOAT32_MAX: Final = 3.4028234663852886e38
+
+
+def wire_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """``headers`` as the client library can write them back.
+
+    A long string that was not UTF-8 on arrival is read as ``bytes``, which the library cannot
+    encode (nor a ``str`` with a lone surrogate): both go out as byte arrays, in tables and
+    arrays too; a double beyond a single's range (the library writes floats as singles) goes
+    as text. So a retry or dead-letter copy of any message can be published.
+    """
+    return {key: _wire_value(value) for key, value in headers.items()}
+
+
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return wire_headers(value)
+    if isinstance(value, list | tuple):
+        return [_wire_value(item) for item in value]
+    if isinstance(value, str) and not _utf8(value):
+        return bytearray(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, float) and math.isfinite(value) and abs(value) > _FLOAT32_MAX:
+        return repr(value)
+    return value
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def copy_message(message: AbstractMessage, headers: Mapping[str, Any]) -> aio_pika.Message:
     """``message`` again, persistent, with ``headers`` instead of its own: the one way a
     message is copied to a retry or dead-letter queue (the consumer, the notifier) or replayed
     from one (``ferry dlq replay``). The body and the properties a reader relies on (content
-    type and encoding, message and correlation ids, type, timestamp) are kept as they were.
+    type and encoding, message and correlation ids, type, timestamp) are kept as they were;
+    the headers are written as the library can write them (:func:`wire_headers`), whatever
+    they were on arrival.
     """
     return aio_pika.Message(
         body=message.body,
-        headers=dict(headers),
+        headers=wire_headers(headers),
         content_type=message.content_type,
         content_encoding=message.content_encoding,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,

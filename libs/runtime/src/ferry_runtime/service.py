@@ -24,7 +24,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
 from starlette.routing import BaseRoute
 
 from ferry_events import CloudEvent, EventData, EventRegistry, default_registry
@@ -353,18 +358,30 @@ class ServiceRuntime:
         redelivery = await declare_redelivery_exchange(self.channel, queues)
         queue = await declare_service_queues(self.channel, self.exchange, queues, redelivery)
         self._broker_publisher.redelivery_exchange = redelivery
-        self._consumer = Consumer(
+        self._consumer = self.consumer_over(queue, self._broker_publisher)
+        await self._consumer.start()
+
+    def consumer_over(self, queue: AbstractQueue, publisher: Publisher) -> Consumer:
+        """This service's consumer over ``queue``: it publishes, and forwards retries and dead
+        letters, with ``publisher``, which becomes the runtime's publisher, and it is the
+        runtime's dead letters.
+
+        What ``run`` builds once its queues are declared; a test drives the same consumer
+        in-process (``ferry_testing.fuzz``) with a publisher of its own and no broker.
+        """
+        consumer = Consumer(
             service=self.service,
             queue=queue,
-            queues=queues,
-            publisher=self._broker_publisher,
+            queues=self.queues(),
+            publisher=publisher,
             registry=self.registry,
             subscriptions=tuple(self._subscriptions.values()),
             batch_handler=self._batch_handler,
             options=self._options,
         )
-        self._dead_letters = self._consumer
-        await self._consumer.start()
+        self._publisher = publisher
+        self._dead_letters = consumer
+        return consumer
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
