@@ -24,20 +24,20 @@ from ferry_testing.fuzz import (
 KEY = ReleaseRequested.event_type
 
 
-def _runtime(handled: list[Delivery]) -> ServiceRuntime:
+def _runtime(handled: list[Delivery[ReleaseRequested]]) -> ServiceRuntime:
     runtime = ServiceRuntime("promotion", RuntimeSettings(exchange="ferry"))
 
-    async def handle(delivery: Delivery) -> None:
-        if delivery.data.environment == "prod":  # type: ignore[attr-defined]
+    async def handle(delivery: Delivery[ReleaseRequested]) -> None:
+        if delivery.data.environment == "prod":
             raise PermanentError("prod is refused here", code="refused")
         handled.append(delivery)
 
-    runtime.consume({ReleaseRequested: handle})
+    runtime.subscribe(ReleaseRequested, handle)
     return runtime
 
 
-def _deliver(message: FakeMessage) -> tuple[Outcome, list[Delivery]]:
-    handled: list[Delivery] = []
+def _deliver(message: FakeMessage) -> tuple[Outcome, list[Delivery[ReleaseRequested]]]:
+    handled: list[Delivery[ReleaseRequested]] = []
 
     async def run() -> Outcome:
         [outcome] = await InProcess(_runtime(handled)).deliver(message)

@@ -537,11 +537,13 @@ class InProcess:
         )
 
     async def __aenter__(self) -> InProcess:
-        await self.runtime.run_start_hooks()
+        for hook in self.runtime.start_hooks:
+            await hook()
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        await self.runtime.run_stop_hooks()
+        for hook in self.runtime.stop_hooks:
+            await hook()
 
     @property
     def event_types(self) -> tuple[str, ...]:
