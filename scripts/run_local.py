@@ -282,6 +282,11 @@ async def main() -> int:
                 extra["FERRY_DATA_DIR"] = str(data_dir / "replicas" / label)
             if name in databases:
                 extra["FERRY_DATABASE_URL"] = databases[name]
+            if name == "notifier":  # messages link to the local dashboard
+                extra.setdefault(
+                    "FERRY_DASHBOARD_URL",
+                    env.get("FERRY_DASHBOARD_URL") or f"http://127.0.0.1:{base + 5}",
+                )
             procs.append(Proc(label, module, port + 100 * replica, extra))
 
     # every queue and binding first, so that nothing a service publishes while another one
