@@ -186,7 +186,7 @@ def test_artifact_ids_must_be_safe_path_segments(bad_id: str) -> None:
 
 def test_every_event_type_is_registered_and_versioned() -> None:
     types = default_registry.types()
-    assert len(types) == len(ferry_events.ALL_EVENT_TYPES) == 21
+    assert len(types) == len(ferry_events.ALL_EVENT_TYPES) == 22
     assert all(t.startswith("ferry.") and t.endswith(".v1") for t in types)
 
 
@@ -252,6 +252,7 @@ def test_public_surface_is_pinned() -> None:
         "Upcaster",
         "WireModel",
         "Workload",
+        "WorkloadDegraded",
         "binary_attributes",
         "decode",
         "default_registry",

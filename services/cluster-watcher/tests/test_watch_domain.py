@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from ferry_events import RolloutFailed, RolloutStarted
+from ferry_events import RolloutFailed, RolloutStarted, WorkloadDegraded
 from ferry_kube_sim import objects as k
 from ferry_watcher.domain import (
     Fact,
@@ -364,13 +364,111 @@ def test_pods_of_another_rollout_or_workload_do_not_fail_this_one() -> None:
     assert tracker.pod_seen(view) == []
 
 
-def test_a_finished_rollout_does_not_fail_afterwards() -> None:
+def crashing(restarts: int = 1, reason: str = "CrashLoopBackOff"):
+    view = parse_pod(
+        pod(k.container_status("api", waiting=reason, last_terminated="Error", restarts=restarts))
+    )
+    assert view is not None
+    return view
+
+
+def test_a_finished_rollout_does_not_fail_afterwards_its_workload_degrades_once() -> None:
     tracker = RolloutTracker()
     obj = stored(k.deployment("api"))
     tracker.workload_seen(view_of(obj, k.complete_status(obj)))
-    crashed = parse_pod(pod(k.container_status("api", waiting="CrashLoopBackOff")))
-    assert crashed is not None
-    assert tracker.pod_seen(crashed) == []
+    facts = [f for restarts in range(1, 6) for f in tracker.pod_seen(crashing(restarts))]
+    assert outcomes(facts) == ["degraded:CrashLoopBackOff"]
+    # the controller keeps the Deployment complete while its pods crash: still no rollout fact
+    assert tracker.workload_seen(view_of(obj, k.degraded_status(obj, ready=0))) == []
+    assert outcomes(tracker.pod_seen(crashing(reason="ErrImagePull"))) == ["degraded:ErrImagePull"]
+    degraded = facts[0]
+    assert degraded.event_id == fact_id("uid-1", degraded.stamp, "degraded", "CrashLoopBackOff")
+    assert degraded.event_id != fact_id("uid-1", degraded.stamp, "failed", "CrashLoopBackOff")
+    assert degraded.logs_from is not None
+    event = to_event(degraded, cluster="eu-1", observed_at=datetime.now(UTC), logs=["boom"])
+    assert event.type == "ferry.workload.degraded.v1"
+    parsed = WorkloadDegraded.model_validate(event.data)
+    assert (parsed.reason, parsed.logs, parsed.container) == ("CrashLoopBackOff", ["boom"], "api")
+    assert "pod api-1: container api keeps crashing" in parsed.message
+
+
+LONG_AGO = datetime.now(UTC) - timedelta(days=40)
+
+
+def test_a_deployment_stays_complete_once_its_controller_said_so() -> None:
+    obj = stored(k.deployment("api", replicas=3))
+    progress = view_of(obj, k.degraded_status(obj, ready=1, finished_at=LONG_AGO)).progress
+    assert progress.state == "succeeded"
+    assert progress.finished_at == LONG_AGO.replace(microsecond=0)
+    # a new generation the controller has not rolled out yet is not complete
+    newer = stored(k.with_artifact(obj, "a-2", "rel-2"), generation=2)
+    assert view_of(newer, k.degraded_status(obj, ready=3)).progress.state == "progressing"
+
+
+def test_after_a_restart_a_long_finished_rollout_is_not_reported_and_a_crash_degrades() -> None:
+    before, after = RolloutTracker(), RolloutTracker()
+    obj = stored(k.deployment("api", replicas=2))
+    done = k.complete_status(obj, at=LONG_AGO)
+    assert outcomes(before.workload_seen(view_of(obj))) == ["started"]
+    assert outcomes(before.workload_seen(view_of(obj, done))) == ["succeeded"]
+    # the watcher restarts: its first list shows the finished rollout
+    assert after.workload_seen(view_of(obj, done), first_sight=True) == []
+    [degraded] = after.pod_seen(crashing())
+    assert degraded.outcome == "degraded"
+    [same] = before.pod_seen(crashing())
+    assert same.event_id == degraded.event_id  # whichever watcher saw it, one fact
+
+
+def test_a_crash_already_there_at_first_sight_degrades_whichever_list_comes_first() -> None:
+    obj = stored(k.deployment("api", replicas=2))
+    status = k.degraded_status(obj, ready=1, finished_at=LONG_AGO)
+    workload_first = RolloutTracker()
+    assert workload_first.workload_seen(view_of(obj, status), first_sight=True) == []
+    assert outcomes(workload_first.pod_seen(crashing())) == ["degraded:CrashLoopBackOff"]
+    pods_first = RolloutTracker()
+    assert pods_first.pod_seen(crashing()) == []
+    facts = pods_first.workload_seen(view_of(obj, status), first_sight=True)
+    assert outcomes(facts) == ["degraded:CrashLoopBackOff"]
+
+
+def test_a_rollout_that_finished_just_before_first_sight_is_reported_under_its_id() -> None:
+    live = RolloutTracker()
+    obj = stored(k.deployment("api"))
+    live.workload_seen(view_of(obj))
+    [succeeded] = live.workload_seen(view_of(obj, k.complete_status(obj)))
+    restarted = RolloutTracker(catch_up=timedelta(minutes=15))
+    facts = restarted.workload_seen(view_of(obj, k.complete_status(obj)), first_sight=True)
+    assert [(f.outcome, f.event_id) for f in facts] == [("succeeded", succeeded.event_id)]
+    never = RolloutTracker(catch_up=timedelta(0))
+    assert never.workload_seen(view_of(obj, k.complete_status(obj)), first_sight=True) == []
+
+
+def test_a_rollout_in_progress_at_first_sight_still_gets_its_one_result() -> None:
+    live, restarted = RolloutTracker(), RolloutTracker()
+    obj = stored(k.deployment("api", replicas=2))
+    halfway = k.rollout_status(obj, updated=1, ready=1)
+    live_ids = [f.event_id for f in live.workload_seen(view_of(obj, halfway))]
+    facts = restarted.workload_seen(view_of(obj, halfway), first_sight=True)
+    assert outcomes(facts) == ["started"]
+    assert outcomes(restarted.pod_seen(crashing())) == ["failed:CrashLoopBackOff"]
+    done = restarted.workload_seen(view_of(obj, k.complete_status(obj, at=LONG_AGO)))
+    assert outcomes(done) == ["succeeded"]
+    live_ids += [f.event_id for f in live.workload_seen(view_of(obj, k.complete_status(obj)))]
+    assert [facts[0].event_id, done[0].event_id] == live_ids
+
+
+def test_a_job_or_a_failed_rollout_found_finished_long_ago_is_not_reported_again() -> None:
+    job = stored(k.workload("Job", "migrate"))
+    tracker = RolloutTracker()
+    assert (
+        tracker.workload_seen(view_of(job, k.complete_status(job, at=LONG_AGO)), first_sight=True)
+        == []
+    )
+    failed = stored(k.deployment("api"), uid="uid-2")
+    status = k.progress_deadline_status(failed)
+    for condition in status["conditions"]:
+        condition["lastUpdateTime"] = condition["lastTransitionTime"] = "2026-01-01T00:00:00Z"
+    assert tracker.workload_seen(view_of(failed, status), first_sight=True) == []
 
 
 def test_two_trackers_derive_the_same_ids_and_a_gone_workload_is_forgotten() -> None:

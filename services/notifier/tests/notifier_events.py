@@ -27,6 +27,7 @@ from ferry_events import (
     RolloutStarted,
     RolloutSucceeded,
     Workload,
+    WorkloadDegraded,
 )
 
 AUTHOR = "dev@example.com"
@@ -187,6 +188,21 @@ def rollout_failed(
         container="app",
         logs=["starting", "panic: no DATABASE_URL"],
         restarts=restarts,
+    )
+
+
+def workload_degraded(
+    release_id: str = "r-1", env: str = "prod", reason: str = "CrashLoopBackOff"
+) -> WorkloadDegraded:
+    return _rollout(
+        WorkloadDegraded,
+        release_id,
+        env,
+        reason=reason,
+        message="Deployment payments: pod payments-1: container app keeps crashing",
+        container="app",
+        logs=["starting", "panic: lost the database"],
+        restarts=4,
     )
 
 

@@ -99,6 +99,7 @@ def test_each_event_type_has_an_outcome() -> None:
         (ev.rollout_started(), Outcome.PENDING),
         (ev.rollout_succeeded(), Outcome.SUCCESS),
         (ev.rollout_failed(), Outcome.FAILURE),
+        (ev.workload_degraded(), Outcome.FAILURE),
         (ev.policy_changed(), Outcome.INFO),
     ]
     for data, outcome in cases:
@@ -118,6 +119,29 @@ def test_default_routing_tells_author_releaser_and_alerts_the_squad() -> None:
     assert keys == {"email:dev@example.com", "email:rel@example.com", "console"}
     bare = default_routing(slack=False, email=False)
     assert {d.key for d in route(_notice(ev.committed()), bare)} == {"console"}
+
+
+def test_a_degraded_workload_is_told_to_its_people_in_its_release_thread() -> None:
+    notice = _notice(ev.workload_degraded())
+    assert notice.thread_key == "release:r-1"
+    assert notice.flood_key != _notice(ev.rollout_failed()).flood_key  # counted on its own
+    routing = default_routing(slack=True, email=False)
+    keys = {d.key for d in route(notice, routing)}
+    assert keys == {"slack-dm:dev@example.com", "slack:#pay-alerts", "console"}
+    assert "slack:#pay-alerts" not in {
+        d.key for d in route(_notice(ev.workload_degraded(env="dev")), routing)
+    }
+    from ferry_notifier.adapters.templates import Renderer
+
+    rendered = Renderer().render(notice)
+    assert rendered.headline == (
+        ":warning: *payments* `master-abc-def` rolled out in *prod* but is degraded now: "
+        "CrashLoopBackOff"
+    )
+    assert "Reason: CrashLoopBackOff" in rendered.slack
+    assert "container app keeps crashing" in rendered.slack
+    assert "panic: lost the database" in rendered.text
+    assert rendered.subject.startswith("[ferry] payments master-abc-def rolled out in prod but")
 
 
 def test_a_flood_counts_up_within_its_window_and_restarts_after() -> None:

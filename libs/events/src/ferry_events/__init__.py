@@ -68,6 +68,7 @@ from ferry_events.types import (
     RolloutStarted,
     RolloutSucceeded,
     Workload,
+    WorkloadDegraded,
 )
 from ferry_events.yamlload import (
     DEFAULT_YAML_LIMITS,
@@ -129,6 +130,7 @@ __all__ = [
     "Upcaster",
     "WireModel",
     "Workload",
+    "WorkloadDegraded",
     "YamlLimitExceeded",
     "YamlLimits",
     "binary_attributes",

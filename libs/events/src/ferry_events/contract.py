@@ -40,6 +40,7 @@ from ferry_events.types import (
     RolloutFailed,
     RolloutStarted,
     RolloutSucceeded,
+    WorkloadDegraded,
 )
 
 CI: Final = "ci"
@@ -103,6 +104,7 @@ CONTRACT: Final[tuple[Route, ...]] = (
     Route(RolloutStarted, CLUSTER_WATCHER, (PROMOTION, NOTIFIER, INSIGHTS)),
     Route(RolloutSucceeded, CLUSTER_WATCHER, (PROMOTION, NOTIFIER, INSIGHTS)),
     Route(RolloutFailed, CLUSTER_WATCHER, (PROMOTION, NOTIFIER, INSIGHTS)),
+    Route(WorkloadDegraded, CLUSTER_WATCHER, (NOTIFIER,)),
 )
 
 

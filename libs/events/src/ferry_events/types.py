@@ -386,6 +386,19 @@ class RolloutFailed(RolloutFact):
     restarts: int = 0
 
 
+class WorkloadDegraded(RolloutFact):
+    """A workload whose rollout had finished cannot run now (its pods crash, cannot pull their
+    image...): an incident of the running release, not a result of its rollout. Reported once
+    per rollout and reason family."""
+
+    event_type: ClassVar[str] = "ferry.workload.degraded.v1"
+    reason: str
+    message: str
+    container: str = ""
+    logs: list[str] = Field(default_factory=list)
+    restarts: int = 0
+
+
 ALL_EVENT_TYPES: tuple[type[EventData], ...] = (
     ArtifactPublished,
     ArtifactAccepted,
@@ -408,4 +421,5 @@ ALL_EVENT_TYPES: tuple[type[EventData], ...] = (
     RolloutStarted,
     RolloutSucceeded,
     RolloutFailed,
+    WorkloadDegraded,
 )

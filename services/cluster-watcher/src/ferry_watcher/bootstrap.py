@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 
 from ferry_runtime import ServiceRuntime, configure_logging, get_logger
 from ferry_watcher.adapters.kube import KubeApi, KubeError, connect
 from ferry_watcher.adapters.reporter import Reporter
-from ferry_watcher.domain import EnvironmentScope
+from ferry_watcher.domain import EnvironmentScope, RolloutTracker
 from ferry_watcher.entrypoints.watch import ClusterWatcher
 from ferry_watcher.settings import WatcherSettings
 
@@ -88,6 +89,7 @@ class WatcherApp:
             watch_timeout_seconds=s.watch_timeout_seconds,
             backoff_max=s.watch_backoff_max,
             scope=EnvironmentScope.of(s.environments),
+            tracker=RolloutTracker(catch_up=timedelta(seconds=s.watch_catch_up_seconds)),
         )
         await self.reporter.start()
         await self.watcher.start()

@@ -40,6 +40,10 @@ class WatcherSettings(RuntimeSettings):
     watch_list_page_size: int = Field(default=500, ge=1, le=10_000)
     #: Longest pause between reconnection attempts.
     watch_backoff_max: float = Field(default=30.0, gt=0)
+    #: A rollout the watcher finds finished in its first list is reported again (under its
+    #: usual id) only when Kubernetes says it finished within this many seconds: it may have
+    #: finished while no watcher watched. Older ones are not reported again. 0: never.
+    watch_catch_up_seconds: float = Field(default=900.0, ge=0)
     #: Log lines of a failing container included in a rollout failure.
     failure_log_lines: int = Field(default=20, ge=0, le=500)
 

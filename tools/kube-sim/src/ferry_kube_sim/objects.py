@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 JsonObj = dict[str, Any]
@@ -107,6 +108,11 @@ def template_hash(obj: JsonObj) -> str:
 # --------------------------------------------------------------------------- statuses
 
 
+def _time(at: datetime | None) -> str:
+    """A status time as the API writes it (RFC 3339, seconds, UTC); now when not given."""
+    return (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def desired(obj: JsonObj, nodes: int = 1) -> int:
     if obj["kind"] == "DaemonSet":
         return nodes
@@ -124,8 +130,10 @@ def rollout_status(
     total: int | None = None,
     observed: bool = True,
     nodes: int = 1,
+    at: datetime | None = None,
 ) -> JsonObj:
-    """The status a controller writes while (or after) rolling out ``obj``'s current template."""
+    """The status a controller writes while (or after) rolling out ``obj``'s current template
+    (``at``: when its conditions last changed; now by default)."""
     kind = obj["kind"]
     generation = obj["metadata"].get("generation", 1)
     observed_generation = generation if observed else generation - 1
@@ -145,6 +153,8 @@ def rollout_status(
                     "reason": "NewReplicaSetAvailable"
                     if updated >= want and available >= want
                     else "ReplicaSetUpdated",
+                    "lastUpdateTime": _time(at),
+                    "lastTransitionTime": _time(at),
                 }
             ],
         }
@@ -174,18 +184,43 @@ def rollout_status(
     raise ValueError(f"no rollout status for {kind}")
 
 
-def complete_status(obj: JsonObj, nodes: int = 1) -> JsonObj:
+def complete_status(obj: JsonObj, nodes: int = 1, *, at: datetime | None = None) -> JsonObj:
+    """The status of a finished rollout (``at``: when it finished; now by default)."""
     if obj["kind"] == "Job":
-        return job_status(obj, succeeded=True)
+        return job_status(obj, succeeded=True, at=at)
     want = desired(obj, nodes)
-    return rollout_status(obj, updated=want, ready=want, nodes=nodes)
+    return rollout_status(obj, updated=want, ready=want, nodes=nodes, at=at)
 
 
-def job_status(obj: JsonObj, *, succeeded: bool, failed_pods: int = 0) -> JsonObj:
+def degraded_status(obj: JsonObj, *, ready: int, finished_at: datetime | None = None) -> JsonObj:
+    """A Deployment whose rollout finished (at ``finished_at``) and whose pods stopped being
+    ready since: the controller keeps ``Progressing`` at ``NewReplicaSetAvailable`` (the
+    rollout is over) and says ``Available`` is ``False``."""
+    status = complete_status(obj, at=finished_at)
+    status.update(
+        readyReplicas=ready, availableReplicas=ready, unavailableReplicas=desired(obj) - ready
+    )
+    status["conditions"].append(
+        {
+            "type": "Available",
+            "status": "False",
+            "reason": "MinimumReplicasUnavailable",
+            "message": "Deployment does not have minimum availability.",
+            "lastUpdateTime": _time(None),
+            "lastTransitionTime": _time(None),
+        }
+    )
+    return status
+
+
+def job_status(
+    obj: JsonObj, *, succeeded: bool, failed_pods: int = 0, at: datetime | None = None
+) -> JsonObj:
     if succeeded:
         return {
             "succeeded": desired(obj),
-            "conditions": [{"type": "Complete", "status": "True"}],
+            "completionTime": _time(at),
+            "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": _time(at)}],
         }
     return {
         "failed": failed_pods,
@@ -195,6 +230,7 @@ def job_status(obj: JsonObj, *, succeeded: bool, failed_pods: int = 0) -> JsonOb
                 "status": "True",
                 "reason": "BackoffLimitExceeded",
                 "message": "Job has reached the specified backoff limit",
+                "lastTransitionTime": _time(at),
             }
         ],
     }
@@ -209,6 +245,8 @@ def progress_deadline_status(obj: JsonObj, *, updated: int = 0) -> JsonObj:
             "reason": "ProgressDeadlineExceeded",
             "message": f'ReplicaSet "{obj["metadata"]["name"]}-{template_hash(obj)}" has timed '
             "out progressing.",
+            "lastUpdateTime": _time(None),
+            "lastTransitionTime": _time(None),
         }
     ]
     return status

@@ -3,14 +3,18 @@
 The rules follow ``kubectl rollout status``: a rollout is complete when the
 controller has observed the current generation and every desired replica is
 updated, ready and available (and no old replica is left); a Job is complete
-or failed by its conditions. A pod's containers say why a rollout cannot
-finish: crash loops, image pulls, configuration errors, the OOM killer.
+or failed by its conditions. A Deployment also stays complete once its
+controller said so (``Progressing`` with reason ``NewReplicaSetAvailable`` and
+no old replica), even when its pods crash later: that is how a watcher started
+later still knows the rollout finished. A pod's containers say why a rollout
+cannot finish: crash loops, image pulls, configuration errors, the OOM killer.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any, Final
 
 from ferry_watcher.domain.model import (
@@ -27,6 +31,7 @@ from ferry_watcher.domain.model import (
     stamp_of,
     string_map,
     text,
+    timestamp,
 )
 
 PROGRESSING: Final = Progress("progressing")
@@ -61,6 +66,12 @@ def _conditions(status: Mapping[str, Any], where: str) -> dict[str, Mapping[str,
     return out
 
 
+def _since(condition: Mapping[str, Any], where: str) -> datetime | None:
+    """When a condition last changed (``lastUpdateTime``, else ``lastTransitionTime``)."""
+    at = timestamp(condition, "lastUpdateTime", f"{where}.conditions")
+    return at or timestamp(condition, "lastTransitionTime", f"{where}.conditions")
+
+
 def _caught_up(meta: Mapping[str, Any], status: Mapping[str, Any], kind: str) -> bool:
     generation = integer(meta, "generation", f"{kind}.metadata")
     return integer(status, "observedGeneration", f"{kind}.status") >= generation
@@ -79,16 +90,23 @@ def deployment_progress(obj: Mapping[str, Any]) -> Progress:
     progressing = _conditions(status, where).get("Progressing")
     if not _caught_up(meta, status, "Deployment"):
         return PROGRESSING
-    if progressing is not None and text(progressing, "reason", where) == "ProgressDeadlineExceeded":
+    reason = text(progressing, "reason", where) if progressing is not None else ""
+    since = _since(progressing, where) if progressing is not None else None
+    if reason == "ProgressDeadlineExceeded":
         name = text(meta, "name", "Deployment.metadata")
-        detail = text(progressing, "message", where)
+        detail = text(progressing, "message", where) if progressing is not None else ""
         return Progress(
             "failed",
             "ProgressDeadlineExceeded",
             f"Deployment {name} did not finish rolling out within its progress deadline "
             f"({updated} of {desired} replicas updated, {available} available)"
             + (f": {detail}" if detail else ""),
+            since,
         )
+    if reason == "NewReplicaSetAvailable" and total <= updated:
+        # The controller found the rollout complete, and keeps saying so however the
+        # replicas fare afterwards (until the next rollout): the rollout is over.
+        return Progress("succeeded", finished_at=since)
     if updated >= desired and ready >= desired and available >= desired and total <= updated:
         return SUCCEEDED
     return PROGRESSING
@@ -137,7 +155,8 @@ def job_progress(obj: Mapping[str, Any]) -> Progress:
     conditions = _conditions(status, where)
     complete = conditions.get("Complete")
     if complete is not None and text(complete, "status", where) == "True":
-        return SUCCEEDED
+        finished = timestamp(status, "completionTime", where) or _since(complete, where)
+        return Progress("succeeded", finished_at=finished)
     failed = conditions.get("Failed")
     if failed is not None and text(failed, "status", where) == "True":
         name = text(meta, "name", "Job.metadata")
@@ -149,6 +168,7 @@ def job_progress(obj: Mapping[str, Any]) -> Progress:
             "JobFailed",
             f"Job {name} failed ({reason}) after {failures} failed pod(s)"
             + (f": {detail}" if detail else ""),
+            _since(failed, where),
         )
     return PROGRESSING
 

@@ -1,4 +1,4 @@
-"""From a fact to the event that reports it."""
+"""From a fact to the event that reports it: a rollout fact, or a workload degraded."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ferry_events import (
     RolloutStarted,
     RolloutSucceeded,
     Workload,
+    WorkloadDegraded,
 )
 from ferry_watcher.domain.tracker import Fact
 
@@ -38,7 +39,8 @@ def event_data(fact: Fact, *, cluster: str, observed_at: datetime, logs: list[st
         return RolloutStarted.model_validate(common)
     if fact.outcome == "succeeded":
         return RolloutSucceeded.model_validate(common)
-    return RolloutFailed.model_validate(
+    model = WorkloadDegraded if fact.outcome == "degraded" else RolloutFailed
+    return model.model_validate(
         {
             **common,
             "reason": fact.reason,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 SERVICE: Final = "ferry.dev/service"
@@ -55,11 +56,16 @@ ProgressState = Literal["progressing", "succeeded", "failed"]
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """Where a workload's rollout stands, from its status alone."""
+    """Where a workload's rollout stands, from its status alone.
+
+    ``finished_at`` is when Kubernetes says the rollout finished (a Deployment's
+    ``Progressing`` condition, a Job's completion), when it says so.
+    """
 
     state: ProgressState
     reason: str = ""
     message: str = ""
+    finished_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +136,18 @@ def text(obj: Mapping[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str):
         raise Malformed(f"{where}.{key} should be a string, not {value!r}")
     return value
+
+
+def timestamp(obj: Mapping[str, Any], key: str, where: str) -> datetime | None:
+    """``obj[key]`` as an RFC 3339 time (UTC when it names no zone); absent is ``None``."""
+    value = text(obj, key, where)
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise Malformed(f"{where}.{key} should be an RFC 3339 time, not {value!r}") from exc
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def string_map(obj: Mapping[str, Any], key: str, where: str) -> dict[str, str]:

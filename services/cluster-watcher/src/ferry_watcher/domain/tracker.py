@@ -10,23 +10,39 @@ ids, which consumers drop as duplicates.
 A rollout is one (artifact id, release id) on one workload. While it is not
 complete, a pod of that rollout whose container cannot run fails it, once
 per reason family (a crash loop is one fact however many restarts follow).
+Once it succeeded, such a pod is no rollout fact any more: the workload is
+*degraded*, reported once per rollout and reason family.
+
+What a restart must not change: a workload first seen in the watcher's
+initial list (``first_sight``) whose rollout Kubernetes already shows as
+finished (succeeded, or failed by its status) is recorded as finished and its
+result is not reported again, unless the status says it finished within
+``catch_up`` (then it may have finished while no watcher watched, and its
+result is reported under its usual id, a duplicate for consumers that had
+it). A rollout still in progress at first sight is reported as usual.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from ferry_events import derived_id
 from ferry_watcher.domain.classify import reason_family
 from ferry_watcher.domain.model import PodView, Stamp, WorkloadRef, WorkloadView
 
-Outcome = Literal["started", "succeeded", "failed"]
+Outcome = Literal["started", "succeeded", "failed", "degraded"]
 
-#: Pod failures of one rollout reported at most (one per reason family; a few families at most).
+#: Pod failures of one rollout reported at most (one per reason family; a few families at most),
+#: as failures while it rolls out and as degradations after it succeeded.
 MAX_FAILURES_PER_ROLLOUT: Final = 4
+
+#: How recently a rollout found finished at first sight may have finished for its result to be
+#: reported again (it may have finished while no watcher was watching).
+DEFAULT_CATCH_UP: Final = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +69,9 @@ class Fact:
 
 def fact_id(uid: str, stamp: Stamp, outcome: Outcome, reason: str = "") -> str:
     """The id of the event that reports this fact: the same wherever and whenever it is seen."""
+    kind = "ferry.workload" if outcome == "degraded" else "ferry.rollout"
     return derived_id(
-        "ferry.rollout", uid, stamp.artifact_id, stamp.release_id, outcome, reason_family(reason)
+        kind, uid, stamp.artifact_id, stamp.release_id, outcome, reason_family(reason)
     )
 
 
@@ -65,7 +82,10 @@ class _Reported:
     rollout: tuple[str, str]
     started_id: str
     succeeded_id: str
+    #: the rollout facts reported (started, succeeded, failed ones)
     ids: set[str]
+    #: the degradations reported after it succeeded
+    degraded: set[str] = field(default_factory=set)
 
 
 PodKey = tuple[str, str]  # namespace, name
@@ -84,7 +104,14 @@ def _discard(index: dict[Scope, set[Any]], scope: Scope, member: object) -> None
 class RolloutTracker:
     """In-memory views of Ferry's workloads and pods, and the facts already reported."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        catch_up: timedelta = DEFAULT_CATCH_UP,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._catch_up = catch_up
+        self._clock = clock
         self._workloads: dict[str, WorkloadView] = {}
         self._pods: dict[PodKey, PodView] = {}
         self._workloads_by_scope: defaultdict[Scope, set[str]] = defaultdict(set)
@@ -114,7 +141,18 @@ class RolloutTracker:
 
     # ------------------------------------------------------------------ changes
 
-    def workload_seen(self, view: WorkloadView) -> list[Fact]:
+    def workload_seen(self, view: WorkloadView, *, first_sight: bool = False) -> list[Fact]:
+        """``first_sight``: seen in the watcher's initial list, so what it shows may have
+        happened before this watcher started (and been reported by the one before)."""
+        uid = view.ref.uid
+        if first_sight and uid not in self._reported and view.progress.state != "progressing":
+            self._recall(view)
+            recent = self._recent(view.progress.finished_at)
+            facts = self._seen(view)
+            return [self._result(view), *facts] if recent else facts
+        return self._seen(view)
+
+    def _seen(self, view: WorkloadView) -> list[Fact]:
         uid = view.ref.uid
         old = self._workloads.get(uid)
         if old is not None and self._scope(old) != self._scope(view):
@@ -203,6 +241,28 @@ class RolloutTracker:
             self._reported[view.ref.uid] = entry
         return entry
 
+    def _recent(self, finished_at: datetime | None) -> bool:
+        return finished_at is not None and self._clock() - finished_at <= self._catch_up
+
+    def _result(self, view: WorkloadView) -> Fact:
+        """The result a finished rollout has by its status alone (succeeded, or failed)."""
+        ref, stamp, progress = view.ref, view.stamp, view.progress
+        if progress.state == "succeeded":
+            return Fact("succeeded", self._already(view).succeeded_id, ref, stamp)
+        return Fact(
+            "failed",
+            fact_id(ref.uid, stamp, "failed", progress.reason),
+            ref,
+            stamp,
+            reason=progress.reason,
+            message=progress.message,
+        )
+
+    def _recall(self, view: WorkloadView) -> None:
+        """Record a rollout found finished as reported: the watcher before reported it."""
+        entry = self._already(view)
+        entry.ids |= {entry.started_id, self._result(view).event_id}
+
     def _evaluate(self, view: WorkloadView) -> list[Fact]:
         entry = self._already(view)
         reported = entry.ids
@@ -218,9 +278,13 @@ class RolloutTracker:
         succeeded_id = entry.succeeded_id
         if view.progress.state == "succeeded":
             add(Fact("succeeded", succeeded_id, ref, stamp))
-            return facts
+            if facts and facts[-1].outcome == "succeeded":
+                # a pod still failing in the cache as the rollout completes is one the
+                # controller replaced, or whose recovery is on its way: no degradation
+                return facts
         if succeeded_id in reported:
-            return facts  # a finished rollout does not fail afterwards: that is not a rollout fact
+            # a finished rollout does not fail afterwards: its pods failing degrade the workload
+            return facts + self._pod_facts(view, "degraded", entry)
         if view.progress.state == "failed":
             add(
                 Fact(
@@ -232,19 +296,35 @@ class RolloutTracker:
                     message=view.progress.message,
                 )
             )
-        failures = sum(1 for f in reported if f != succeeded_id) - 1
+        return facts + self._pod_facts(view, "failed", entry)
+
+    def _pod_facts(
+        self, view: WorkloadView, outcome: Literal["failed", "degraded"], entry: _Reported
+    ) -> list[Fact]:
+        """A fact per reason family of the rollout's pods that cannot run, not yet reported."""
+        ref, stamp, reported = view.ref, view.stamp, entry.ids
+        if outcome == "failed":
+            counted = len(reported - {entry.started_id, entry.succeeded_id})
+        else:
+            counted = len(entry.degraded)
+        facts: list[Fact] = []
         for key in sorted(self._pods_by_scope.get(self._scope(view), ())):
-            if failures >= MAX_FAILURES_PER_ROLLOUT:
+            if counted >= MAX_FAILURES_PER_ROLLOUT:
                 break
             pod = self._pods[key]
             if pod.failure is None or not self._owns(view, pod):
                 continue
             failure = pod.failure
-            before = len(facts)
-            add(
+            event_id = fact_id(ref.uid, stamp, outcome, failure.reason)
+            seen = entry.degraded if outcome == "degraded" else reported
+            if event_id in seen:
+                continue
+            seen.add(event_id)
+            counted += 1
+            facts.append(
                 Fact(
-                    "failed",
-                    fact_id(ref.uid, stamp, "failed", failure.reason),
+                    outcome,
+                    event_id,
                     ref,
                     stamp,
                     reason=failure.reason,
@@ -256,5 +336,4 @@ class RolloutTracker:
                     else None,
                 )
             )
-            failures += len(facts) - before
         return facts

@@ -1,12 +1,13 @@
 """The watch loops: list, then watch from the list's resourceVersion, for each kind and namespace.
 
 Each loop feeds what it sees to the :class:`RolloutTracker` and hands the
-facts it returns to the reporter. On ``410 Gone`` it re-lists (the tracker
-reports only what it had not seen); on a silent stream (no event and no
-bookmark within the inactivity timeout) it reconnects at once; on any other
-failure it reconnects with capped exponential backoff, resuming from the
-last resourceVersion it saw. A malformed object or line is logged and
-skipped; the watch goes on.
+facts it returns to the reporter. Its first list after start is the tracker's
+*first sight* (what it shows may have been reported by the watcher before).
+On ``410 Gone`` it re-lists (the tracker reports only what it had not seen);
+on a silent stream (no event and no bookmark within the inactivity timeout)
+it reconnects at once; on any other failure it reconnects with capped
+exponential backoff, resuming from the last resourceVersion it saw. A
+malformed object or line is logged and skipped; the watch goes on.
 """
 
 from __future__ import annotations
@@ -198,6 +199,7 @@ class ClusterWatcher:
         )
 
     def _resync(self, kind: str, namespace: str | None, items: Iterable[Any]) -> None:
+        first_sight = (kind, namespace) not in self._synced
         keep: set[Any] = set()
         facts: list[Fact] = []
         for obj in items:
@@ -207,7 +209,7 @@ class ClusterWatcher:
             else:
                 keep.add(meta.get("uid"))
             try:
-                facts += self._seen(kind, obj)
+                facts += self._seen(kind, obj, first_sight=first_sight)
             except Malformed as exc:
                 self._skip(kind, obj, str(exc))
         if kind == "Pod":
@@ -216,7 +218,7 @@ class ClusterWatcher:
             self.tracker.forget_workloads_except(kind, keep, namespace)
         self._emit(facts)
 
-    def _seen(self, kind: str, obj: Any) -> list[Fact]:
+    def _seen(self, kind: str, obj: Any, *, first_sight: bool = False) -> list[Fact]:
         if kind == "Pod":
             pod = parse_pod(obj)
             if pod is None:
@@ -226,7 +228,7 @@ class ClusterWatcher:
         view = parse_workload(kind, obj)
         if view is None:
             return self.tracker.workload_gone(str(_meta(obj).get("uid")))
-        return self.tracker.workload_seen(view)
+        return self.tracker.workload_seen(view, first_sight=first_sight)
 
     def _on_event(self, kind: str, event: WatchEvent) -> str | None:
         """Apply one watch event; return the resourceVersion it carries, if any."""

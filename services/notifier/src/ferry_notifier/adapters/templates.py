@@ -66,7 +66,7 @@ def _fields(notice: Notice, count: int) -> list[tuple[str, str]]:
         if art.branch and art.sha:
             fields.append(("Change", f"{art.branch}@{art.sha[:10]} {art.message}".rstrip()))
     extra = notice.extra
-    if notice.kind == "rollout.failed":
+    if notice.kind in ("rollout.failed", "workload.degraded"):
         fields.append(("Reason", notice.reason))
         if extra.get("restarts"):
             fields.append(("Restarts", str(extra["restarts"])))

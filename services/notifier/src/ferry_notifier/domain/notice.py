@@ -33,6 +33,7 @@ from ferry_events import (
     RolloutFailed,
     RolloutStarted,
     RolloutSucceeded,
+    WorkloadDegraded,
 )
 
 
@@ -58,6 +59,7 @@ NOTIFIED_TYPES: Final[tuple[type[EventData], ...]] = (
     RolloutStarted,
     RolloutSucceeded,
     RolloutFailed,
+    WorkloadDegraded,
     PolicyChanged,
     HaltChanged,
 )
@@ -157,7 +159,7 @@ class Notice:
         """Events with the same key share one Slack thread: one release, one thread."""
         if self.release_id:
             return f"release:{self.release_id}"
-        if self.kind.startswith("rollout.") and self.artifact_id:
+        if self.kind.startswith(("rollout.", "workload.")) and self.artifact_id:
             return f"rollout:{self.service}/{self.environment}/{self.artifact_id}"
         return ""
 
@@ -170,6 +172,8 @@ class Notice:
         """Identical failures (a crash loop) share this key; other events have none."""
         if self.kind == "rollout.failed":
             return f"{self.service}/{self.environment}/{self.reason}"
+        if self.kind == "workload.degraded":
+            return f"degraded:{self.service}/{self.environment}/{self.reason}"
         return ""
 
     def people(self) -> dict[str, str]:
@@ -378,8 +382,10 @@ def notice_for(event: CloudEvent, data: EventData) -> Notice:  # noqa: PLR0911 -
             reason=data.reason,
             extra={"expired": data.expired},
         )
-    if isinstance(data, RolloutFailed | RolloutSucceeded | RolloutStarted):
-        failed = isinstance(data, RolloutFailed)
+    if isinstance(data, RolloutFailed | RolloutSucceeded | RolloutStarted | WorkloadDegraded):
+        # a degraded workload is an incident of a release that had rolled out: bad news for
+        # its people, in its thread, as a failed rollout is
+        failed = isinstance(data, RolloutFailed | WorkloadDegraded)
         outcome = (
             Outcome.FAILURE
             if failed
@@ -394,9 +400,11 @@ def notice_for(event: CloudEvent, data: EventData) -> Notice:  # noqa: PLR0911 -
         }
         reason = ""
         logs: tuple[str, ...] = ()
-        if isinstance(data, RolloutFailed):
+        details: tuple[str, ...] = ()
+        if isinstance(data, RolloutFailed | WorkloadDegraded):
             reason = data.reason
             logs = tuple(data.logs[-20:])
+            details = (data.message,) if data.message else ()
             extra |= {"message": data.message, "container": data.container}
             extra["restarts"] = data.restarts
         return make(
@@ -404,7 +412,7 @@ def notice_for(event: CloudEvent, data: EventData) -> Notice:  # noqa: PLR0911 -
             **_release(data),
             author=data.author,
             reason=reason,
-            details=(data.message,) if isinstance(data, RolloutFailed) and data.message else (),
+            details=details,
             log_lines=logs,
             extra=extra,
         )

@@ -277,6 +277,7 @@ def default_routing(
                         "artifact.rejected",
                         "release.*",
                         "rollout.*",
+                        "workload.degraded",
                         "approval.granted",
                         "approval.denied",
                     )
