@@ -1,16 +1,19 @@
-"""Issue 14, items 1 and 2, end to end: the API asks, promotion's outbox publishes on the
-real broker, git-writer commits ``halts.yaml`` or ``rejected/<service>.yaml`` to a real
-bare remote, and promotion's next decisions read it from there."""
+"""Issue 14, items 1 and 2 (with ``rejectOnFailedRollout``), end to end: the API (or a failed
+rollout) asks, promotion's outbox publishes on the real broker, git-writer commits
+``halts.yaml`` or ``rejected/<service>.yaml`` to a real bare remote, and promotion's next
+decisions read it from there."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from ferry_events import RolloutFailed, Workload
 from ferry_testing import BrokerNamespace, EventTap, log_subjects, show
 
 from .test_cli_release_e2e import ferry
@@ -223,3 +226,70 @@ async def test_the_cli_halts_resumes_and_marks_through_the_services(
         assert code == 0, (out, err)
         await _until(f, "/v1/halts", lambda b: b["halts"] == [])
         assert "halts:" in show(f.remote, "halts.yaml")
+
+
+async def test_a_failed_rollout_marks_the_artifact_under_reject_on_failed_rollout(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    """Issue 14, item 2: with ``rejectOnFailedRollout: true``, the cluster's report of a failed
+    rollout makes promotion ask git-writer for the mark, and a later promotion is refused."""
+    async with flow(broker_ns, event_tap, bare_remote, tmp_path) as f:
+        put = await f.client.put(
+            f"/v1/policies/{f.service}",
+            json={"rejectOnFailedRollout": True},
+            headers=f.auth("root"),
+        )
+        assert put.status_code == 202, put.text
+        await f.tap.wait_one("ferry.policy.changed.v1", timeout=20)
+        bad = await f.client.put(
+            f"/v1/policies/{f.service}",
+            json={"rejectOnFailedRollout": "yes"},
+            headers=f.auth("root"),
+        )
+        assert bad.status_code == 422, bad.text
+        assert "rejectOnFailedRollout" in bad.text
+
+        await f.store(artifact(A))
+        dev = await _committed(f, environment="dev", intent="release", artifactId=A)
+        failed = RolloutFailed(
+            cluster="local",
+            environment="dev",
+            namespace=f.service,
+            service=f.service,
+            artifact_id=A,
+            release_id=dev["releaseId"],
+            workload=Workload(kind="Deployment", name=f.service, uid="u1"),
+            observed_at=datetime.now(UTC),
+            reason="CrashLoopBackOff",
+            message="back-off restarting failed container",
+        )
+        await f.ns.publish(failed, source="ferry/cluster-watcher")
+        changed = await f.tap.wait_one(
+            "ferry.artifact.mark.changed.v1", lambda e: e.data["artifactId"] == A, timeout=20
+        )
+        assert changed.data["rejected"] is True
+        assert changed.data["actor"]["subject"] == "ferry-reject-on-failed-rollout"
+        [entry] = yaml.safe_load(show(f.remote, f"rejected/{f.service}.yaml"))["rejected"]
+        assert entry["artifactId"] == A
+        assert "rollout failed in dev: CrashLoopBackOff" in entry["reason"]
+        assert log_subjects(f.remote)[0] == (
+            f"[rejected/{f.service}] reject {A} by ferry-reject-on-failed-rollout"
+        )
+
+        listing = await _until(
+            f,
+            f"/v1/services/{f.service}/artifacts",
+            lambda b: any(a.get("rejected") for a in b["artifacts"]),
+        )
+        assert "rejectOnFailedRollout" in listing["artifacts"][0]["rejected"]["reason"]
+        refused = await f.wait(await f.request(environment="staging", intent="promote"), "rejected")
+        [violation] = refused["violations"]
+        assert violation["policy"] == "rejected-artifact", refused
+        assert "rollout failed in dev" in violation["message"]
+        # the watcher's report came once: the mark was asked for once
+        asked = [
+            e
+            for e in f.tap.events
+            if e.type == "ferry.artifact.mark.change.requested.v1" and e.data["artifactId"] == A
+        ]
+        assert len(asked) == 1

@@ -151,6 +151,13 @@ approvals:
             "duration",
         ),
         ("service: orders\n", "service", 1, "orders"),
+        (
+            "approvals: []\nrejectOnFailedRollout: 'true'\n",
+            "rejectOnFailedRollout",
+            2,
+            "valid boolean",
+        ),
+        ("rejectOnFailedRollout: 1\n", "rejectOnFailedRollout", 1, "valid boolean"),
         ("approvals: [\n", "", 2, "YAML"),
         ("- just\n- a list\n", "", 1, "mapping"),
     ],
@@ -163,6 +170,15 @@ def test_invalid_policy_names_field_line_and_reason(text, field, line, words) ->
     assert problem.line == line
     assert words in problem.message
     assert f"line {line}" in str(caught.value)
+
+
+def test_reject_on_failed_rollout_is_off_unless_said_and_said_only_when_on() -> None:
+    assert policy("approvals: []\n").reject_on_failed_rollout is False
+    assert "rejectOnFailedRollout" not in policy("approvals: []\n").to_document()
+    on = policy("rejectOnFailedRollout: true\n")
+    assert on.reject_on_failed_rollout is True
+    assert on.to_document()["rejectOnFailedRollout"] is True
+    assert policy_from_data(on.to_document(), "payments", DEFAULT_ENVIRONMENTS) == on
 
 
 def test_unknown_environment_is_a_problem_with_its_field() -> None:

@@ -4,15 +4,19 @@ git-writer, and what a decision refuses while the config repo holds a halt or a 
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 
 from ferry_events import (
     ArtifactMarkChangeRequested,
+    CloudEvent,
     HaltChangeRequested,
     Intent,
     ReleaseRejected,
     ReleaseRequested,
+    RolloutFailed,
+    Workload,
 )
 from ferry_promotion.domain.access import Identity
 from ferry_promotion.domain.decision import Status
@@ -21,7 +25,7 @@ from ferry_promotion.domain.safety import parse_halts, parse_marks
 from ferry_promotion.errors import Forbidden, Invalid, NotFound
 from ferry_promotion.service_layer.safety import Safety
 
-from .test_service_layer import ALICE, BOB, VIC, World, world
+from .test_service_layer import ALICE, BOB, VIC, World, _snapshot, world
 
 __all__ = ["world"]  # the fixture, re-used
 
@@ -164,3 +168,51 @@ async def test_the_views_show_halts_and_marks(world: World) -> None:
     assert {k: m.reason for k, m in catalog.marks.items()} == {"m-1": "corrupts the ledger"}
     landscape = await world.views.services(VIC)
     assert [h.environment for h in landscape.halts] == ["prod"]
+
+
+def _failed(release_id: str, environment: str = "dev") -> tuple[CloudEvent, RolloutFailed]:
+    data = RolloutFailed(
+        cluster="local",
+        environment=environment,
+        namespace="payments",
+        service="payments",
+        artifact_id="m-1",
+        release_id=release_id,
+        workload=Workload(kind="Deployment", name="payments", uid="u1"),
+        observed_at=datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
+        reason="CrashLoopBackOff",
+        message="back-off restarting failed container",
+    )
+    return CloudEvent.new(data, source="ferry/cluster-watcher"), data
+
+
+async def test_a_failed_rollout_marks_the_artifact_bad_once_under_reject_on_failed_rollout(
+    world: World,
+) -> None:
+    asked = ArtifactMarkChangeRequested.event_type
+    # without the policy option, a failed rollout marks nothing
+    event, data = _failed(await world.ask(BOB, "dev"))
+    await world.results.rollout(event, data)
+    assert world.state.published(asked) == []
+
+    world.config.snapshot = _snapshot("rejectOnFailedRollout: true\n")
+    event, data = _failed(await world.ask(BOB, "dev"), "staging")
+    await world.results.rollout(event, data)
+    await world.results.rollout(event, data)  # redelivered: asked once
+    [request] = world.state.published(asked)
+    mark = ArtifactMarkChangeRequested.model_validate(request.data)
+    assert (mark.service, mark.artifact_id, mark.rejected) == ("payments", "m-1", True)
+    assert mark.reason == (
+        "its rollout failed in staging: CrashLoopBackOff: back-off restarting failed container "
+        "(policy rejectOnFailedRollout)"
+    )
+    assert mark.actor.subject == "ferry-reject-on-failed-rollout"
+    assert mark.requested_at == data.observed_at
+
+    # once git-writer recorded the mark, another failure asks nothing more
+    world.config.snapshot = dataclasses.replace(
+        world.config.snapshot, marks={"payments": parse_marks("payments", MARK_M1)}
+    )
+    event, data = _failed(await world.ask(BOB, "dev"), "prod")
+    await world.results.rollout(event, data)
+    assert len(world.state.published(asked)) == 1

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     field_serializer,
     field_validator,
     model_validator,
@@ -240,6 +241,9 @@ class Policy(_Model):
     promotion_chain: PromotionChain | None = None
     freeze_windows: list[FreezeWindow] = Field(default_factory=list)
     approvals: list[ApprovalRule] = Field(default_factory=list)
+    #: Mark an artifact bad (``rejected/<service>.yaml``) as soon as its rollout fails in
+    #: any environment, so that nothing releases or promotes it again until the mark is lifted.
+    reject_on_failed_rollout: StrictBool = False
 
     @model_validator(mode="after")
     def _one_approval_rule_per_env(self) -> Policy:
@@ -268,6 +272,8 @@ class Policy(_Model):
     def to_document(self) -> dict[str, Any]:
         """The policy as people write it (camelCase, durations in seconds)."""
         out: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if not self.reject_on_failed_rollout:
+            out.pop("rejectOnFailedRollout")  # said only when on, as people write it
         return out
 
 

@@ -8,6 +8,8 @@ status never loses to an earlier one arriving late (``domain/release.py``).
 from __future__ import annotations
 
 from ferry_events import (
+    Actor,
+    ArtifactMarkChangeRequested,
     CloudEvent,
     ReleaseCommitted,
     ReleaseFailed,
@@ -16,12 +18,14 @@ from ferry_events import (
     RolloutStarted,
     RolloutSucceeded,
     derived_id,
+    is_safe_segment,
 )
 from ferry_promotion.domain.decision import Status
 from ferry_promotion.domain.records import Rollout
 from ferry_promotion.domain.release import Release, may_follow
 from ferry_promotion.service_layer.deciding import Decider
 from ferry_promotion.service_layer.outcomes import SOURCE, Decided, log_decision
+from ferry_promotion.service_layer.ports import usable_snapshot
 from ferry_promotion.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from ferry_runtime.logging import get_logger
 
@@ -34,6 +38,8 @@ _ROLLOUT_STATUS = {
 }
 #: The release statuses a rollout fact without a release id is matched against.
 _RELEASED = frozenset({Status.APPROVED.value, Status.COMMITTED.value, Status.ROLLED_OUT.value})
+#: Who marks an artifact bad when its rollout failed (policy ``rejectOnFailedRollout``).
+MARKER = Actor(subject="ferry-reject-on-failed-rollout")
 
 
 class Results:
@@ -113,9 +119,12 @@ class Results:
             reason = f"{data.reason}: {data.message}" if data.message else data.reason
         waiting: list[Release] = []
         changed: tuple[Release, str, str] | None = None
+        mark = await self._mark_request(event, data, reason)
         async with self.uow() as uow:
             if await uow.inbox.seen(event.id):
                 return []
+            if mark is not None:  # with the fact, in one transaction: asked once
+                await uow.outbox.put(mark)
             fact = Rollout(
                 environment=data.environment,
                 service=data.service,
@@ -154,10 +163,46 @@ class Results:
                 waiting = await uow.releases.waiting_for(data.service, data.artifact_id)
             await uow.inbox.mark(event)
             await uow.commit()
+        if mark is not None:
+            log.info(
+                "marking the artifact bad: its rollout failed (rejectOnFailedRollout)",
+                subject=data.service,
+                artifact_id=data.artifact_id,
+                environment=data.environment,
+                request_id=mark.data["requestId"],
+            )
         if changed is not None:
             release, new_status, detail = changed
             log_decision(release, Decided(new_status, data.artifact_id, detail=detail))
         return waiting
+
+    async def _mark_request(
+        self, event: CloudEvent, data: RolloutFact, reason: str
+    ) -> CloudEvent | None:
+        """The request to mark the artifact bad, when its rollout failed and the service's
+        policy says ``rejectOnFailedRollout: true`` (None when it is marked already)."""
+        if not isinstance(data, RolloutFailed) or not is_safe_segment(data.artifact_id or ""):
+            return None
+        snapshot = await usable_snapshot(self.decider.config, service=data.service)
+        policy, _ = snapshot.policy_for(data.service)
+        if not policy.reject_on_failed_rollout or snapshot.mark_of(data.service, data.artifact_id):
+            return None
+        request = ArtifactMarkChangeRequested(
+            request_id=derived_id(event.id, "reject-on-failed-rollout"),
+            service=data.service,
+            artifact_id=data.artifact_id,
+            rejected=True,
+            reason=f"its rollout failed in {data.environment}: {reason} "
+            "(policy rejectOnFailedRollout)",
+            actor=MARKER,
+            requested_at=data.observed_at,
+        )
+        return CloudEvent.new(
+            request,
+            source=SOURCE,
+            event_id=derived_id(event.id, "mark"),
+            correlation_id=event.correlationid,
+        )
 
     async def redecide(self, event: CloudEvent, data: RolloutFact, waiting: Release) -> None:
         """Decide ``waiting`` again now that the environment before has a result."""
