@@ -1,0 +1,243 @@
+"""Hostile messages through RabbitMQ to every consumer's real queue, then a valid event.
+
+A sample of what the fuzzer generates (``tests/test_consumers_fuzz.py``) is published with
+aio-pika as a publisher with broker access could: odd bodies, and headers of every AMQP type,
+a long string that is not UTF-8 among them. Each hostile message must reach the service's
+dead-letter queue with a code and a reason, and the valid event published after them must be
+handled: the queue is not blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import decimal
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+
+from ferry_events import (
+    Actor,
+    ArtifactPublished,
+    CloudEvent,
+    EventData,
+    HaltChangeRequested,
+    Intent,
+    ReleaseRejected,
+    ReleaseRequested,
+    encode,
+)
+from ferry_events.contract import ARTIFACT_INGEST, GIT_WRITER, INSIGHTS, NOTIFIER, PROMOTION
+from ferry_events.deadletter import CODE_HEADER, REASON_HEADER
+from ferry_gitwriter.bootstrap import build as build_git_writer
+from ferry_gitwriter.settings import GitWriterSettings
+from ferry_ingest.bootstrap import build as build_ingest
+from ferry_ingest.settings import IngestSettings
+from ferry_insights.bootstrap import build as build_insights
+from ferry_insights.settings import InsightsSettings
+from ferry_notifier.bootstrap import build as build_notifier
+from ferry_notifier.settings import NotifierSettings
+from ferry_promotion.bootstrap import build as build_promotion
+from ferry_promotion.settings import PromotionSettings
+from ferry_runtime import ServiceQueues, ServiceRuntime
+from ferry_testing import BrokerNamespace, running
+from ferry_testing.fuzz import RawLongString, deep_json, raw_long_strings
+
+pytestmark = pytest.mark.amqp
+
+NOW = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+JANE = Actor(subject="jane", email="jane@example.com")
+
+#: Headers of every AMQP field type, a long string that is not UTF-8 among them.
+ODD_HEADERS: dict[str, Any] = {
+    "x-not-utf8": RawLongString(b"\xff\xfe\xc3("),
+    "x-bytes": bytearray(b"\x00\x01\xff"),
+    "x-int": -(2**62),
+    "x-float": 1e300,
+    "x-bool": True,
+    "x-decimal": decimal.Decimal("12.345"),
+    "x-timestamp": dt.datetime(2026, 1, 1, 12, 0),
+    "x-void": None,
+    "x-list": [1, "two", RawLongString(b"\xc0"), [None, 2.5]],
+    "x-table": {"nested": {"deeper": RawLongString(b"\xed\xa0\x80")}, "n": 1},
+    "x-ferry-attempt": "a lot",
+    "x-ferry-original-routing-key": "ferry.release.approved.v1",
+}
+
+
+def _envelope(type_name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": "hostile-1",
+        "source": "ferry/fuzz",
+        "type": type_name,
+        "time": NOW.isoformat(),
+        "data": {},
+        **extra,
+    }
+
+
+def hostile(key: str) -> list[tuple[bytes, dict[str, Any], str | None, str]]:
+    """(body, headers, content type, the dead letter's code) for messages on ``key``."""
+    structured = "application/cloudevents+json"
+    deep = b'{"specversion": "1.0", "data": ' + deep_json(20_000).encode() + b"}"
+    return [
+        (b"\xff\xfe not utf-8 \xc3(", ODD_HEADERS, structured, "malformed-event"),
+        (deep, ODD_HEADERS, structured, "malformed-event"),
+        (json.dumps(_envelope(key, specversion="0.3")).encode(), {}, None, "malformed-event"),
+        (
+            json.dumps(_envelope(key, correlationid="c" * 300)).encode(),
+            ODD_HEADERS,
+            structured,
+            "malformed-event",
+        ),
+        (
+            json.dumps(_envelope(key, data={"reason": "\ud800"})).encode(),
+            {},
+            structured,
+            "malformed-event",
+        ),
+        (
+            json.dumps(_envelope(key.rsplit(".v", 1)[0] + ".v7")).encode(),
+            ODD_HEADERS,
+            structured,
+            "unknown-event-version",
+        ),
+        (
+            b"{}",
+            {
+                **ODD_HEADERS,
+                "ce-specversion": "1.0",
+                "ce-id": bytearray(b"\xff"),
+                "ce-type": key,
+                "ce-time": 12,
+                "ce-source": ["a", "b"],
+            },
+            "application/json",
+            "malformed-event",
+        ),
+        (b" " * (1024 * 1024 + 1), ODD_HEADERS, structured, "payload-too-large"),
+    ]
+
+
+def valid(party: str) -> EventData:
+    """An event ``party`` consumes and handles (a rejection with reasons counts)."""
+    if party == ARTIFACT_INGEST:
+        return ArtifactPublished(artifact={"service": "payments"}, manifests={})
+    if party == GIT_WRITER:
+        return HaltChangeRequested(
+            request_id="halt-1", environment="dev", halted=True, actor=JANE, requested_at=NOW
+        )
+    if party == NOTIFIER:
+        return ReleaseRejected(
+            release_id="r-1",
+            service="payments",
+            environment="dev",
+            intent=Intent.RELEASE,
+            actor=JANE,
+            violations=[],
+        )
+    return ReleaseRequested(
+        release_id="r-1",
+        service="payments",
+        environment="dev",
+        intent=Intent.RELEASE,
+        artifact_id="a-1",
+        actor=JANE,
+        requested_at=NOW,
+    )
+
+
+@contextlib.asynccontextmanager
+async def started(
+    party: str, ns: BrokerNamespace, remote: Path, data: Path
+) -> AsyncIterator[ServiceRuntime]:
+    base = ns.settings()
+    data.mkdir(parents=True)
+    if party == ARTIFACT_INGEST:
+        runtime = build_ingest(IngestSettings(**base))
+    elif party == GIT_WRITER:
+        runtime = build_git_writer(
+            GitWriterSettings(**base, data_dir=data, config_repo_url=str(remote))
+        )
+    elif party == PROMOTION:
+        tokens = data / "tokens.yaml"
+        tokens.write_text("tokens: []\n", encoding="utf-8")
+        service = await build_promotion(
+            PromotionSettings(
+                **base, data_dir=data, config_repo_url=str(remote), api_tokens_file=tokens
+            )
+        )
+        runtime = service.runtime
+    elif party == INSIGHTS:
+        insights = await build_insights(
+            InsightsSettings(**base, data_dir=data, database_url=f"sqlite+aiosqlite:///{data}.db")
+        )
+        runtime = insights.runtime
+    else:
+        assert party == NOTIFIER
+        runtime = build_notifier(
+            NotifierSettings(**base, database_url=f"sqlite+aiosqlite:///{data / 'notifier.db'}")
+        )
+    async with running(runtime):
+        yield runtime
+
+
+async def _publish(
+    ns: BrokerNamespace, messages: list[tuple[bytes, dict[str, Any], str | None]], key: str
+) -> None:
+    connection = await aio_pika.connect(ns.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(
+            ns.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        with raw_long_strings():
+            for body, headers, content_type in messages:
+                await exchange.publish(
+                    aio_pika.Message(
+                        body,
+                        headers=headers,
+                        content_type=content_type,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=key,
+                )
+
+
+async def _ready(ns: BrokerNamespace, queue: str) -> int:
+    connection = await aio_pika.connect(ns.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+
+
+@pytest.mark.parametrize("party", [ARTIFACT_INGEST, GIT_WRITER, PROMOTION, NOTIFIER, INSIGHTS])
+async def test_hostile_messages_are_dead_lettered_with_reasons_and_the_queue_moves_on(
+    party: str, broker_ns: BrokerNamespace, bare_remote: Path, tmp_path: Path
+) -> None:
+    event = CloudEvent.new(valid(party), source="ferry/test")
+    key = event.type
+    sample = hostile(key)
+    async with started(party, broker_ns, bare_remote, tmp_path / party) as runtime:
+        assert key in runtime.queues().routing_keys
+        await _publish(broker_ns, [(b, h, c) for b, h, c, _ in sample], key)
+        await _publish(broker_ns, [(encode(event), {}, "application/cloudevents+json")], key)
+        letters = await broker_ns.dead_letters(party, count=len(sample), timeout=30)
+        await asyncio.sleep(0.5)  # anything more would be dead-lettered by now
+        more = await broker_ns.dead_letters(party, count=1, timeout=0.5)
+    codes = [str((m.headers or {}).get(CODE_HEADER)) for m in letters]
+    assert sorted(codes) == sorted(code for *_, code in sample), [
+        (m.headers or {}).get(REASON_HEADER) for m in letters
+    ]
+    assert all((m.headers or {}).get(REASON_HEADER) for m in letters)
+    # the valid event was not dead-lettered, and nothing is left in the queue: it was acked
+    assert more == [], [(m.headers or {}).get(REASON_HEADER) for m in more]
+    main = ServiceQueues(party, broker_ns.queue_prefix, (), ()).main
+    assert await _ready(broker_ns, main) == 0
