@@ -54,10 +54,18 @@ settings.register_profile(
 )
 
 
-def fuzz_settings(examples: int) -> settings:
+def fuzz_settings(examples: int, *, reuses_fixture: bool = False) -> settings:
     """The settings of one fuzz test: ``examples`` (times ``FERRY_FUZZ_EXAMPLES``), derandomized
-    unless a long run asks for more, so that CI's results are reproducible."""
-    return settings(settings.get_profile("ferry-fuzz"), max_examples=examples * SCALE)
+    unless a long run asks for more, so that CI's results are reproducible.
+
+    ``reuses_fixture``: the examples share a function-scoped fixture (one running service)
+    on purpose.
+    """
+    profile = settings.get_profile("ferry-fuzz")
+    checks = list(profile.suppress_health_check)
+    if reuses_fixture:
+        checks.append(HealthCheck.function_scoped_fixture)
+    return settings(profile, max_examples=examples * SCALE, suppress_health_check=checks)
 
 
 # ---------------------------------------------------------------------- AMQP field values
