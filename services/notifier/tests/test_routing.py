@@ -9,7 +9,7 @@ import pytest
 
 from ferry_events import CloudEvent, EventData
 from ferry_notifier.domain.flood import next_in_flood
-from ferry_notifier.domain.notice import Notice, Outcome, notice_for
+from ferry_notifier.domain.notice import Notice, Outcome
 from ferry_notifier.domain.routing import (
     RoutingConfig,
     RoutingFileError,
@@ -17,6 +17,7 @@ from ferry_notifier.domain.routing import (
     parse_routing,
     route,
 )
+from ferry_notifier.domain.translation import notice_for
 
 ROUTES = """\
 protected_environments: [prod]

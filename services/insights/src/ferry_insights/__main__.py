@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from sqlalchemy.exc import SQLAlchemyError
-
+from ferry_insights.adapters.db import DATABASE_ERRORS
 from ferry_insights.bootstrap import SERVICE, build
 from ferry_insights.settings import InsightsSettings
 from ferry_runtime import BrokerUnavailable, configure_logging, get_logger, mask_url
@@ -26,7 +25,7 @@ def main() -> None:
     except BrokerUnavailable as exc:
         log.error("cannot start", reason=str(exc))  # noqa: TRY400 - the reason is the message
         sys.exit(3)
-    except (SQLAlchemyError, OSError) as exc:
+    except DATABASE_ERRORS as exc:
         log.error(  # noqa: TRY400
             "cannot start: the database is not usable",
             database=mask_url(settings.resolved_database_url()),

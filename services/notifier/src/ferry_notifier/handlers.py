@@ -7,11 +7,9 @@ from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 
-from sqlalchemy.exc import DBAPIError
-
 from ferry_events import ArtifactStored, EventData
 from ferry_events.deadletter import DESTINATION_HEADER
-from ferry_notifier.adapters.store import DeliveryRecord, Store
+from ferry_notifier.adapters.store import STORE_UNAVAILABLE, DeliveryRecord, Store
 from ferry_notifier.adapters.templates import Renderer
 from ferry_notifier.delivery import Deliverer, Job
 from ferry_notifier.domain.flood import FloodPosition
@@ -19,10 +17,10 @@ from ferry_notifier.domain.notice import (
     Link,
     Notice,
     artifact_context,
-    notice_for,
     release_context,
 )
 from ferry_notifier.domain.routing import Destination, RoutingConfig, route
+from ferry_notifier.domain.translation import notice_for
 from ferry_runtime import Delivery, TemporaryError, get_logger
 
 log = get_logger(__name__)
@@ -56,7 +54,7 @@ class Notifier:
     async def handle(self, delivery: Delivery[EventData]) -> None:
         try:
             await self._handle(delivery)
-        except (DBAPIError, OSError) as exc:  # the database is unreachable or locked
+        except STORE_UNAVAILABLE as exc:
             raise TemporaryError(f"notifier store unavailable: {exc}", code="store") from exc
 
     async def _handle(self, delivery: Delivery[EventData]) -> None:

@@ -19,15 +19,26 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final
 
 import git
 from git.exc import GitCommandError
 
-from ferry_gitwriter.domain.changes import EVENT_ID, CommitPlan, Identity
+from ferry_gitwriter.adapters.fastimport import write_stream
+from ferry_gitwriter.adapters.session import PlannedCommit, Session
+from ferry_gitwriter.domain.changes import EVENT_ID, Identity
 from ferry_runtime import get_logger, mask_secrets, mask_url
+
+__all__ = [
+    "ConfigWriter",
+    "PlannedCommit",
+    "PushRejected",
+    "RemoteUnavailable",
+    "RepoError",
+    "Session",
+    "ensure_bare_remote",
+]
 
 log = get_logger(__name__)
 
@@ -46,110 +57,6 @@ class RemoteUnavailable(RepoError):
 
 class PushRejected(RepoError):
     """The remote branch moved since the fetch (someone else pushed): fetch and re-apply."""
-
-
-@dataclass(slots=True)
-class PlannedCommit:
-    """A commit of a session: its fast-import mark and its plan."""
-
-    mark: int
-    plan: CommitPlan
-
-
-@dataclass
-class Session:
-    """The branch as fetched, plus the commits planned on top of it in this cycle.
-
-    It is the :class:`~ferry_gitwriter.domain.changes.TreeReader` the domain plans against.
-    """
-
-    repo: ConfigWriter
-    base: str | None
-    overlay: dict[str, bytes | None] = field(default_factory=dict)
-    commits: list[PlannedCommit] = field(default_factory=list)
-    #: event id -> mark of the commit this session made for it
-    event_marks: dict[str, int] = field(default_factory=dict)
-    #: path -> mark of the last commit in this session that touched it
-    touched: dict[str, int] = field(default_factory=dict)
-    #: folder -> the overlay paths below it (every ancestor folder of each path)
-    _below: dict[str, set[str]] = field(default_factory=dict)
-
-    # ------------------------------------------------------------------ TreeReader
-
-    def read(self, path: str) -> bytes | None:
-        if path in self.overlay:
-            return self.overlay[path]
-        return self.repo.read_blob(self.base, path)
-
-    def files_under(self, directory: str) -> dict[str, bytes]:
-        prefix = directory.rstrip("/") + "/"
-        files = self.repo.read_tree(self.base, directory)
-        for path in self._below.get(directory.rstrip("/"), ()):
-            relative = path[len(prefix) :]
-            content = self.overlay[path]
-            if content is None:
-                files.pop(relative, None)
-            else:
-                files[relative] = content
-        return files
-
-    def subfolders(self, directory: str) -> set[str]:
-        directory = directory.rstrip("/")
-        prefix = directory + "/"
-        names = set(self.repo.subfolders(self.base, directory))
-        touched: dict[str, list[str]] = {}
-        for path in self._below.get(directory, ()):
-            name, slash, _ = path[len(prefix) :].partition("/")
-            if slash:
-                touched.setdefault(name, []).append(path)
-        for name, below in touched.items():
-            if any(self.overlay[path] is not None for path in below):
-                names.add(name)
-            elif name in names:
-                # every change below it this session is a deletion: does any base file survive?
-                deleted = set(below)
-                folder = f"{prefix}{name}"
-                base_files = self.repo.file_paths(self.base, folder)
-                if all(f"{folder}/{relative}" in deleted for relative in base_files):
-                    names.discard(name)
-        return names
-
-    def _set(self, path: str, content: bytes | None) -> None:
-        self.overlay[path] = content
-        folder = path
-        while "/" in folder:
-            folder = folder.rpartition("/")[0]
-            self._below.setdefault(folder, set()).add(path)
-
-    # ------------------------------------------------------------------ planning
-
-    def commit_for(self, event_id: str) -> int | str | None:
-        """The mark (this session) or sha (on the branch) of the commit made for ``event_id``."""
-        if event_id in self.event_marks:
-            return self.event_marks[event_id]
-        return self.repo.commit_for_event(event_id)
-
-    def add(self, event_id: str, plan: CommitPlan) -> int:
-        """Plan ``plan`` as the next commit; returns its mark."""
-        mark = len(self.commits) + 1
-        for folder, files in plan.folders.items():
-            for relative in self.files_under(folder):
-                self._set(f"{folder}/{relative}", None)
-            for relative, content in files.items():
-                self._set(f"{folder}/{relative}", content)
-            self.touched[folder] = mark
-        for path, maybe in plan.files.items():
-            self._set(path, maybe)
-            self.touched[path] = mark
-        self.commits.append(PlannedCommit(mark, plan))
-        self.event_marks[event_id] = mark
-        return mark
-
-    def last_change(self, path: str) -> int | str | None:
-        """The mark or sha of the last commit that touched ``path`` (None: never)."""
-        if path in self.touched:
-            return self.touched[path]
-        return self.repo.last_commit_touching(self.base, path)
 
 
 class ConfigWriter:
@@ -392,7 +299,7 @@ class ConfigWriter:
             stream_path = Path(scratch) / "stream"
             marks_path = Path(scratch) / "marks"
             with stream_path.open("wb") as stream:
-                _write_stream(stream, base, list(commits), self.committer)
+                write_stream(stream, base, list(commits), self.committer, ref=WORK_REF)
             with stream_path.open("rb") as stream:
                 try:
                     self._git(
@@ -447,47 +354,6 @@ def _stderr(exc: GitCommandError) -> str:
     for prefix in ("stderr:", "stdout:"):
         text = text.removeprefix(prefix).strip()
     return mask_secrets(" ".join(text.strip("'").split()) or str(exc))
-
-
-def _data(stream: BinaryIO, payload: bytes) -> None:
-    stream.write(f"data {len(payload)}\n".encode())
-    stream.write(payload)
-    stream.write(b"\n")
-
-
-def _who(identity: Identity, when: int) -> bytes:
-    return f"{identity.name} <{identity.email}> {when} +0000".encode()
-
-
-def _write_stream(
-    stream: BinaryIO, base: str | None, commits: list[PlannedCommit], committer: Identity
-) -> None:
-    write = stream.write
-    when = int(time.time())
-    for index, commit in enumerate(commits):
-        plan = commit.plan
-        write(f"commit {WORK_REF}\nmark :{commit.mark}\n".encode())
-        write(b"author " + _who(plan.author or committer, when) + b"\n")
-        write(b"committer " + _who(committer, when) + b"\n")
-        _data(stream, plan.message().encode())
-        if index == 0 and base is not None:
-            write(f"from {base}\n".encode())
-        for folder, files in plan.folders.items():
-            write(f"D {folder}\n".encode())
-            for relative, content in sorted(files.items()):
-                _modify(stream, f"{folder}/{relative}", content)
-        for path, maybe in plan.files.items():
-            if maybe is None:
-                write(f"D {path}\n".encode())
-            else:
-                _modify(stream, path, maybe)
-        write(b"\n")
-    write(b"done\n")
-
-
-def _modify(stream: BinaryIO, path: str, content: bytes) -> None:
-    stream.write(f"M 100644 inline {path}\n".encode())
-    _data(stream, content)
 
 
 def ensure_bare_remote(path: Path, branch: str) -> Path:

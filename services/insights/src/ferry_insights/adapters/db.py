@@ -26,12 +26,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ferry_insights.adapters.tables import (
@@ -57,6 +57,27 @@ from ferry_insights.domain.facts import (
     first_result,
 )
 from ferry_runtime.migrations import upgrade
+
+#: What the database raises when it cannot be used at all (at start: stop with a hint).
+DATABASE_ERRORS: Final = (SQLAlchemyError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseFailure:
+    """A database error while projecting, told without SQLAlchemy."""
+
+    #: The database refused the event's values (SQLSTATE class 22): the same every time.
+    refused_values: bool
+    detail: str
+
+
+def database_failure(exc: BaseException) -> DatabaseFailure | None:
+    """What ``exc`` says of the database, or None when it is not a database error."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    state = str(getattr(exc.orig, "sqlstate", "") or "")
+    return DatabaseFailure(refused_values=state.startswith("22"), detail=str(exc.orig)[:300])
+
 
 _SCHEMA_LOCK = 0x466572727949  # "FerryI": the advisory lock of schema changes
 

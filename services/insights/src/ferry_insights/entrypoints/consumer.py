@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError
-
 from ferry_events import (
     ApprovalDenied,
     ApprovalGranted,
@@ -22,6 +20,7 @@ from ferry_events import (
     RolloutSucceeded,
     utcnow,
 )
+from ferry_insights.adapters.db import database_failure
 from ferry_insights.domain.facts import Unprojectable
 from ferry_insights.service_layer.use_cases import Projections, project
 from ferry_runtime import Delivery, PermanentError, ServiceRuntime, TemporaryError, get_logger
@@ -59,17 +58,20 @@ class Projector:
             raise PermanentError(
                 f"the event does not fit insights' projections: {exc}", code="unprojectable"
             ) from exc
-        except DBAPIError as exc:
-            if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):  # a data exception
+        except OSError as exc:  # the database is unreachable or locked
+            raise TemporaryError(f"insights database unavailable: {exc}", code="store") from exc
+        except Exception as exc:
+            failure = database_failure(exc)
+            if failure is None:
+                raise
+            if failure.refused_values:
                 raise PermanentError(
-                    f"the database refused the event's values: {str(exc.orig)[:300]}",
+                    f"the database refused the event's values: {failure.detail}",
                     code="unprojectable",
                 ) from exc
             raise TemporaryError(
-                f"insights database unavailable: {str(exc.orig)[:300]}", code="store"
+                f"insights database unavailable: {failure.detail}", code="store"
             ) from exc
-        except OSError as exc:  # the database is unreachable or locked
-            raise TemporaryError(f"insights database unavailable: {exc}", code="store") from exc
         if not fresh:
             log.info("already projected; nothing to do")
 

@@ -10,26 +10,26 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import Executable
 
 from ferry_notifier.adapters import claims
 from ferry_notifier.adapters.claims import DELIVERY, THREAD, ClaimKey, Held, Taken
-from ferry_notifier.adapters.database import Database
+from ferry_notifier.adapters.floods import FloodCounter
 from ferry_notifier.adapters.tables import (
     artifacts,
     deliveries,
-    flood_events,
-    floods,
     releases,
     threads,
 )
-from ferry_notifier.domain.flood import Flood, FloodPosition, next_in_flood
 from ferry_notifier.domain.notice import ArtifactContext, ReleaseContext
+
+#: What the store raises when the database is unreachable or locked (a temporary failure).
+STORE_UNAVAILABLE: Final = (DBAPIError, OSError)
 
 #: The columns of a :class:`DeliveryRecord`, in its field order.
 _RECORD_COLUMNS = (
@@ -78,11 +78,7 @@ def _later(now: datetime, seconds: float) -> datetime:
     return now + timedelta(seconds=seconds)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-class Store(Database):
+class Store(FloodCounter):
     """Every record the notifier keeps."""
 
     def _save_document(self, table: Table, key: str, document: dict[str, Any]) -> Executable:
@@ -333,58 +329,6 @@ class Store(Database):
 
     async def remember_artifact(self, ctx: ArtifactContext) -> None:
         await self._execute(self._save_document(artifacts, ctx.artifact_id, asdict(ctx)))
-
-    # ------------------------------------------------------------------ floods
-
-    async def flood_position(
-        self, key: str, event_id: str, window: timedelta, *, now: datetime | None = None
-    ) -> FloodPosition:
-        """This event's place in its flood; the same answer when the event is redelivered."""
-        at = now or _now()
-        for _ in range(5):
-            try:
-                return await self._run(
-                    lambda conn: self._flood_position(conn, key, event_id, window, at)
-                )
-            except IntegrityError:  # another replica counted at the same time; look again
-                continue
-        return FloodPosition(event_id, 1)
-
-    def _flood_position(
-        self, conn: Connection, key: str, event_id: str, window: timedelta, now: datetime
-    ) -> FloodPosition:
-        seen = conn.execute(
-            select(flood_events.c.anchor_event_id, flood_events.c.number).where(
-                flood_events.c.event_id == event_id
-            )
-        ).first()
-        if seen:
-            return FloodPosition(seen[0], seen[1])
-        row = conn.execute(
-            select(floods.c.anchor_event_id, floods.c.count, floods.c.last_at)
-            .where(floods.c.flood_key == key)
-            .with_for_update()
-        ).first()
-        current = Flood(key, row[0], row[1], _aware(row[2])) if row else None
-        flood = next_in_flood(current, key, event_id, now, window)
-        conn.execute(
-            self._upsert(
-                floods,
-                {
-                    "flood_key": key,
-                    "anchor_event_id": flood.anchor_event_id,
-                    "count": flood.count,
-                    "last_at": flood.last_at,
-                },
-                ["flood_key"],
-            )
-        )
-        conn.execute(
-            flood_events.insert().values(
-                event_id=event_id, anchor_event_id=flood.anchor_event_id, number=flood.count
-            )
-        )
-        return FloodPosition(flood.anchor_event_id, flood.count)
 
 
 def _deliveries_of(conn: Connection, event_id: str) -> dict[str, DeliveryRecord]:

@@ -9,9 +9,7 @@ within Slack's three seconds, and follow up later through ``response_url``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -19,7 +17,7 @@ from typing import Any, Final
 from prometheus_client import Counter
 
 from ferry_promotion.adapters.slack.responder import ResponseUrl, ResponseUrlPoster
-from ferry_promotion.adapters.slack.state import FollowUp, FollowUps, MemoryFollowUps
+from ferry_promotion.adapters.slack.state import FollowUps, MemoryFollowUps
 from ferry_promotion.adapters.slack.users import SlackUnavailable, SlackUserDirectory
 from ferry_promotion.adapters.slack.verification import RequestRefused, SlackRequestVerifier
 from ferry_promotion.entrypoints.slack import messages
@@ -40,6 +38,7 @@ from ferry_promotion.entrypoints.slack.commands import (
     help_text,
     parse,
 )
+from ferry_promotion.entrypoints.slack.following import Following
 from ferry_promotion.entrypoints.slack.ports import People, Refusal, Releases
 from ferry_runtime import get_logger
 
@@ -97,73 +96,56 @@ class ChatOps:
         self._releases = releases
         self._users = users
         self._poster = poster
-        self.follow_interval = follow_interval
-        self._follow_max_interval = follow_max_interval
         self._clock = clock
-        self._tasks: set[asyncio.Task[None]] = set()
         self._click_locks: dict[str, _ClickSlot] = {}
-        self._followups: FollowUps = followups or MemoryFollowUps()
-        self.follow_lease = follow_lease
-        self.replica = uuid.uuid4().hex
-        self._adopting: asyncio.Task[None] | None = None
+        self._following = Following(
+            poster=poster,
+            releases=releases,
+            followups=followups or MemoryFollowUps(),
+            identify=self._identify,
+            interval=follow_interval,
+            max_interval=follow_max_interval,
+            lease=follow_lease,
+        )
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ follow-ups
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    @property
+    def follow_interval(self) -> float:
+        return self._following.interval
+
+    @follow_interval.setter
+    def follow_interval(self, seconds: float) -> None:
+        self._following.interval = seconds
+
+    @property
+    def follow_lease(self) -> float:
+        return self._following.lease
+
+    @follow_lease.setter
+    def follow_lease(self, seconds: float) -> None:
+        self._following.lease = seconds
 
     @property
     def pending(self) -> int:
         """Follow-ups and message updates still running."""
-        return len(self._tasks)
+        return self._following.pending
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait for the follow-ups that are running (tests, graceful shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        await self._following.drain(timeout)
 
     def start(self) -> None:
         """Take over, from now on, the follow-ups of replicas that stopped holding them."""
-        if self._adopting is None:
-            self._adopting = asyncio.create_task(self._adopt_forever(), name="slack-adopt")
-
-    async def _adopt_forever(self) -> None:
-        while True:
-            await asyncio.sleep(max(self.follow_lease / 3, 0.05))
-            try:
-                await self.adopt()
-            except Exception:  # the database may be down for a moment: try again later
-                log.warning("taking over Slack follow-ups failed", exc_info=True)
+        self._following.start()
 
     async def adopt(self) -> int:
         """Follow, here, the releases whose replica's lease expired; how many were taken over."""
-        taken = await self._followups.take_over(self.replica, self.follow_lease)
-        for row in taken:
-            actor, _ = await self._identify(row.slack_user)
-            if actor is None:
-                await self._followups.close(row)
-                continue
-            age = (datetime.now(UTC) - row.opened_at).total_seconds()
-            response = self._poster.open(row.response_url, posts=row.posts, age=max(age, 0.0))
-            log.info("following a release another replica followed", release_id=row.release_id)
-            self._spawn(self._follow(actor, row, response), name=f"slack-follow-{row.release_id}")
-        return len(taken)
+        return await self._following.adopt()
 
     async def aclose(self) -> None:
         """Cancel every follow-up (on shutdown); another replica takes them over."""
-        if self._adopting is not None:
-            self._adopting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._adopting
-            self._adopting = None
-        tasks = set(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._following.aclose()
 
     # ------------------------------------------------------------------ verification
 
@@ -316,20 +298,13 @@ class ChatOps:
         rid = str(release.get("releaseId", ""))
         url = form.get("response_url", "")
         if rid and url:
-            if self._poster.allows(url):
-                response = self._poster.open(url)
-                status = str(release.get("status", "requested"))
-                row = await self._followups.open(
-                    url,
-                    rid,
-                    slack_user=form.get("user_id", ""),
-                    status=status,
-                    owner=self.replica,
-                    lease=self.follow_lease,
-                )
-                self._spawn(self._follow(actor, row, response), name=f"slack-follow-{rid}")
-            else:
-                log.warning("response_url origin not allowed; no follow-up", release_id=rid)
+            await self._following.follow(
+                actor,
+                rid,
+                url,
+                slack_user=form.get("user_id", ""),
+                status=str(release.get("status", "requested")),
+            )
         return messages.release_acknowledged(release, intent)
 
     async def _decide(
@@ -349,55 +324,6 @@ class ChatOps:
             slot.users -= 1
             if slot.users == 0:
                 self._click_locks.pop(release_id, None)
-
-    async def _follow(self, actor: Any, row: FollowUp, response: ResponseUrl) -> None:
-        """Post each change of the release's status until it is final, within Slack's limits.
-
-        The lease on the follow-up's row is renewed at every look, and the status
-        is recorded before it is posted: a replica that lost the row (it was too
-        slow, another took over) stops, and a status is posted at most once.
-        """
-        release_id, last = row.release_id, row.last_status
-        interval = self.follow_interval
-        while response.usable:
-            await asyncio.sleep(interval)
-            if not await self._renew(row, last, response.posts):
-                return
-            interval = min(interval * 1.5, self._follow_max_interval)
-            try:
-                release = await self._releases.get(actor, release_id)
-            except Exception:  # a database hiccup must not end the follow-up (logged)
-                log.warning(
-                    "reading a release for Slack failed", release_id=release_id, exc_info=True
-                )
-                continue
-            status = str(release.get("status", ""))
-            if status == last:
-                continue
-            last = status
-            final = status in messages.TERMINAL_STATUSES
-            if response.remaining == 1 and not final:
-                continue  # keep the last post for the outcome
-            if not await self._renew(row, status, response.posts + 1):
-                return
-            await response.post(messages.outcome(release))
-            interval = self.follow_interval
-            if final:
-                break
-        with contextlib.suppress(Exception):  # an unclosed row expires after 30 minutes
-            await self._followups.close(row)
-
-    async def _renew(self, row: FollowUp, status: str, posts: int) -> bool:
-        try:
-            held = await self._followups.renew(
-                row, self.replica, self.follow_lease, status=status, posts=posts
-            )
-        except Exception:  # noqa: BLE001 - keep following: the lease is long, the next renewal may work
-            log.warning("renewing a Slack follow-up failed", release_id=row.release_id)
-            return True
-        if not held:
-            log.info("another replica follows this release now", release_id=row.release_id)
-        return held
 
     # ------------------------------------------------------------------ interactions
 
@@ -469,7 +395,4 @@ class ChatOps:
         if response is None:
             log.warning("interaction has no usable response_url; answer not shown")
             return
-        self._spawn(self._post(response, message), name="slack-answer")
-
-    async def _post(self, response: ResponseUrl, message: dict[str, Any]) -> None:
-        await response.post(message)
+        self._following.post_later(response, message)
