@@ -45,7 +45,7 @@ from ferry_notifier.settings import NotifierSettings
 from ferry_promotion.bootstrap import build as build_promotion
 from ferry_promotion.settings import PromotionSettings
 from ferry_runtime import ServiceQueues, ServiceRuntime
-from ferry_testing import BrokerNamespace, running
+from ferry_testing import BrokerNamespace, EventTap, running
 from ferry_testing.fuzz import RawLongString, deep_json, raw_long_strings
 
 pytestmark = pytest.mark.amqp
@@ -218,26 +218,43 @@ async def _ready(ns: BrokerNamespace, queue: str) -> int:
         return declared.declaration_result.message_count or 0
 
 
-@pytest.mark.parametrize("party", [ARTIFACT_INGEST, GIT_WRITER, PROMOTION, NOTIFIER, INSIGHTS])
+#: What each service publishes when it has handled the valid event (None: nothing; its
+#: effect is in its own database, and the queues are checked empty instead).
+EFFECTS = {
+    ARTIFACT_INGEST: "ferry.artifact.rejected.v1",
+    GIT_WRITER: "ferry.halt.changed.v1",
+    PROMOTION: "ferry.release.rejected.v1",
+    NOTIFIER: None,
+    INSIGHTS: None,
+}
+
+
+@pytest.mark.parametrize("party", list(EFFECTS))
 async def test_hostile_messages_are_dead_lettered_with_reasons_and_the_queue_moves_on(
-    party: str, broker_ns: BrokerNamespace, bare_remote: Path, tmp_path: Path
+    party: str, broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
 ) -> None:
     event = CloudEvent.new(valid(party), source="ferry/test")
     key = event.type
     sample = hostile(key)
+    queues = ServiceQueues(party, broker_ns.queue_prefix, (), (0.2, 0.5, 1.0))
     async with started(party, broker_ns, bare_remote, tmp_path / party) as runtime:
         assert key in runtime.queues().routing_keys
         await _publish(broker_ns, [(b, h, c) for b, h, c, _ in sample], key)
         await _publish(broker_ns, [(encode(event), {}, "application/cloudevents+json")], key)
         letters = await broker_ns.dead_letters(party, count=len(sample), timeout=30)
-        await asyncio.sleep(0.5)  # anything more would be dead-lettered by now
-        more = await broker_ns.dead_letters(party, count=1, timeout=0.5)
+        effect = EFFECTS[party]
+        if effect is not None:
+            heard = await event_tap.wait_one(effect, lambda e: e.causationid == event.id)
+            assert heard.correlationid == event.correlationid
+        # longer than every retry delay together: a retried valid event would be back by now
+        await asyncio.sleep(2.0)
+        more = await broker_ns.dead_letters(party, count=1, timeout=0.2)
     codes = [str((m.headers or {}).get(CODE_HEADER)) for m in letters]
     assert sorted(codes) == sorted(code for *_, code in sample), [
         (m.headers or {}).get(REASON_HEADER) for m in letters
     ]
     assert all((m.headers or {}).get(REASON_HEADER) for m in letters)
-    # the valid event was not dead-lettered, and nothing is left in the queue: it was acked
+    # the valid event was neither dead-lettered nor retried, and nothing is left: it was acked
     assert more == [], [(m.headers or {}).get(REASON_HEADER) for m in more]
-    main = ServiceQueues(party, broker_ns.queue_prefix, (), ()).main
-    assert await _ready(broker_ns, main) == 0
+    for name in (queues.main, *(queues.retry(n) for n in range(3))):
+        assert await _ready(broker_ns, name) == 0, name
