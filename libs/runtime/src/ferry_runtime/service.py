@@ -251,22 +251,13 @@ class ServiceRuntime:
             raise RuntimeError("the broker is not connected yet")
         return self._publisher
 
-    async def dead_letter(
-        self,
-        delivery: Delivery[EventData],
-        *,
-        code: str,
-        reason: str,
-        attempts: int | None = None,
-        headers: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Copy a delivery in hand to the service's dead-letter queue now, with the dead-letter
-        contract's headers (and ``headers`` besides); its handler's outcome settles it as usual."""
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """What copies a delivery in hand to the service's dead-letter queue now, with the
+        dead-letter contract's headers; its handler's outcome settles it as usual."""
         if self._dead_letters is None:
             raise RuntimeError("this service is not consuming")
-        await self._dead_letters.dead_letter(
-            delivery, code=code, reason=reason, attempts=attempts, headers=headers
-        )
+        return self._dead_letters
 
     def attach(self, publisher: EventPublisher, dead_letters: DeadLetters) -> None:
         """Publish and dead-letter through these instead of the broker (an in-memory runtime

@@ -127,7 +127,7 @@ def build(settings: NotifierSettings) -> ServiceRuntime:
     async def dead_letter(
         delivery: Delivery[EventData], destination: Destination, reason: str, attempts: int
     ) -> None:
-        await runtime.dead_letter(
+        await runtime.dead_letters.dead_letter(
             delivery,
             code="delivery-failed",
             reason=f"{destination.key}: {reason}",
