@@ -143,7 +143,13 @@ outbox = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_attempt_at", _TS),
     sa.Column("last_error", sa.Text, nullable=False, default=""),
+    # "service/environment" of the event, when it has both: rows of one key go out in id order
+    sa.Column("ordering_key", sa.String(128)),
+    # the relay publishing the row, until its lease ends (a relay that dies leaves it to another)
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("claimed_until", _TS),
     sa.Index("ix_outbox_unsent", "sent_at", "id"),
+    sa.Index("ix_outbox_key", "ordering_key", "sent_at"),
 )
 
 slack_seen = sa.Table(

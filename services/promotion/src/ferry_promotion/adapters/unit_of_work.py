@@ -253,12 +253,28 @@ class SqlInbox:
         await self.conn.execute(inbox.delete().where(inbox.c.processed_at < processed_before))
 
 
+def ordering_key(event: CloudEvent) -> str | None:
+    """``service/environment`` of an event about one, else None (no order kept)."""
+    service, environment = event.data.get("service"), event.data.get("environment")
+    if isinstance(service, str) and isinstance(environment, str) and service and environment:
+        return f"{service}/{environment}"[:128]
+    return None
+
+
 class SqlOutbox:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self.queued = 0
 
     async def put(self, event: CloudEvent) -> None:
+        key = ordering_key(event)
+        if key is not None and self.conn.dialect.name == "postgresql":
+            # Writers of one key take turns until they commit, so that the ids of its rows
+            # are in commit order and the relay's id order is the order they were decided in
+            # (SQLite has one writer: there it always is).
+            await self.conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+            )
         values = {
             "event_id": event.id,
             "event_type": event.type,
@@ -266,6 +282,7 @@ class SqlOutbox:
             "created_at": now(),
             "attempts": 0,
             "last_error": "",
+            "ordering_key": key,
         }
         insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
         result = await self.conn.execute(
