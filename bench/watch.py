@@ -111,7 +111,8 @@ def classifier(updates: int, workloads: int) -> None:
     print(f"pod updates classified:      {pod_rate:10,.0f} /s   ({updates:,} updates)")
     print(
         f"facts produced: {facts:,} "
-        "(each once: started + succeeded per rollout, one failure per reason family)"
+        "(each once: started per rollout, then succeeded or one failure per reason family; "
+        "after a success, one degradation per reason family)"
     )
 
     gc.collect()

@@ -90,23 +90,23 @@ def deployment_progress(obj: Mapping[str, Any]) -> Progress:
     progressing = _conditions(status, where).get("Progressing")
     if not _caught_up(meta, status, "Deployment"):
         return PROGRESSING
-    reason = text(progressing, "reason", where) if progressing is not None else ""
-    since = _since(progressing, where) if progressing is not None else None
+    progressing = progressing or {}
+    reason = text(progressing, "reason", where)
     if reason == "ProgressDeadlineExceeded":
         name = text(meta, "name", "Deployment.metadata")
-        detail = text(progressing, "message", where) if progressing is not None else ""
+        detail = text(progressing, "message", where)
         return Progress(
             "failed",
             "ProgressDeadlineExceeded",
             f"Deployment {name} did not finish rolling out within its progress deadline "
             f"({updated} of {desired} replicas updated, {available} available)"
             + (f": {detail}" if detail else ""),
-            since,
+            _since(progressing, where),
         )
     if reason == "NewReplicaSetAvailable" and total <= updated:
         # The controller found the rollout complete, and keeps saying so however the
         # replicas fare afterwards (until the next rollout): the rollout is over.
-        return Progress("succeeded", finished_at=since)
+        return Progress("succeeded", finished_at=_since(progressing, where))
     if updated >= desired and ready >= desired and available >= desired and total <= updated:
         return SUCCEEDED
     return PROGRESSING
