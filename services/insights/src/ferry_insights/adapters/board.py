@@ -71,34 +71,37 @@ class BoardReads:
     ) -> tuple[list[EventRecord], list[EventRecord], dict[tuple[str, str], Change]]:
         """The latest commit per service and environment, its artifact's rollout facts there,
         and the changes of those artifacts."""
-        later = inbox.alias("later")
-        newer = (
-            sa.select(sa.literal(1))
-            .where(
-                later.c.event_type == COMMITTED,
-                later.c.service == inbox.c.service,
-                later.c.environment == inbox.c.environment,
-                later.c.time > inbox.c.time,
+        # the newest commit per service and environment: one pass over an index for the times,
+        # then an index lookup each (ties keep every commit of that moment)
+        newest = (
+            sa.select(inbox.c.service, inbox.c.environment, sa.func.max(inbox.c.time))
+            .where(inbox.c.event_type == COMMITTED)
+            .group_by(inbox.c.service, inbox.c.environment)
+        )
+
+        def latest(*columns: Any) -> sa.Select[Any]:
+            return sa.select(*columns).where(
+                inbox.c.event_type == COMMITTED,
+                sa.tuple_(inbox.c.service, inbox.c.environment, inbox.c.time).in_(newest),
             )
-            .exists()
+
+        # the rollout facts of those artifacts there, found by artifact (``ix_inbox_artifact``)
+        now = latest(inbox.c.service, inbox.c.environment, inbox.c.artifact_id).subquery()
+        fact = inbox.alias("fact")
+        facts = (
+            sa.select(fact)
+            .join(
+                now,
+                (fact.c.artifact_id == now.c.artifact_id)
+                & (fact.c.service == now.c.service)
+                & (fact.c.environment == now.c.environment),
+            )
+            .where(fact.c.event_type.in_(ROLLOUTS))
         )
         async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(inbox).where(inbox.c.event_type == COMMITTED, ~newer)
-            )
-            committed = [_record(row) for row in rows.mappings()]
+            committed = [_record(row) for row in (await conn.execute(latest(inbox))).mappings()]
+            rollouts = [_record(row) for row in (await conn.execute(facts)).mappings()]
             places = {(r.service, r.environment, r.artifact_id) for r in committed}
-            rollouts: list[EventRecord] = []
-            if places:
-                rows = await conn.execute(
-                    sa.select(inbox).where(
-                        inbox.c.event_type.in_(ROLLOUTS),
-                        sa.tuple_(inbox.c.service, inbox.c.environment, inbox.c.artifact_id).in_(
-                            sorted(places)
-                        ),
-                    )
-                )
-                rollouts = [_record(row) for row in rows.mappings()]
             known = await self._changes(conn, {(s, a) for s, _, a in places})
         return committed, rollouts, known
 

@@ -104,9 +104,11 @@ class DoraReads:
                         committed_at=utc(committed),
                         ci_start=utc(ci),
                     )
-            services = {x.service for x in found}
-            backs = await self._rollbacks(conn, environment, window, services)
-            wins = await self._successes(conn, environment, window, services)
+            backs = await self._rollbacks(conn, environment, window, {x.service for x in found})
+            # successes matter only to time the restore of a failure: read those of the
+            # services that had a failed rollout or a rollback in the window
+            failing = {x.service for x in found if x.failed_rollout} | {b.service for b in backs}
+            wins = await self._successes(conn, environment, window, failing)
         return DoraInputs(found, known, backs, wins)
 
     def _of_services(self, column: sa.ColumnElement[str], services: set[str]) -> Any:

@@ -28,6 +28,8 @@ inbox = sa.Table(
     sa.Index("ix_inbox_release", "release_id"),
     sa.Index("ix_inbox_type_place_time", "event_type", "service", "environment", "time"),
     sa.Index("ix_inbox_received", "received_at"),
+    # the dashboard's matrix: the rollout facts of the artifact each place runs
+    sa.Index("ix_inbox_artifact", "artifact_id", "service", "environment"),
 )
 
 changes = sa.Table(
