@@ -187,7 +187,8 @@ class Web:
     @staticmethod
     def check_csrf(expected: str, form: dict[str, str]) -> None:
         given = form.get("csrf", "")
-        if not expected or not given or not hmac.compare_digest(expected, given):
+        # as bytes: compare_digest refuses str that is not ASCII, and a form may hold any
+        if not expected or not given or not hmac.compare_digest(expected.encode(), given.encode()):
             raise Refused(
                 403,
                 "Refused: the form's CSRF token is missing or wrong",
