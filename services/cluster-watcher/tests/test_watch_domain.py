@@ -533,3 +533,16 @@ def test_settings_come_from_ferry_variables_and_kubeconfig(monkeypatch: pytest.M
     assert settings.http_port == 8083
     monkeypatch.delenv("FERRY_WATCH_NAMESPACES")
     assert WatcherSettings().namespaces == []
+
+
+def test_a_rollout_that_failed_just_before_first_sight_is_reported_under_its_id() -> None:
+    obj = stored(k.deployment("api"))
+    live = RolloutTracker()
+    live.workload_seen(view_of(obj))
+    [failed] = live.workload_seen(view_of(obj, k.progress_deadline_status(obj)))
+    restarted = RolloutTracker()
+    facts = restarted.workload_seen(view_of(obj, k.progress_deadline_status(obj)), first_sight=True)
+    assert [(f.outcome, f.reason, f.event_id) for f in facts] == [
+        ("failed", "ProgressDeadlineExceeded", failed.event_id)
+    ]
+    assert restarted.workload_seen(view_of(obj, k.progress_deadline_status(obj))) == []
