@@ -17,7 +17,6 @@ import importlib.util
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from urllib.parse import urlsplit
 from urllib.request import urlopen
 
 from ferry_events import mask_url
-from ferry_runtime import RuntimeSettings
+from ferry_runtime import RuntimeSettings, broker_answers
 from ferry_runtime.topology import declare_topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,15 +44,6 @@ class Proc:
 
 def say(message: str) -> None:
     sys.stderr.write(f"\033[1mferry\033[0m  {message}\n")
-
-
-def broker_answers(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 2):
-            return True
-    except OSError:
-        return False
 
 
 def _exit_status(code: int) -> str:

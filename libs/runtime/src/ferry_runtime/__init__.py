@@ -26,6 +26,7 @@ from ferry_runtime.service import (
     EventPublisher,
     ServiceRuntime,
     Subscriptions,
+    broker_answers,
     connect_broker,
 )
 from ferry_runtime.settings import RuntimeSettings, mask_secrets, mask_url
@@ -59,6 +60,7 @@ __all__ = [
     "TemporaryError",
     "bind_contextvars",
     "bound_contextvars",
+    "broker_answers",
     "build_message",
     "carried_headers",
     "configure_logging",

@@ -139,10 +139,13 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """Settle a delivery by dead-lettering it, with its code and reason."""
+    """Settle a delivery by dead-lettering it, with its code and reason (and, when a handler
+    dead-letters a copy itself, the attempts to record and headers besides the contract's)."""
 
     code: str
     reason: str
+    attempts: int | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
 
 
 def settlement(
@@ -508,17 +511,9 @@ class Consumer:
             message, self._queues.retry(verdict.level), headers, event_type, outcome="retried"
         )
 
-    async def dead_letter(
-        self,
-        delivery: Delivery[EventData],
-        *,
-        code: str,
-        reason: str,
-        attempts: int | None = None,
-        headers: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Copy a delivery in hand to the dead-letter queue now, with ``code`` and ``reason``
-        (and ``headers`` besides), confirmed before this returns; the delivery itself is
+    async def dead_letter(self, delivery: Delivery[EventData], letter: DeadLetter) -> None:
+        """Copy a delivery in hand to the dead-letter queue now, with the letter's code and
+        reason (and headers besides), confirmed before this returns; the delivery itself is
         settled by its handler's outcome as usual. (The notifier dead-letters one destination
         of an event this way.)"""
         message = self._in_hand.get(id(delivery))
@@ -529,16 +524,18 @@ class Consumer:
             {
                 **dead_letter_headers(
                     carried_headers(message, self._queues),
-                    code=code,
-                    reason=reason,
-                    attempts=attempts if attempts is not None else delivery.attempt,
+                    code=letter.code,
+                    reason=letter.reason,
+                    attempts=letter.attempts if letter.attempts is not None else delivery.attempt,
                     service=self._service,
                 ),
-                **(headers or {}),
+                **letter.headers,
             },
         )
         await self._publisher.send_to_queue(self._queues.dead_letter, copy, delivery.event.type)
-        log.warning("dead-lettered", code=code, reason=reason, queue=self._queues.dead_letter)
+        log.warning(
+            "dead-lettered", code=letter.code, reason=letter.reason, queue=self._queues.dead_letter
+        )
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, code: str, reason: str, *, event_type: str

@@ -18,10 +18,12 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import (
@@ -37,6 +39,7 @@ from ferry_runtime.consumer import (
     BatchHandler,
     Consumer,
     ConsumerOptions,
+    DeadLetter,
     Delivery,
     Handler,
     Subscription,
@@ -72,15 +75,7 @@ class EventPublisher(Protocol):
 class DeadLetters(Protocol):
     """What dead-letters a delivery in hand: the consumer, or an in-memory broker."""
 
-    async def dead_letter(
-        self,
-        delivery: Delivery[EventData],
-        *,
-        code: str,
-        reason: str,
-        attempts: int | None = None,
-        headers: Mapping[str, Any] | None = None,
-    ) -> None: ...
+    async def dead_letter(self, delivery: Delivery[EventData], letter: DeadLetter) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +103,17 @@ class Subscriptions:
 
 class BrokerUnavailable(RuntimeError):
     """The broker did not answer at start-up."""
+
+
+def broker_answers(url: str, *, timeout: float = 2.0) -> bool:
+    """Whether anything accepts a TCP connection at the AMQP URL's host and port (a quick
+    probe before starting things that need the broker; it does not log in)."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 async def connect_broker(

@@ -6,18 +6,16 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from ferry_events import CloudEvent, EventData, decode, encode
-from ferry_runtime import ServiceQueues
+from ferry_runtime import ServiceQueues, broker_answers
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 KNOWN_SERVICES = (
@@ -30,19 +28,10 @@ KNOWN_SERVICES = (
 )
 
 
-def _answers(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 2):
-            return True
-    except OSError:
-        return False
-
-
 def resolve_amqp_url() -> tuple[str, Callable[[], None]]:
     """FERRY_AMQP_URL or the local broker when it answers; else a testcontainers RabbitMQ."""
     url = os.environ.get("FERRY_AMQP_URL", DEFAULT_AMQP_URL)
-    if _answers(url):
+    if broker_answers(url):
         return url, lambda: None
     if shutil.which("docker"):
         try:

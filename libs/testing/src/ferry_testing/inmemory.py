@@ -141,15 +141,7 @@ class _DeadLetters:
         self._broker = broker
         self._service = service
 
-    async def dead_letter(
-        self,
-        delivery: Delivery[EventData],
-        *,
-        code: str,
-        reason: str,
-        attempts: int | None = None,
-        headers: Mapping[str, Any] | None = None,
-    ) -> None:
+    async def dead_letter(self, delivery: Delivery[EventData], letter: DeadLetter) -> None:
         service = self._broker.service(self._service)
         message = service.in_hand.get(id(delivery))
         if message is None:
@@ -157,10 +149,10 @@ class _DeadLetters:
         self._broker.dead_letter(
             service,
             message,
-            code=code,
-            reason=reason,
-            attempts=attempts if attempts is not None else delivery.attempt,
-            extra=headers or {},
+            code=letter.code,
+            reason=letter.reason,
+            attempts=letter.attempts if letter.attempts is not None else delivery.attempt,
+            extra=letter.headers,
         )
 
 

@@ -26,7 +26,7 @@ from ferry_notifier.domain.routing import (
 )
 from ferry_notifier.handlers import Notifier
 from ferry_notifier.settings import NotifierSettings
-from ferry_runtime import Delivery, ServiceRuntime, get_logger
+from ferry_runtime import DeadLetter, Delivery, ServiceRuntime, get_logger
 
 SERVICE = "notifier"
 log = get_logger(__name__)
@@ -127,13 +127,13 @@ def build(settings: NotifierSettings) -> ServiceRuntime:
     async def dead_letter(
         delivery: Delivery[EventData], destination: Destination, reason: str, attempts: int
     ) -> None:
-        await runtime.dead_letters.dead_letter(
-            delivery,
-            code="delivery-failed",
-            reason=f"{destination.key}: {reason}",
+        letter = DeadLetter(
+            "delivery-failed",
+            f"{destination.key}: {reason}",
             attempts=attempts,
             headers={DESTINATION_HEADER: destination.key},
         )
+        await runtime.dead_letters.dead_letter(delivery, letter)
 
     notifier = Notifier(
         store=store,
