@@ -70,6 +70,11 @@ ODD_HEADERS: dict[str, Any] = {
 }
 
 
+#: A content type (and a message id, below) that go out as bytes that are not UTF-8.
+NOT_UTF8_PROPERTY = "content-type-not-utf8"
+RAW_PROPERTIES = {NOT_UTF8_PROPERTY: b"text/\xff\xfe", "message-id-not-utf8": b"\xc3(\xff"}
+
+
 def _envelope(type_name: str, **extra: Any) -> dict[str, Any]:
     return {
         "specversion": "1.0",
@@ -122,6 +127,9 @@ def hostile(key: str) -> list[tuple[bytes, dict[str, Any], str | None, str]]:
             "malformed-event",
         ),
         (b" " * (1024 * 1024 + 1), ODD_HEADERS, structured, "payload-too-large"),
+        # properties that are not UTF-8: the client library read them strictly and closed the
+        # connection, so the message came back again and again, and nothing behind it moved
+        (b"not json", {}, NOT_UTF8_PROPERTY, "malformed-event"),
     ]
 
 
@@ -197,7 +205,7 @@ async def _publish(
         exchange = await channel.declare_exchange(
             ns.exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        with raw_long_strings():
+        with raw_long_strings(RAW_PROPERTIES):
             for body, headers, content_type in messages:
                 await exchange.publish(
                     aio_pika.Message(
@@ -205,6 +213,9 @@ async def _publish(
                         headers=headers,
                         content_type=content_type,
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        message_id="message-id-not-utf8"
+                        if content_type == NOT_UTF8_PROPERTY
+                        else None,
                     ),
                     routing_key=key,
                 )

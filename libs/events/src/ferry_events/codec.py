@@ -108,6 +108,7 @@ def decode(
         ) from None
     _check_shape(payload, "message body")
     _check_shape(attributes, "a binary-mode header")
+    _check_shape(content_type, "the content type")
     if structured:
         if not isinstance(payload, dict):
             raise MalformedEvent(

@@ -1,6 +1,7 @@
 """Ferry's runtime kit: what every service uses so that none re-writes it."""
 
 from ferry_events.deadletter import ATTEMPT_HEADER, CODE_HEADER, REASON_HEADER
+from ferry_runtime import amqp  # noqa: F401 - installs the reader of short strings that are not UTF-8
 from ferry_runtime.consumer import (
     BatchHandler,
     Consumer,

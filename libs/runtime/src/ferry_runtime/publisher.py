@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractMessage
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError, PublishError
 
 from ferry_events import STRUCTURED_CONTENT_TYPE, CloudEvent, encode
+from ferry_runtime.amqp import wire_text
 from ferry_runtime.errors import PublishFailed
 from ferry_runtime.logging import get_logger
 from ferry_runtime.metrics import PUBLISH_FAILURES, PUBLISHED
@@ -90,18 +91,19 @@ def copy_message(message: AbstractMessage, headers: Mapping[str, Any]) -> aio_pi
     message is copied to a retry or dead-letter queue (the consumer, the notifier) or replayed
     from one (``ferry dlq replay``). The body and the properties a reader relies on (content
     type and encoding, message and correlation ids, type, timestamp) are kept as they were;
-    the headers are written as the library can write them (:func:`wire_headers`), whatever
-    they were on arrival.
+    the headers and those properties are written as the library can write them
+    (:func:`wire_headers`, :func:`~ferry_runtime.amqp.wire_text`), whatever they were on
+    arrival.
     """
     return aio_pika.Message(
         body=message.body,
         headers=wire_headers(headers),
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
+        content_type=wire_text(message.content_type),
+        content_encoding=wire_text(message.content_encoding),
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        type=message.type,
+        message_id=wire_text(message.message_id),
+        correlation_id=wire_text(message.correlation_id),
+        type=wire_text(message.type),
         timestamp=message.timestamp,
     )
 

@@ -104,14 +104,26 @@ def _table(value: Mapping[str, Any]) -> bytes:
 
 
 @contextlib.contextmanager
-def raw_long_strings() -> Iterator[None]:
-    """Let :class:`RawLongString` values through pamqp's encoder while the block runs."""
-    original = amqp_encode.encode_table_value
+def raw_long_strings(short: Mapping[str, bytes] | None = None) -> Iterator[None]:
+    """Let :class:`RawLongString` values through pamqp's encoder while the block runs, and
+    write each short string (a property such as ``message_id``) named in ``short`` as the
+    bytes it maps to, UTF-8 or not."""
+    original, original_short = amqp_encode.encode_table_value, amqp_encode.short_string
+    swaps = dict(short or {})
+
+    def short_string(value: str) -> bytes:
+        raw = swaps.get(value)
+        return original_short(value) if raw is None else struct.pack(">B", len(raw)) + raw
+
     amqp_encode.encode_table_value = _encode_raw
+    amqp_encode.short_string = short_string
+    amqp_encode.METHODS["shortstr"] = short_string
     try:
         yield
     finally:
         amqp_encode.encode_table_value = original
+        amqp_encode.short_string = original_short
+        amqp_encode.METHODS["shortstr"] = original_short
 
 
 def as_received(headers: Mapping[str, Any]) -> dict[str, Any]:
@@ -374,7 +386,12 @@ _sources: Final = st.just("ferry/fuzz") | json_values
 _times: Final = _timestamps | st.text(max_size=20) | json_values
 _binary_types: Final = st.sampled_from(["application/json", None, "text/plain"])
 _structured_types: Final = st.sampled_from([STRUCTURED_CONTENT_TYPE, None, "application/json"])
-_properties: Final = st.none() | st.text(max_size=20)
+#: Message properties; one that was not UTF-8 arrives with surrogate escapes (ferry_runtime.amqp).
+_properties: Final = (
+    st.none()
+    | st.text(max_size=20)
+    | st.binary(max_size=12).map(lambda raw: raw.decode("utf-8", "surrogateescape"))
+)
 
 #: What becomes of an encoded envelope: kept (mostly), replaced by bytes that are not UTF-8,
 #: not JSON, nested too deep, cut short, or escaped to lone surrogates.
@@ -439,7 +456,7 @@ def hostile_messages(
     return FakeMessage(
         body=body,
         headers=as_received(headers),
-        content_type=content_type,
+        content_type=draw(_properties) if draw(st.integers(0, 9)) == 0 else content_type,
         routing_key=routing_key,
         message_id=draw(_properties),
         correlation_id=draw(_properties),
