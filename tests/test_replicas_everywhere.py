@@ -172,7 +172,7 @@ async def test_two_replicas_of_every_service_with_a_kill_mid_stream(
             FERRY_LOG_FORMAT="json",
             FERRY_CONFIG_REPO_URL=str(bare_remote),
             FERRY_API_TOKENS_FILE=str(tokens_file),
-            FERRY_CONFIG_MAX_AGE="0",
+            FERRY_CONFIG_MAX_AGE="600",  # no replica refreshes on its own: commits rule
             FERRY_SLACK_SIGNING_SECRET=SIGNING_SECRET,
             FERRY_SLACK_BOT_TOKEN="xoxb-test",
             FERRY_SLACK_API_URL=slack_api.base_url,

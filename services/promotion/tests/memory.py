@@ -268,10 +268,20 @@ class FakeConfig:
     unreachable: str = ""
     stale: list[str | None] = field(default_factory=list)
 
-    async def current(self, *, fresh: bool = False, service: str | None = None) -> Snapshot:
+    async def current(
+        self, *, fresh: bool = False, service: str | None = None, holding: str | None = None
+    ) -> Snapshot:
         if self.unreachable:
             raise TemporaryError(self.unreachable, code="git-failed")
         return self.snapshot
+
+    async def remote_head(self) -> str | None:
+        if self.unreachable:
+            raise TemporaryError(self.unreachable, code="git-failed")
+        return self.snapshot.commit
+
+    async def holds(self, commit: str) -> bool:
+        return self.snapshot.commit == commit
 
     async def refresh(self, *, force: bool = False, at_least: int | None = None) -> Snapshot:
         return await self.current()

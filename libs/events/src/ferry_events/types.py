@@ -134,6 +134,9 @@ class ReleaseRequested(EventData):
     actor: Actor
     override_freeze: bool = False
     requested_at: datetime
+    #: The config repo commit the API was at, or a newer one, when it accepted the request:
+    #: the decision is made on this commit or a later one, whichever replica makes it.
+    config_commit: str | None = None
 
 
 class ReleaseApproved(EventData):

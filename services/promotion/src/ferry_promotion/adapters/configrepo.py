@@ -125,7 +125,26 @@ class ConfigReader:
             await run_git("remote", "add", "origin", self.url, cwd=self.path)
         return await self.refresh(force=True)
 
-    async def current(self, *, fresh: bool = False, service: str | None = None) -> Snapshot:
+    async def remote_head(self) -> str | None:
+        """The commit the remote's branch is at now (one ``git ls-remote``; None: no commits)."""
+        _, heads = await run_git("ls-remote", "origin", f"refs/heads/{self.branch}", cwd=self.path)
+        return heads.split()[0] if heads.strip() else None
+
+    async def holds(self, commit: str) -> bool:
+        """Whether the current snapshot is at ``commit`` or after it."""
+        head = self._snapshot.commit
+        if head is None:
+            return False
+        if head == commit:
+            return True
+        code, _ = await run_git(
+            "merge-base", "--is-ancestor", commit, head, cwd=self.path, check=False
+        )
+        return code == 0
+
+    async def current(
+        self, *, fresh: bool = False, service: str | None = None, holding: str | None = None
+    ) -> Snapshot:
         """A snapshot no older than ``max_age`` (fetching inline only when it is older).
 
         Events that change the remote mark the clone stale and wake the background
@@ -134,7 +153,24 @@ class ConfigReader:
         commit's status also sees the commit), or ``service=`` (a decision: it sees every
         commit about its service that promotion has heard of), so a stream of commits
         about other services costs a decision no fetch.
+
+        ``holding``: the commit a request was accepted at. The snapshot returned is at it or
+        after it, fetching (once, and again if needed) when the clone is older: a decision
+        never uses older config than the API it was asked through had, whichever replica
+        made it. A failed fetch raises a ``TemporaryError`` (the decision is retried); a
+        remote whose head is not after that commit (its history was rewritten) is used as
+        it is now, with a warning.
         """
+        if holding is not None and not await self.holds(holding):
+            await self.refresh(force=True)
+            if not await self.holds(holding):
+                log.warning(
+                    "the config repo's head is not after the commit a request was accepted "
+                    "at (was its history rewritten?); deciding on the head",
+                    head=self._snapshot.commit,
+                    accepted_at=holding,
+                )
+            return self._snapshot
         needed = self._wanted if fresh else self._wanted_for.get("", 0)
         if service is not None:
             needed = max(needed, self._wanted_for.get(service, 0))

@@ -66,6 +66,7 @@ releases = sa.Table(
     sa.Column("correlation_id", sa.String(128), nullable=False),
     sa.Column("request_event_id", sa.String(128)),
     sa.Column("superseded_by", sa.String(128)),
+    sa.Column("config_commit", sa.String(64)),
     sa.Index("ix_releases_service_env", "service", "environment", "status"),
     sa.Index("ix_releases_status", "status"),
 )

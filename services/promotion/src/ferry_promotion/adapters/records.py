@@ -41,6 +41,7 @@ def release_of(row: RowMapping) -> Release:
         waiting_since=utc(row["waiting_since"]),
         request_event_id=row["request_event_id"],
         superseded_by=row["superseded_by"],
+        config_commit=row["config_commit"],
     )
 
 

@@ -73,6 +73,8 @@ class Release:
     waiting_since: datetime | None = None
     request_event_id: str | None = None
     superseded_by: str | None = None
+    #: The config repo commit (or a newer one) the API had when it accepted the request.
+    config_commit: str | None = None
 
     @classmethod
     def requested(
@@ -97,6 +99,7 @@ class Release:
             from_environment=data.from_environment,
             reason=data.reason,
             override_freeze=data.override_freeze,
+            config_commit=data.config_commit,
         )
 
     @property

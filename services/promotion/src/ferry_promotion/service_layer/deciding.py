@@ -69,7 +69,9 @@ class Decider:
                     await uow.inbox.mark(cause)
                     await uow.commit()
             return
-        snapshot = await usable_snapshot(self.config, service=known.service)
+        snapshot = await usable_snapshot(
+            self.config, service=known.service, holding=known.config_commit
+        )
         target: Target | None = None
         resolution: PolicyViolation | None = None
         try:

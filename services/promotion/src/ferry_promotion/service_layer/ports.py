@@ -35,9 +35,19 @@ class ConfigReader(Protocol):
         """The last snapshot loaded (never fetches)."""
         ...
 
-    async def current(self, *, fresh: bool = False, service: str | None = None) -> Snapshot:
-        """A snapshot recent enough (see the adapter); raises a ``TemporaryError`` on a failed
-        fetch."""
+    async def current(
+        self, *, fresh: bool = False, service: str | None = None, holding: str | None = None
+    ) -> Snapshot:
+        """A snapshot recent enough (see the adapter), at ``holding`` or after it when given;
+        raises a ``TemporaryError`` on a failed fetch."""
+        ...
+
+    async def remote_head(self) -> str | None:
+        """The commit the remote is at now; raises a ``TemporaryError`` when unreachable."""
+        ...
+
+    async def holds(self, commit: str) -> bool:
+        """Whether the last snapshot is at ``commit`` or after it."""
         ...
 
     async def refresh(self, *, force: bool = False, at_least: int | None = None) -> Snapshot: ...
@@ -86,7 +96,11 @@ class ReadModel(Protocol):
 
 
 async def usable_snapshot(
-    config: ConfigReader, *, fresh: bool = False, service: str | None = None
+    config: ConfigReader,
+    *,
+    fresh: bool = False,
+    service: str | None = None,
+    holding: str | None = None,
 ) -> Snapshot:
     """The config repo to act on: a current snapshot, or the last copy when a fetch fails.
 
@@ -94,12 +108,15 @@ async def usable_snapshot(
     commit is used (with a warning) while the remote cannot be fetched; without
     one the fetch's error is raised (a ``TemporaryError``: the consumer retries,
     the API answers 503).
+
+    A decision about a request accepted at commit ``holding`` uses the last copy only when
+    that copy holds the commit: never older config than the request was accepted with.
     """
     try:
-        return await config.current(fresh=fresh, service=service)
+        return await config.current(fresh=fresh, service=service, holding=holding)
     except TemporaryError as exc:
         last = config.snapshot
-        if last.commit is None:
+        if last.commit is None or (holding is not None and not await config.holds(holding)):
             raise
         log.warning("config repo fetch failed; using the last copy", error=str(exc))
         return last

@@ -37,6 +37,7 @@ from ferry_promotion.service_layer.lookups import check_service, environment_nam
 from ferry_promotion.service_layer.outcomes import SOURCE
 from ferry_promotion.service_layer.ports import Clock, ConfigReader, ReadModel
 from ferry_promotion.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from ferry_runtime.errors import TemporaryError
 from ferry_runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -93,6 +94,7 @@ class Requests:
                 raise Invalid.field("reason", "overriding a freeze window needs a reason")
         release_id = str(uuid.uuid4())
         requested_at = self.clock()
+        config_commit = await self._accepted_at()
         request = ReleaseRequested(
             release_id=release_id,
             service=service,
@@ -105,6 +107,7 @@ class Requests:
             actor=actor.actor,
             override_freeze=override_freeze,
             requested_at=requested_at,
+            config_commit=config_commit,
         )
         event = CloudEvent.new(request, source=SOURCE, correlation_id=release_id)
         release = Release.requested(event, request, updated_at=requested_at)
@@ -113,6 +116,17 @@ class Requests:
             await uow.outbox.put(event)
             await uow.commit()
         return release
+
+    async def _accepted_at(self) -> str | None:
+        """The config commit this request is accepted at: the remote's head now, which is at
+        or after every commit any replica has shown (a shown policy was pushed before it was
+        shown), else, with the remote unreachable, the commit this replica has."""
+        try:
+            return await self.config.remote_head()
+        except TemporaryError as exc:
+            log.warning("config repo unreachable; the request keeps this replica's commit",
+                        error=str(exc))  # fmt: skip
+            return self.config.snapshot.commit
 
     async def _check_intent_fields(
         self,
