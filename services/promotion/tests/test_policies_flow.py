@@ -73,8 +73,9 @@ async def test_promotion_chain_waits_for_the_rollout_result(h) -> None:
     dev = await _release(h, "alice", "dev", "master-1")
     await _commit(h, dev)
     promote = await h.request("alice", service="payments", environment="staging", intent="promote")
-    await asyncio.sleep(0.5)
-    waiting = await h.release(promote)
+    async with asyncio.timeout(15):  # decided: it waits for the chain (waitingSince is set)
+        while not (waiting := await h.release(promote)).get("waitingSince"):
+            await asyncio.sleep(0.05)
     assert waiting["status"] == "requested"
     assert "waiting for master-1 to roll out in dev" in waiting["timeline"][-1]["detail"]
     # out of order: succeeded is observed after started but arrives first

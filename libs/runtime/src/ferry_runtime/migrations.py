@@ -25,6 +25,7 @@ a database made by any earlier release is taken over in place, its rows kept.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from typing import Any
 
@@ -54,6 +55,8 @@ def upgrade(connection: sa.Connection, package: str, *, lock_key: int) -> list[s
     ``package``'s migrations; returns the revisions applied, oldest first."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(lock_key)})")
+    # Alembic's own lines ("Context impl ...", each step) are noise beside the one line below
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     config = _config(package, connection)
     applied: list[str] = []
     config.attributes["applied"] = applied
