@@ -95,6 +95,9 @@ class Tree:
         below = self.files_under(directory)
         return {path.split("/")[0] for path in below if "/" in path}
 
+    def held(self, folder: str) -> None:
+        return None  # no commit history: nothing is ordered
+
 
 def _spec(artifact_id: str = "master-0017d995e3-67e9d69164") -> ArtifactSpec:
     return ArtifactSpec(

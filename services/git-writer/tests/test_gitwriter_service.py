@@ -66,9 +66,13 @@ def accepted(artifact_id: str = ARTIFACT_ID, **manifests: dict[str, str]) -> Clo
 
 
 def approved(
-    artifact_id: str = ARTIFACT_ID, release_id: str = "rel-1", namespace: str = "payments"
+    artifact_id: str = ARTIFACT_ID,
+    release_id: str = "rel-1",
+    namespace: str = "payments",
+    sequence: int | None = None,
 ) -> CloudEvent:
     data = ReleaseApproved(
+        sequence=sequence,
         release_id=release_id,
         service="payments",
         environment="prod",
@@ -234,6 +238,47 @@ async def test_release_replaces_the_environment_folder_with_stamped_workloads(
     assert deployment["spec"]["template"]["metadata"]["annotations"] == expected
     service = show(bare_remote, f"{folder}/service.yaml")
     assert service == (EXAMPLES / "manifests/prod/service.yaml").read_text()
+
+
+async def test_a_delayed_retry_of_an_older_release_fails_naming_the_newer_and_changes_nothing(
+    broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
+) -> None:
+    older_artifact, newer_artifact = ARTIFACT_ID, "master-1117d995e3-67e9d69164"
+    async with running(build(settings(broker_ns, bare_remote, tmp_path / "data"))):
+        await publish_all(broker_ns, [accepted(older_artifact), accepted(newer_artifact)])
+        await event_tap.wait_for(STORED, count=2)
+        await broker_ns.publish(approved(newer_artifact, release_id="rel-2", sequence=2))
+        committed = await event_tap.wait_one("ferry.release.committed.v1")
+        tip = head(bare_remote)
+        # the approval of #1, retried late, arrives after #2 is committed
+        late = await broker_ns.publish(approved(older_artifact, release_id="rel-1", sequence=1))
+        failed = await event_tap.wait_one(
+            "ferry.release.failed.v1", lambda e: e.causationid == late.id
+        )
+        assert head(bare_remote) == tip  # nothing committed
+        # a rollback to the older artifact is a new request, numbered higher: it is committed
+        await broker_ns.publish(approved(older_artifact, release_id="rel-3", sequence=3))
+        rolled_back = await event_tap.wait_one(
+            "ferry.release.committed.v1", lambda e: e.data["releaseId"] == "rel-3"
+        )
+    assert committed.data["releaseId"] == "rel-2"
+    assert failed.data["reason"] == "superseded"
+    assert "rel-2" in failed.data["message"]
+    assert "#2" in failed.data["message"]
+    assert rolled_back.data["commitSha"] == head(bare_remote)
+    folder = "environments/prod/payments/payments"
+    deployment = yaml.safe_load(show(bare_remote, f"{folder}/deployment.yaml"))
+    assert deployment["metadata"]["annotations"]["ferry.dev/release-id"] == "rel-3"
+    sequences = git(
+        "--git-dir",
+        str(bare_remote),
+        "log",
+        "--format=%(trailers:key=Ferry-Sequence,valueonly)",
+        "main",
+        "--",
+        folder,
+    )
+    assert sequences.split() == ["3", "2"]
 
 
 def name_status(remote: Path, revision: str) -> list[str]:

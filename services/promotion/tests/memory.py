@@ -42,6 +42,8 @@ class MemoryState:
     sent: dict[str, datetime] = field(default_factory=dict)
     #: How often each release was read through a unit of work (by id).
     loads: Counter[str] = field(default_factory=Counter)
+    #: The last request number per (service, environment).
+    sequences: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def published(self, event_type: str) -> list[CloudEvent]:
         return [e for e in self.outbox.values() if e.type == event_type]
@@ -99,6 +101,20 @@ class MemoryReleases:
             if (r.service, r.environment) == (service, environment)
             and r.status == Status.COMMITTED
             and r.superseded_by is None
+        ]
+
+    async def next_sequence(self, service: str, environment: str) -> int:
+        self.s.sequences[(service, environment)] += 1
+        return self.s.sequences[(service, environment)]
+
+    async def open_before(self, service: str, environment: str, sequence: int) -> list[Release]:
+        return [
+            r
+            for r in self.s.releases.values()
+            if (r.service, r.environment) == (service, environment)
+            and r.open
+            and r.sequence is not None
+            and r.sequence < sequence
         ]
 
     async def newest(

@@ -155,6 +155,10 @@ class ReleaseApproved(EventData):
     author_email: str = ""
     author_name: str = ""
     branch: str = ""
+    #: The request's number among the requests for this service and environment, given by
+    #: promotion when it recorded the request: git-writer never commits a lower one over a
+    #: higher one (absent from producers before sequences: no order is enforced).
+    sequence: int | None = Field(default=None, ge=1)
 
 
 class ReleaseRejected(EventData):

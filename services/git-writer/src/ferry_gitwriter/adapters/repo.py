@@ -271,6 +271,18 @@ class ConfigWriter:
         out = self._git("log", "-1", "--format=%H", commit, "--", path).strip()
         return out or None
 
+    def trailers_of_last_change(self, commit: str | None, path: str) -> list[tuple[str, str]]:
+        """The trailers of the last commit that changed ``path`` (empty: none)."""
+        if commit is None:
+            return []
+        out = self._git("log", "-1", "--format=%(trailers:only,unfold)", commit, "--", path)
+        pairs = []
+        for line in out.splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                pairs.append((key.strip(), value.strip()))
+        return pairs
+
     # ------------------------------------------------------------------ writing
 
     def commit_and_push(self, session: Session) -> dict[int, str]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ferry_gitwriter.domain.changes import CommitPlan
+from ferry_gitwriter.domain.changes import CommitPlan, Held
+from ferry_gitwriter.domain.plan import held_from
 
 
 class BranchReader(Protocol):
@@ -21,6 +22,8 @@ class BranchReader(Protocol):
     def file_paths(self, commit: str | None, directory: str) -> list[str]: ...
 
     def last_commit_touching(self, commit: str | None, path: str) -> str | None: ...
+
+    def trailers_of_last_change(self, commit: str | None, path: str) -> list[tuple[str, str]]: ...
 
     def commit_for_event(self, event_id: str) -> str | None: ...
 
@@ -90,6 +93,12 @@ class Session:
                 if all(f"{folder}/{relative}" in deleted for relative in base_files):
                     names.discard(name)
         return names
+
+    def held(self, folder: str) -> Held | None:
+        folder = folder.rstrip("/")
+        if folder in self.touched:
+            return held_from(self.commits[self.touched[folder] - 1].plan.trailers)
+        return held_from(self.repo.trailers_of_last_change(self.base, folder))
 
     def _set(self, path: str, content: bytes | None) -> None:
         self.overlay[path] = content

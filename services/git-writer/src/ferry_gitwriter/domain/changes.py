@@ -36,8 +36,10 @@ from ferry_gitwriter.domain.plan import (
     INTENT,
     PROMOTED_FROM,
     RELEASE_ID,
+    SEQUENCE,
     SERVICE,
     CommitPlan,
+    Held,
     Identity,
     Refused,
     ReleaseFailure,
@@ -57,8 +59,10 @@ __all__ = [
     "INTENT",
     "PROMOTED_FROM",
     "RELEASE_ID",
+    "SEQUENCE",
     "SERVICE",
     "CommitPlan",
+    "Held",
     "Identity",
     "Refused",
     "ReleaseFailure",
@@ -174,7 +178,7 @@ def plan_store_artifact(
 # --------------------------------------------------------------------------- releases
 
 
-def plan_release(
+def plan_release(  # noqa: PLR0911 - one return per reason a release is not committed
     event_id: str, approved: ReleaseApproved, tree: TreeReader
 ) -> CommitPlan | Unchanged | ReleaseFailure:
     """Replace the environment folder with the build's manifests for it, stamped.
@@ -230,6 +234,9 @@ def plan_release(
         except InvalidManifest as exc:
             return ReleaseFailure(exc.code, str(exc))
     moved_from = _other_namespaces(approved.environment, namespace, approved.service, tree)
+    newer = _newer_release(approved, [folder, *_folders(approved, moved_from)], tree)
+    if newer is not None:
+        return newer
     if not moved_from and tree.files_under(folder) == files:
         return Unchanged(folder)
     folders: dict[str, Mapping[str, bytes]] = {folder: files}
@@ -258,12 +265,41 @@ def plan_release(
             (INTENT, approved.intent.value),
             (ACTOR, actor),
             (PROMOTED_FROM, approved.promoted_from),
+            (SEQUENCE, str(approved.sequence) if approved.sequence is not None else None),
         ),
         author=identity(approved.actor.name or approved.actor.subject, approved.actor.email),
         folders=folders,
         path=folder,
         kind="release",
         body=body,
+    )
+
+
+def _folders(approved: ReleaseApproved, namespaces: list[str]) -> list[str]:
+    return [paths.environment_dir(approved.environment, ns, approved.service) for ns in namespaces]
+
+
+def _newer_release(
+    approved: ReleaseApproved, folders: list[str], tree: TreeReader
+) -> ReleaseFailure | None:
+    """A failure when the environment already holds a release numbered above this one.
+
+    Requests are numbered per service and environment when promotion records them;
+    committing an older one over a newer one (a delayed retry, a slow approval) would
+    take the environment back, so it is refused. A release without a number (from a
+    producer before numbers) is not ordered.
+    """
+    if approved.sequence is None:
+        return None
+    held: list[Held] = [h for h in map(tree.held, folders) if h is not None]
+    newest = max(held, key=lambda h: h.sequence, default=None)
+    if newest is None or newest.sequence <= approved.sequence:
+        return None
+    return ReleaseFailure(
+        "superseded",
+        f"{approved.environment} already holds release {newest.release_id} "
+        f"(#{newest.sequence}) of {approved.service}, requested after this one "
+        f"(#{approved.sequence}); an older release is never committed over a newer one",
     )
 
 

@@ -18,6 +18,24 @@ ENVIRONMENT: Final = "Ferry-Environment"
 INTENT: Final = "Ferry-Intent"
 ACTOR: Final = "Ferry-Actor"
 PROMOTED_FROM: Final = "Ferry-Promoted-From"
+SEQUENCE: Final = "Ferry-Sequence"
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The release an environment folder holds, as its last commit's trailers say."""
+
+    sequence: int
+    release_id: str
+
+
+def held_from(pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> Held | None:
+    """The :class:`Held` of a commit's trailers, or None when it has no ``Ferry-Sequence``."""
+    found = dict(pairs)
+    raw = found.get(SEQUENCE, "").strip()
+    if not raw.isdigit():
+        return None
+    return Held(int(raw), found.get(RELEASE_ID, "").strip())
 
 
 class TreeReader(Protocol):
@@ -33,6 +51,10 @@ class TreeReader(Protocol):
 
     def subfolders(self, directory: str) -> set[str]:
         """The names of the folders directly below ``directory`` (each holds some file)."""
+        ...
+
+    def held(self, folder: str) -> Held | None:
+        """The release the last commit that changed ``folder`` recorded (None: none)."""
         ...
 
 

@@ -67,6 +67,7 @@ releases = sa.Table(
     sa.Column("request_event_id", sa.String(128)),
     sa.Column("superseded_by", sa.String(128)),
     sa.Column("config_commit", sa.String(64)),
+    sa.Column("sequence", sa.Integer),
     sa.Index("ix_releases_service_env", "service", "environment", "status"),
     sa.Index("ix_releases_status", "status"),
 )
@@ -151,6 +152,15 @@ outbox = sa.Table(
     sa.Column("claimed_until", _TS),
     sa.Index("ix_outbox_unsent", "sent_at", "id"),
     sa.Index("ix_outbox_key", "ordering_key", "sent_at"),
+)
+
+# the last sequence number given to a request per service and environment
+release_sequences = sa.Table(
+    "release_sequences",
+    metadata,
+    sa.Column("service", sa.String(63), primary_key=True),
+    sa.Column("environment", sa.String(63), primary_key=True),
+    sa.Column("last", sa.Integer, nullable=False),
 )
 
 slack_seen = sa.Table(
@@ -277,6 +287,7 @@ __all__ = [
     "metadata",
     "now",
     "outbox",
+    "release_sequences",
     "releases",
     "rollouts",
     "slack_followups",

@@ -42,6 +42,7 @@ def release_of(row: RowMapping) -> Release:
         request_event_id=row["request_event_id"],
         superseded_by=row["superseded_by"],
         config_commit=row["config_commit"],
+        sequence=row["sequence"],
     )
 
 

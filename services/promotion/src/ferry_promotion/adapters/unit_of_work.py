@@ -27,6 +27,7 @@ from ferry_promotion.adapters.db import (
     inbox,
     now,
     outbox,
+    release_sequences,
     releases,
     rollouts,
     timeline,
@@ -100,6 +101,29 @@ class SqlReleases:
             releases.c.environment == environment,
             releases.c.status == Status.COMMITTED.value,
             releases.c.superseded_by.is_(None),
+        )
+
+    async def next_sequence(self, service: str, environment: str) -> int:
+        """One more than the last number given here; the row stays locked until commit, so the
+        numbers of one service and environment are in the order their requests commit."""
+        insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            insert(release_sequences)
+            .values(service=service, environment=environment, last=1)
+            .on_conflict_do_update(
+                index_elements=["service", "environment"],
+                set_={"last": release_sequences.c.last + 1},
+            )
+            .returning(release_sequences.c.last)
+        )
+        return int((await self.conn.execute(statement)).scalar_one())
+
+    async def open_before(self, service: str, environment: str, sequence: int) -> list[Release]:
+        return await self._where(
+            releases.c.service == service,
+            releases.c.environment == environment,
+            releases.c.status.in_([Status.REQUESTED.value, Status.AWAITING_APPROVAL.value]),
+            releases.c.sequence < sequence,
         )
 
     async def newest(

@@ -144,6 +144,7 @@ def effects_of(
         author_email=artifact.application.author_email,
         author_name=artifact.application.author_name,
         branch=artifact.application.branch,
+        sequence=release.sequence,
     )
     return Effects(
         values={

@@ -75,6 +75,8 @@ class Release:
     superseded_by: str | None = None
     #: The config repo commit (or a newer one) the API had when it accepted the request.
     config_commit: str | None = None
+    #: Its number among the requests for its service and environment (given when recorded).
+    sequence: int | None = None
 
     @classmethod
     def requested(

@@ -12,6 +12,7 @@ it decides requests from any other producer.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -112,7 +113,7 @@ class Requests:
         event = CloudEvent.new(request, source=SOURCE, correlation_id=release_id)
         release = Release.requested(event, request, updated_at=requested_at)
         async with self.uow() as uow:
-            await _record(uow, event, release)
+            release = await _record(uow, event, release)
             await uow.outbox.put(event)
             await uow.commit()
         return release
@@ -177,9 +178,8 @@ class Requests:
             stored = await uow.releases.get(data.release_id)
             if stored is None:
                 # a request from another producer than our API: record it first
-                await _record(uow, event, release)
+                stored = await _record(uow, event, release)
                 await uow.commit()
-                stored = release
         log.info(
             "release decision",
             release_id=data.release_id,
@@ -315,12 +315,15 @@ class Requests:
         return await self._shown(release_id)
 
 
-async def _record(uow: UnitOfWork, event: CloudEvent, release: Release) -> None:
-    """Add the requested release with the first line of its timeline."""
+async def _record(uow: UnitOfWork, event: CloudEvent, release: Release) -> Release:
+    """Add the requested release, numbered, with the first line of its timeline."""
+    sequence = await uow.releases.next_sequence(release.service, release.environment)
+    release = dataclasses.replace(release, sequence=sequence)
     await uow.releases.add(release)
     await uow.releases.note(
         release.release_id,
         Status.REQUESTED,
         event.type,
-        f"{release.intent} requested by {release.actor.display()}",
+        f"{release.intent} requested by {release.actor.display()} (#{sequence})",
     )
+    return release

@@ -7,12 +7,17 @@ status never loses to an earlier one arriving late (``domain/release.py``).
 
 from __future__ import annotations
 
+import dataclasses
+
 from ferry_events import (
     Actor,
     ArtifactMarkChangeRequested,
     CloudEvent,
+    Intent,
+    PolicyViolation,
     ReleaseCommitted,
     ReleaseFailed,
+    ReleaseRejected,
     RolloutFact,
     RolloutFailed,
     RolloutStarted,
@@ -51,6 +56,7 @@ class Results:
         self, event: CloudEvent, release_id: str, status: str, detail: str, **values: object
     ) -> Release | None:
         """Record a result of ``release_id``; the release (``None`` when unknown or seen)."""
+        superseded: list[Release] = []
         async with self.uow() as uow:
             if await uow.inbox.seen(event.id):
                 return None
@@ -63,9 +69,60 @@ class Results:
                 await uow.releases.note(release_id, status, event.type, detail)
                 if status == Status.COMMITTED.value:
                     await self._supersede(uow, event, release)
+                    superseded = await self._overtaken(uow, event, release)
             await uow.inbox.mark(event)
             await uow.commit()
+        for older in superseded:
+            detail = f"superseded by {older.superseded_by}"
+            log_decision(older, Decided(Status.REJECTED.value, older.artifact_id, detail=detail))
         return release
+
+    async def _overtaken(self, uow: UnitOfWork, event: CloudEvent, newer: Release) -> list[Release]:
+        """Reject the requests for the same service and environment, numbered below ``newer``,
+        that are still open (requested, awaiting approval, waiting for a chain): deciding them
+        now would take the environment back behind a newer release."""
+        if newer.sequence is None:
+            return []
+        found = await uow.releases.open_before(newer.service, newer.environment, newer.sequence)
+        rejected = []
+        for older in found:
+            current = await uow.releases.get(older.release_id, lock=True)
+            if current is None or not current.open:
+                continue
+            violation = PolicyViolation(
+                policy="superseded",
+                message=f"release {newer.release_id} (#{newer.sequence}, "
+                f"{newer.artifact_id}) was requested after this one (#{current.sequence}) and "
+                f"is committed to {newer.environment}",
+            )
+            await uow.releases.update(
+                current.release_id,
+                status=Status.REJECTED.value,
+                violations=[violation.to_wire()],
+                superseded_by=newer.release_id,
+            )
+            await uow.releases.note(
+                current.release_id, Status.REJECTED, event.type, f"superseded: {violation.message}"
+            )
+            await uow.outbox.put(
+                CloudEvent.new(
+                    ReleaseRejected(
+                        release_id=current.release_id,
+                        service=current.service,
+                        environment=current.environment,
+                        intent=Intent(current.intent),
+                        artifact_id=current.artifact_id,
+                        actor=current.actor,
+                        violations=[violation],
+                        author_email=current.author_email,
+                    ),
+                    source=SOURCE,
+                    event_id=derived_id(event.id, "superseded", current.release_id),
+                    correlation_id=current.correlation_id,
+                )
+            )
+            rejected.append(dataclasses.replace(current, superseded_by=newer.release_id))
+        return rejected
 
     async def _supersede(self, uow: UnitOfWork, event: CloudEvent, newer: Release) -> None:
         """Mark the releases of the same service and environment that were committed but had

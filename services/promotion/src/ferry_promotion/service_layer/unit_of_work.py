@@ -48,6 +48,14 @@ class Releases(Protocol):
         """Committed releases not rolled out and not yet superseded."""
         ...
 
+    async def next_sequence(self, service: str, environment: str) -> int:
+        """The next request number for this service and environment (held until commit)."""
+        ...
+
+    async def open_before(self, service: str, environment: str, sequence: int) -> list[Release]:
+        """Open requests (requested, awaiting approval) numbered below ``sequence``."""
+        ...
+
     async def newest(
         self, service: str, environment: str, artifact_id: str, statuses: frozenset[str]
     ) -> str | None:

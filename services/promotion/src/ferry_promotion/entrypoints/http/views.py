@@ -67,6 +67,8 @@ class ReleaseView(View):
     namespace: str | None = None
     promoted_from: str | None = None
     superseded_by: str | None = None
+    #: Its number among the requests for this service and environment, in the order recorded.
+    sequence: int | None = None
     #: Since when a request waits for a rollout result (its promotion chain); None otherwise.
     waiting_since: datetime | None = None
     author_email: str = ""
@@ -213,6 +215,7 @@ def release_view(detail: records.ReleaseDetail) -> ReleaseView:
         namespace=r.namespace,
         promoted_from=r.promoted_from,
         superseded_by=r.superseded_by,
+        sequence=r.sequence,
         waiting_since=r.waiting_since,
         author_email=r.author_email,
         violations=[ViolationView(policy=v["policy"], message=v["message"]) for v in r.violations],
