@@ -47,9 +47,12 @@ demo: setup ## the walkthrough, against a running `make run`
 	$(UV) run python scripts/demo.py
 
 .PHONY: bench
-bench: bench-ingest bench-release bench-watch bench-notify bench-insights ## every benchmark
+bench: setup ## every benchmark, one after another, then one table (bench/results/, bench/README.md)
+	rm -rf bench/results/parts
+	$(MAKE) bench-ingest bench-release bench-watch bench-notify bench-insights bench-history
+	$(UV) run python bench/report.py --readme
 
-bench-%: setup ## one benchmark: bench-ingest, bench-release, bench-watch, bench-notify, bench-insights
+bench-%: setup ## one benchmark: bench-ingest, bench-release, bench-watch, bench-notify, bench-insights, bench-history
 	$(UV) run python bench/$*.py $(BENCH_ARGS)
 
 .PHONY: clean

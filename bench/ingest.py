@@ -32,6 +32,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
+from report import Report
 
 from ferry_events import (
     ArtifactAccepted,
@@ -367,6 +368,33 @@ async def main() -> None:
         f"  stored/ceiling                  {measured['stored_per_s'] / raw:8.2f}",
     ]
     print("\n".join(lines))
+    report = Report("ingest")
+    report.add(
+        f"stored, burst of {args.n} (ingest + git-writer)",
+        measured["stored_per_s"],
+        "artifacts/s",
+        baseline=base["per_s"],
+        baseline_name="clone+commit+push",
+        goal=">= 10x baseline",
+        met=ratio >= 10,
+    )
+    report.add(
+        "git-writer alone (accepted in)",
+        measured["writer_per_s"],
+        "artifacts/s",
+        baseline=base["per_s"],
+        baseline_name="clone+commit+push",
+    )
+    report.add(
+        "single artifact, idle, p50",
+        measured["idle_p50"] * 1000,
+        "ms",
+        baseline=base["p50"] * 1000,
+        baseline_name="clone+commit+push",
+        goal="< 250 ms",
+        met=measured["idle_p50"] < 0.25,
+    )
+    report.save()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from report import Report
 
 from ferry_events import (
     Actor,
@@ -264,6 +265,20 @@ async def main() -> None:
         )
     slow = [n for n, v in results.items() if pct(v, 0.95) >= 100]
     print("goal p95 < 100 ms: " + ("met" if not slow else f"missed by {', '.join(slow)}"))
+    report = Report("insights")
+    for name, values in results.items():
+        if name.startswith("GET /healthz"):
+            continue
+        report.add(
+            f"{name} p95",
+            pct(values, 0.95),
+            "ms",
+            baseline=base_p95,
+            baseline_name="GET /healthz",
+            goal="< 100 ms",
+            met=pct(values, 0.95) < 100,
+        )
+    report.save()
 
 
 if __name__ == "__main__":

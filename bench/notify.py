@@ -32,6 +32,7 @@ from typing import Any
 import aio_pika
 import aiohttp
 import psutil
+from report import Report
 
 from ferry_events import CloudEvent, RolloutSucceeded, Workload, encode, utcnow
 from ferry_testing import BrokerNamespace, resolve_amqp_url
@@ -307,6 +308,27 @@ async def main() -> None:
                 {r.event["id"] for r in receiver.at("/notifier")}
             )
             print(f"duplicate deliveries: {dupes}")
+            report = Report("notify")
+            report.add(
+                f"p95 published to received at {args.rate:.0f}/s",
+                notifier_paced["p95"],
+                "ms",
+                baseline=baseline_paced["p95"],
+                baseline_name="direct POST",
+                goal="< 100 ms",
+                met=notifier_paced["p95"] < 100,
+            )
+            report.add(
+                f"burst of {args.burst}",
+                notifier_rate,
+                "notifications/s",
+                baseline=baseline_rate,
+                baseline_name="direct POST",
+            )
+            report.add(
+                "peak RSS", peak_rss / 2**20, "MiB", goal="< 80 MiB", met=peak_rss < 80 * 2**20
+            )
+            report.save()
         finally:
             sampler.cancel()
             await connection.close()

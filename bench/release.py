@@ -33,6 +33,7 @@ import aio_pika
 import httpx
 import yaml
 from aio_pika.abc import AbstractIncomingMessage
+from report import Report
 
 from ferry_events import ArtifactAccepted, ArtifactSpec, CloudEvent, decode
 from ferry_testing import BrokerNamespace, ServiceProcess, git, make_bare_remote, resolve_amqp_url
@@ -346,6 +347,26 @@ async def main() -> None:
         f"\ngoals: p95 < 1 s at {args.rate:g} req/s: {'met' if goal_p95 else 'NOT met'}; "
         f"10x baseline throughput: {'met' if goal_tput else 'NOT met'}"
     )
+    report = Report("release")
+    report.add(
+        f"p95 request to committed at {args.rate:g} req/s",
+        percentile(steady, 95) * 1000,
+        "ms",
+        baseline=percentile(base_lat, 95) * 1000,
+        baseline_name="clone+commit+push",
+        goal="< 1 s",
+        met=goal_p95,
+    )
+    report.add(
+        f"committed, burst of {len(burst_targets)}",
+        burst_tput,
+        "releases/s",
+        baseline=base_tput,
+        baseline_name="clone+commit+push",
+        goal=">= 10x baseline",
+        met=goal_tput,
+    )
+    report.save()
     shutil.rmtree(tmp, ignore_errors=True)
     stop_broker()
 

@@ -32,6 +32,7 @@ from typing import Any
 import aio_pika
 import psutil
 from aio_pika.abc import AbstractIncomingMessage
+from report import Report
 
 from ferry_events import CloudEvent, RolloutSucceeded, Workload, decode, utcnow
 from ferry_kube_sim import KubeApiServer
@@ -337,6 +338,17 @@ async def main(args: argparse.Namespace) -> None:
         goal = "MET" if pct(delays, 95) < 0.100 else "MISSED"
         print(f"goal p95 < 100 ms: {goal} ({pct(delays, 95) * 1000:.1f} ms)")
         print(f"(median of the watcher's delays: {statistics.median(delays) * 1000:.1f} ms)")
+        report = Report("watch")
+        report.add(
+            "p95 status change to event",
+            pct(delays, 95) * 1000,
+            "ms",
+            baseline=pct(polled, 95) * 1000,
+            baseline_name="re-list every 1 s",
+            goal="< 100 ms",
+            met=pct(delays, 95) < 0.100,
+        )
+        report.save()
     finally:
         await ns.cleanup()
         stop_broker()
