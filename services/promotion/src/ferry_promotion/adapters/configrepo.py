@@ -98,6 +98,8 @@ class ConfigReader:
         self._wake = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None
         self._history_cache: dict[str, list[HistoryEntry]] = {}
+        self._history_head: str | None = None
+        self._history_limit = 0
 
     @property
     def snapshot(self) -> Snapshot:
@@ -362,13 +364,7 @@ class ConfigReader:
         snapshot = self._snapshot
         if snapshot.commit is None:
             return []
-        key = snapshot.commit
-        cached = self._history_cache.get(key)
-        if cached is None:
-            cached = await self._all_history(snapshot.commit, limit)
-            if len(self._history_cache) > 8:
-                self._history_cache.clear()
-            self._history_cache[key] = cached
+        cached = await self._history_at(snapshot.commit, limit)
         return [
             e
             for e in cached
@@ -379,12 +375,37 @@ class ConfigReader:
             and e.service == service
         ]
 
-    async def _all_history(self, commit: str, limit: int) -> list[HistoryEntry]:
+    async def _history_at(self, commit: str, limit: int) -> list[HistoryEntry]:
+        """Every release commit up to ``commit``, newest first (at most ``limit``).
+
+        Read once, then extended with each fetch: when the commit read last is an ancestor
+        of ``commit`` only the commits between them are read, so a long history costs its
+        ``git log`` once rather than after every commit."""
+        last = self._history_head
+        if last is None or limit > self._history_limit:
+            entries = await self._all_history(commit, limit)
+            self._history_limit = limit
+        elif last == commit:
+            entries = self._history_cache[last]
+        elif await self._is_ancestor(last, commit):
+            newer = await self._all_history(f"{last}..{commit}", self._history_limit)
+            entries = (newer + self._history_cache[last])[: self._history_limit]
+        else:  # the branch was rewritten: read it again
+            entries = await self._all_history(commit, self._history_limit)
+        self._history_cache = {commit: entries}
+        self._history_head = commit
+        return entries[:limit]
+
+    async def _is_ancestor(self, old: str, new: str) -> bool:
+        code, _ = await run_git("merge-base", "--is-ancestor", old, new, cwd=self.path, check=False)
+        return code == 0
+
+    async def _all_history(self, revisions: str, limit: int) -> list[HistoryEntry]:
         _, out = await run_git(
             "log",
             f"--max-count={limit}",
             "--format=%H%x1f%cI%x1f%(trailers:only,unfold)%x1e",
-            commit,
+            revisions,
             "--",
             "environments",
             cwd=self.path,
