@@ -49,7 +49,8 @@ demo: setup ## the walkthrough, against a running `make run`
 .PHONY: bench
 bench: setup ## every benchmark, one after another, then one table (bench/results/, bench/README.md)
 	rm -rf bench/results/parts
-	$(MAKE) bench-ingest bench-release bench-watch bench-notify bench-insights bench-history
+	$(MAKE) bench-ingest BENCH_ARGS=--system
+	$(MAKE) bench-release bench-watch bench-notify bench-insights bench-history
 	$(UV) run python bench/report.py --readme
 
 bench-%: setup ## one benchmark: bench-ingest, bench-release, bench-watch, bench-notify, bench-insights, bench-history
