@@ -346,8 +346,10 @@ async def _story(
     )
     assert reply.status_code == 202, reply.text
     await tap.wait_for("ferry.policy.changed.v1", lambda e: True, timeout=60)
+    # read back through the replica it was written through, whichever replica heard the
+    # change: the read holds the remote's commit
     shown = await client.get(f"{system.api(1)}/v1/policies/{SERVICE}", headers=auth("jane"))
-    assert shown.status_code == 200
+    assert shown.status_code == 200, shown.text
     assert "approvals" in shown.text
     to_prod = await release(2, ids[-1], environment="prod")
     decided = await _until(

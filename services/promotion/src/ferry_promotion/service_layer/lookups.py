@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from ferry_events import DNS_LABEL
 from ferry_promotion.domain.environments import Environment
 from ferry_promotion.domain.snapshot import Snapshot
@@ -17,10 +19,21 @@ def check_service(service: str, field: str = "service") -> None:
         )
 
 
-async def snapshot_for_people(config: ConfigReader, *, fresh: bool = False) -> Snapshot:
-    """The config repo for an API or Slack call (503 when it cannot be read at all)."""
+async def snapshot_for_people(
+    config: ConfigReader, *, fresh: bool = False, latest: bool = False
+) -> Snapshot:
+    """The config repo for an API or Slack call (503 when it cannot be read at all).
+
+    ``latest``: at least the commit the remote is at now (one ``git ls-remote``), so a person
+    who changed a policy or a halt through one replica reads it back through any other
+    (the change event reached only one of them).
+    """
+    holding = None
+    if latest:
+        with contextlib.suppress(TemporaryError):
+            holding = await config.remote_head()
     try:
-        return await usable_snapshot(config, fresh=fresh)
+        return await usable_snapshot(config, fresh=fresh, holding=holding)
     except TemporaryError as exc:
         raise Unavailable(f"the config repo cannot be read: {exc}") from exc
 

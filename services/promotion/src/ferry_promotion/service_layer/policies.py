@@ -38,7 +38,7 @@ class Policies:
     async def get_policy(self, actor: Identity, service: str) -> dict[str, Any]:
         require_read(actor)
         check_service(service)
-        snapshot = await snapshot_for_people(self.config, fresh=True)
+        snapshot = await snapshot_for_people(self.config, fresh=True, latest=True)
         found = snapshot.policies.get(service)
         if found is None:
             raise NotFound(f"{service} has no policy (policies/{service}.yaml does not exist)")
@@ -65,7 +65,7 @@ class Policies:
     async def delete_policy(self, actor: Identity, service: str) -> str:
         check_service(service)
         require_admin(actor, "deleting a policy")
-        snapshot = await snapshot_for_people(self.config, fresh=True)
+        snapshot = await snapshot_for_people(self.config, fresh=True, latest=True)
         if service not in snapshot.policies:
             raise NotFound(f"{service} has no policy to delete")
         return await self._change(actor, service, None)

@@ -59,7 +59,7 @@ class Safety:
     async def halts(self, actor: Identity) -> list[Halt]:
         """The halts in the config repo, ``*`` first."""
         require_read(actor)
-        snapshot = await snapshot_for_people(self.config, fresh=True)
+        snapshot = await snapshot_for_people(self.config, fresh=True, latest=True)
         return sorted(
             snapshot.halts.values(),
             key=lambda h: (h.environment != ALL_ENVIRONMENTS, h.environment),
