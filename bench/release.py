@@ -12,6 +12,12 @@ from ONE run:
 * the ratios.
 
     uv run python bench/release.py [--rate 20] [--duration 15] [--burst 200] [--baseline 20]
+        [--replicas 2] [--postgres]
+
+``--replicas N`` runs N promotion and N git-writer processes (promotion's replicas on one
+PostgreSQL database, each replica with its own data dir) and spreads the requests over
+every promotion API; ``--postgres`` puts even one promotion on PostgreSQL, so that one and
+two replicas compare on the same database.
 
 Goals: p95 < 1 s at 20 requests/s, and 10x the baseline's throughput.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import secrets
@@ -37,6 +44,7 @@ from report import Report
 
 from ferry_events import ArtifactAccepted, ArtifactSpec, CloudEvent, decode
 from ferry_testing import BrokerNamespace, ServiceProcess, git, make_bare_remote, resolve_amqp_url
+from ferry_testing.database import postgres_database
 from ferry_testing.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +137,7 @@ async def wait_ready(url: str, process: ServiceProcess, timeout: float = 60) -> 
 
 
 async def run_requests(
-    client: httpx.AsyncClient,
+    clients: list[httpx.AsyncClient],
     outcomes: Outcomes,
     token: str,
     targets: list[tuple[str, str]],
@@ -141,10 +149,10 @@ async def run_requests(
     headers = {"Authorization": f"Bearer {token}"}
     limit = asyncio.Semaphore(50)
 
-    async def one(service: str, artifact_id: str) -> None:
+    async def one(i: int, service: str, artifact_id: str) -> None:
         async with limit:
             started = time.perf_counter()
-            response = await client.post(
+            response = await clients[i % len(clients)].post(
                 "/v1/releases",
                 json={
                     "service": service,
@@ -164,7 +172,7 @@ async def run_requests(
             delay = began + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(service, artifact_id)))
+        tasks.append(asyncio.create_task(one(i, service, artifact_id)))
     await asyncio.gather(*tasks)
     deadline = time.perf_counter() + timeout
     while not all(r in outcomes.at for r in sent) and time.perf_counter() < deadline:
@@ -227,7 +235,20 @@ async def main() -> None:
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--baseline", type=int, default=20, help="releases in the baseline run")
     parser.add_argument("--services", type=int, default=20)
+    parser.add_argument("--replicas", type=int, default=1, help="of promotion and git-writer")
+    parser.add_argument(
+        "--postgres", action="store_true", help="promotion on PostgreSQL (always with replicas)"
+    )
     args = parser.parse_args()
+    async with contextlib.AsyncExitStack() as stack:
+        database = ""
+        if args.postgres or args.replicas > 1:
+            database = await stack.enter_async_context(postgres_database())
+        await measure(args, database)
+
+
+async def measure(args: argparse.Namespace, database: str) -> None:
+    """One run: the services, the seeding, the steady rate and the burst, then the baseline."""
 
     steady_n = int(args.rate * args.duration)
     per_service = -(-(steady_n + args.burst) // args.services) + 1
@@ -251,33 +272,42 @@ async def main() -> None:
             }
         )
     )
-    port = free_port()
     common = {
         "FERRY_LOG_LEVEL": "WARNING",
         "FERRY_LOG_FORMAT": "json",
         "FERRY_CONFIG_REPO_URL": str(remote),
     }
-    writer = ServiceProcess(
-        "ferry_gitwriter",
-        ns.env(**common, FERRY_DATA_DIR=str(tmp / "gw"), FERRY_HTTP_PORT=str(free_port())),
-        tmp / "git-writer.log",
-    )
-    promotion = ServiceProcess(
-        "ferry_promotion",
-        ns.env(
-            **common,
-            FERRY_DATA_DIR=str(tmp / "promotion"),
-            FERRY_HTTP_PORT=str(port),
-            FERRY_API_TOKENS_FILE=str(tokens),
-        ),
-        tmp / "promotion.log",
-    )
+    writers = [
+        ServiceProcess(
+            "ferry_gitwriter",
+            ns.env(**common, FERRY_DATA_DIR=str(tmp / f"gw-{n}"), FERRY_HTTP_PORT=str(free_port())),
+            tmp / f"git-writer-{n}.log",
+        )
+        for n in range(args.replicas)
+    ]
+    ports = [free_port() for _ in range(args.replicas)]
+    promotions = [
+        ServiceProcess(
+            "ferry_promotion",
+            ns.env(
+                **common,
+                FERRY_DATA_DIR=str(tmp / f"promotion-{n}"),
+                FERRY_HTTP_PORT=str(port),
+                FERRY_API_TOKENS_FILE=str(tokens),
+                **({"FERRY_DATABASE_URL": database} if database else {}),
+            ),
+            tmp / f"promotion-{n}.log",
+        )
+        for n, port in enumerate(ports)
+    ]
+    writer = writers[0]
     outcomes = Outcomes(ns)
     await outcomes.start()
-    writer.start()
-    promotion.start()
+    for process in (*writers, *promotions):
+        process.start()
     try:
-        await wait_ready(f"http://127.0.0.1:{port}/readyz", promotion)
+        for port, promotion in zip(ports, promotions, strict=True):
+            await wait_ready(f"http://127.0.0.1:{port}/readyz", promotion)
         await asyncio.sleep(1.0)  # git-writer declares its queue on start
         # seed: artifacts of several services, stored by git-writer
         services = [f"svc-{i:02d}" for i in range(args.services)]
@@ -301,12 +331,18 @@ async def main() -> None:
 
         order = [(s, artifacts[s][n].id) for n in range(per_service) for s in services]
         steady_targets, burst_targets = order[:steady_n], order[steady_n : steady_n + args.burst]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        async with contextlib.AsyncExitStack() as clients_open:
+            clients = [
+                await clients_open.enter_async_context(
+                    httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+                )
+                for port in ports
+            ]
             steady, steady_span, steady_kinds = await run_requests(
-                client, outcomes, token, steady_targets, args.rate
+                clients, outcomes, token, steady_targets, args.rate
             )
             burst, burst_span, burst_kinds = await run_requests(
-                client, outcomes, token, burst_targets, None
+                clients, outcomes, token, burst_targets, None
             )
         print(
             f"\nferry, steady {args.rate:g} req/s for {args.duration:g} s "
@@ -318,8 +354,8 @@ async def main() -> None:
         print(f"ferry, burst of {len(burst_targets)} at once: {burst_kinds}")
         print(f"  committed {burst_tput:6.1f} releases/s   {summary(burst)}")
     finally:
-        promotion.terminate()
-        writer.terminate()
+        for process in (*promotions, *writers):
+            process.terminate()
         await outcomes.stop()
         await ns.cleanup()
 
@@ -347,9 +383,12 @@ async def main() -> None:
         f"\ngoals: p95 < 1 s at {args.rate:g} req/s: {'met' if goal_p95 else 'NOT met'}; "
         f"10x baseline throughput: {'met' if goal_tput else 'NOT met'}"
     )
-    report = Report("release")
+    shape = (
+        f", {args.replicas} replicas" if args.replicas > 1 else (", PostgreSQL" if database else "")
+    )
+    report = Report("release" if not shape else f"release-{args.replicas}x")
     report.add(
-        f"p95 request to committed at {args.rate:g} req/s",
+        f"p95 request to committed at {args.rate:g} req/s{shape}",
         percentile(steady, 95) * 1000,
         "ms",
         baseline=percentile(base_lat, 95) * 1000,
@@ -358,7 +397,7 @@ async def main() -> None:
         met=goal_p95,
     )
     report.add(
-        f"committed, burst of {len(burst_targets)}",
+        f"committed, burst of {len(burst_targets)}{shape}",
         burst_tput,
         "releases/s",
         baseline=base_tput,

@@ -21,9 +21,10 @@ from urllib.parse import urlsplit
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ferry_events import CloudEvent
-from ferry_promotion.adapters.configrepo import ConfigReader, GitError, run_git
+from ferry_promotion.adapters.configrepo import ConfigReader
 from ferry_promotion.adapters.db import Store
 from ferry_promotion.adapters.db import now as utc_now
+from ferry_promotion.adapters.gitcli import GitError, run_git
 from ferry_promotion.adapters.outbox import OutboxRelay
 from ferry_promotion.adapters.queries import SqlReadModel
 from ferry_promotion.adapters.slack.responder import SLACK_HOOKS_ORIGIN, ResponseUrlPoster

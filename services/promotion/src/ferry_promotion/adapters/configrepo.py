@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ferry_events import DNS_LABEL, ArtifactSpec, is_safe_segment
+from ferry_promotion.adapters.gitcli import GitError, parse_trailers, run_git
 from ferry_promotion.domain.decision import HistoryEntry
 from ferry_promotion.domain.environments import DEFAULT_ENVIRONMENTS
 from ferry_promotion.domain.environments import parse_environments as _parse_environments
@@ -25,51 +26,11 @@ from ferry_promotion.domain.policies import parse_policy
 from ferry_promotion.domain.safety import HALTS_FILE, parse_halts, parse_marks
 from ferry_promotion.domain.snapshot import Deployment, PolicyFile, Snapshot
 from ferry_promotion.domain.yamldoc import DocumentError
-from ferry_runtime import TemporaryError, get_logger, mask_secrets
+from ferry_runtime import get_logger
 
 log = get_logger(__name__)
 
 _RELEASE_INTENTS = {"release", "promote", "rollback", "auto-release"}
-
-
-class GitError(TemporaryError):
-    """A git command failed (remote unreachable, ...): retry later."""
-
-
-async def run_git(*args: str, cwd: Path | None = None, check: bool = True) -> tuple[int, str]:
-    """Run the git CLI without a shell; returns (exit code, stdout). Raises GitError on failure."""
-    process = await asyncio.create_subprocess_exec(
-        "git",
-        *args,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "PATH": _path()},
-    )
-    out, err = await process.communicate()
-    code = process.returncode or 0
-    if check and code != 0:
-        raise GitError(
-            f"git {args[0]} failed ({code}): "
-            f"{mask_secrets(err.decode(errors='replace').strip())[:500]}",
-            code="git-failed",
-        )
-    return code, out.decode(errors="replace")
-
-
-def _path() -> str:
-    import os
-
-    return os.environ.get("PATH", "/usr/bin:/bin")
-
-
-def _parse_trailers(block: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for line in block.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip():
-            found.setdefault(key.strip(), value.strip())
-    return found
 
 
 class ConfigReader:
@@ -137,12 +98,7 @@ class ConfigReader:
         head = self._snapshot.commit
         if head is None:
             return False
-        if head == commit:
-            return True
-        code, _ = await run_git(
-            "merge-base", "--is-ancestor", commit, head, cwd=self.path, check=False
-        )
-        return code == 0
+        return head == commit or await self._is_ancestor(commit, head)
 
     async def current(
         self, *, fresh: bool = False, service: str | None = None, holding: str | None = None
@@ -419,7 +375,7 @@ class ConfigReader:
             if len(parts) < 3:
                 continue
             sha, when, trailers_text = parts[0].strip(), parts[1].strip(), parts[2]
-            trailers = _parse_trailers(trailers_text)
+            trailers = parse_trailers(trailers_text)
             try:
                 at = datetime.fromisoformat(when).astimezone(UTC)
             except ValueError:
