@@ -72,6 +72,8 @@ class Candidate:
     requester_is_admin: bool = False
     override_freeze: bool = False
     reason: str = ""
+    #: a rollback the policy asked for (``autoRollback``) after a failed rollout
+    auto_rollback: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +202,13 @@ def _gatekeeping(candidate: Candidate, policy: Policy, facts: Facts) -> list[Pol
                 ),
             )
         )
+    if candidate.auto_rollback and not policy.rolls_back(candidate.environment):
+        found.append(
+            PolicyViolation(
+                policy="auto-rollback",
+                message=f"no autoRollback rule rolls back {candidate.environment}",
+            )
+        )
     return found
 
 
@@ -224,6 +233,8 @@ def _freezes(
     """Violations of active freeze windows, and the window an admin overrode (if any)."""
     found: list[PolicyViolation] = []
     overridden = ""
+    if candidate.auto_rollback:
+        return found, overridden  # it puts back what ran before the failure
     for window in policy.freezes(candidate.environment):
         if not window.contains(facts.now):
             continue
@@ -252,7 +263,9 @@ def evaluate(candidate: Candidate, policy: Policy, facts: Facts) -> Verdict:
     Otherwise every failing policy is named (a halt of the environment and a mark
     on the artifact first); with none, a promotion chain
     still waiting for the environment before makes the request wait, missing
-    approvals make it await approval, and else it is approved.
+    approvals make it await approval, and else it is approved. An auto-rollback (policy
+    ``autoRollback``) puts back what ran before a failure: it needs no approval and no
+    freeze window stops it.
     """
     if facts.running_artifact is not None and facts.running_artifact == candidate.artifact_id:
         return Verdict(
@@ -279,7 +292,7 @@ def evaluate(candidate: Candidate, policy: Policy, facts: Facts) -> Verdict:
         return Verdict(Outcome.REJECT, tuple(violations), notes=notes)
     if isinstance(chain, str):
         return Verdict(Outcome.WAIT_FOR_ROLLOUT, detail=chain, notes=notes)
-    approval = policy.approval_rule(candidate.environment)
+    approval = None if candidate.auto_rollback else policy.approval_rule(candidate.environment)
     if approval is not None:
         granted = count_approvals(
             approval, candidate.requester, candidate.author_email, facts.approvers

@@ -93,6 +93,16 @@ class AutoRelease(_Model):
     _env = field_validator("environment")(_environment_name)
 
 
+class AutoRollback(_Model):
+    """When the release that runs in ``environment`` fails to roll out there, promotion asks
+    for a rollback to the last release that rolled out successfully there; when that
+    rollback fails too, the environment is halted."""
+
+    environment: str
+
+    _env = field_validator("environment")(_environment_name)
+
+
 class BranchRestriction(_Model):
     """``environment`` accepts only artifacts whose branch matches ``branch_regex`` in full."""
 
@@ -244,14 +254,18 @@ class Policy(_Model):
     #: Mark an artifact bad (``rejected/<service>.yaml``) as soon as its rollout fails in
     #: any environment, so that nothing releases or promotes it again until the mark is lifted.
     reject_on_failed_rollout: StrictBool = False
+    #: Roll back in git, to the last release that rolled out successfully, when the release
+    #: that runs in one of these environments fails to roll out there.
+    auto_rollback: list[AutoRollback] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _one_approval_rule_per_env(self) -> Policy:
-        seen: set[str] = set()
-        for rule in self.approvals:
-            if rule.environment in seen:
-                raise ValueError(f"approvals lists environment {rule.environment!r} twice")
-            seen.add(rule.environment)
+    def _one_rule_per_env(self) -> Policy:
+        for name, rules in (("approvals", self.approvals), ("autoRollback", self.auto_rollback)):
+            seen: set[str] = set()
+            for rule in rules:
+                if rule.environment in seen:
+                    raise ValueError(f"{name} lists environment {rule.environment!r} twice")
+                seen.add(rule.environment)
         return self
 
     def auto_release_targets(self, branch: str) -> list[str]:
@@ -269,11 +283,17 @@ class Policy(_Model):
     def approval_rule(self, environment: str) -> ApprovalRule | None:
         return next((r for r in self.approvals if r.environment == environment), None)
 
+    def rolls_back(self, environment: str) -> bool:
+        """Whether a failed rollout in ``environment`` is rolled back (``autoRollback``)."""
+        return any(r.environment == environment for r in self.auto_rollback)
+
     def to_document(self) -> dict[str, Any]:
         """The policy as people write it (camelCase, durations in seconds)."""
         out: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_none=True)
         if not self.reject_on_failed_rollout:
             out.pop("rejectOnFailedRollout")  # said only when on, as people write it
+        if not self.auto_rollback:
+            out.pop("autoRollback")
         return out
 
 
@@ -294,6 +314,8 @@ def _environment_refs(policy: Policy) -> list[tuple[tuple[str | int, ...], str]]
         refs.append((("freezeWindows", i, "environment"), w.environment))
     for i, r in enumerate(policy.approvals):
         refs.append((("approvals", i, "environment"), r.environment))
+    for i, back in enumerate(policy.auto_rollback):
+        refs.append((("autoRollback", i, "environment"), back.environment))
     return refs
 
 
@@ -376,6 +398,7 @@ _ENV_LISTS = (
     ("branchRestrictions", "branch_restrictions"),
     ("freezeWindows", "freeze_windows"),
     ("approvals", "approvals"),
+    ("autoRollback", "auto_rollback"),
 )
 
 

@@ -27,6 +27,7 @@ from ferry_promotion.domain.decision import (
 )
 from ferry_promotion.domain.effects import Decided, effects_of, rejection
 from ferry_promotion.domain.release import Release
+from ferry_promotion.domain.rollback import is_auto_rollback
 from ferry_promotion.domain.snapshot import Snapshot
 from ferry_promotion.service_layer.outcomes import log_decision, write
 from ferry_promotion.service_layer.ports import Clock, Identities, ReadModel, usable_snapshot
@@ -132,8 +133,9 @@ class Decider:
         policy, policy_error = snapshot.policy_for(service)
         env = snapshot.environments.get(environment)
         identity = self.identities.known(release.actor_subject)
-        if intent is Intent.AUTO_RELEASE:
-            authorized = True
+        automatic = is_auto_rollback(release.intent, release.actor_subject)
+        if intent is Intent.AUTO_RELEASE or automatic:
+            authorized = True  # the policy's own request: its rule is checked instead
         elif env is None:
             authorized = True  # the unknown environment is its own violation
         else:
@@ -161,6 +163,7 @@ class Decider:
             requester_is_admin=identity is not None and identity.is_admin,
             override_freeze=release.override_freeze,
             reason=release.reason,
+            auto_rollback=automatic,
         )
         facts = Facts(
             now=self.clock(),

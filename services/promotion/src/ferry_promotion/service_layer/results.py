@@ -18,6 +18,7 @@ from ferry_events import (
     ReleaseCommitted,
     ReleaseFailed,
     ReleaseRejected,
+    ReleaseRequested,
     RolloutFact,
     RolloutFailed,
     RolloutStarted,
@@ -25,12 +26,24 @@ from ferry_events import (
     derived_id,
     is_safe_segment,
 )
-from ferry_promotion.domain.decision import Status
+from ferry_promotion.domain.decision import HistoryEntry, Status
 from ferry_promotion.domain.records import Rollout
 from ferry_promotion.domain.release import Release, may_follow
+from ferry_promotion.domain.rollback import (
+    AUTO_ROLLBACK_ACTOR,
+    Failure,
+    HaltEnvironment,
+    NoRollback,
+    Plan,
+    RollBack,
+    candidates,
+    is_auto_rollback,
+    plan,
+)
 from ferry_promotion.service_layer.deciding import Decider
 from ferry_promotion.service_layer.outcomes import SOURCE, Decided, log_decision
 from ferry_promotion.service_layer.ports import usable_snapshot
+from ferry_promotion.service_layer.safety import halt_request
 from ferry_promotion.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from ferry_runtime.logging import get_logger
 
@@ -177,6 +190,8 @@ class Results:
         waiting: list[Release] = []
         changed: tuple[Release, str, str] | None = None
         mark = await self._mark_request(event, data, reason)
+        history = await self._rolled_back(data)
+        planned: Plan | None = None
         async with self.uow() as uow:
             if await uow.inbox.seen(event.id):
                 return []
@@ -216,6 +231,11 @@ class Results:
                 await uow.releases.note(
                     release.release_id, new_status or release.status, event.type, detail
                 )
+            if history is not None:  # with the fact, in one transaction: asked once
+                assert isinstance(data, RolloutFailed)
+                planned = await self._auto_rollback(
+                    uow, event, data, reason=reason, release=release, history=history
+                )
             if status != "started":
                 waiting = await uow.releases.waiting_for(data.service, data.artifact_id)
             await uow.inbox.mark(event)
@@ -231,7 +251,118 @@ class Results:
         if changed is not None:
             release, new_status, detail = changed
             log_decision(release, Decided(new_status, data.artifact_id, detail=detail))
+        if planned is not None:
+            log.info(
+                {
+                    RollBack: "auto-rollback requested",
+                    HaltEnvironment: "auto-rollback failed: halting the environment",
+                    NoRollback: "no auto-rollback: nothing rolled out successfully before",
+                }[type(planned)],
+                subject=data.service,
+                environment=data.environment,
+                artifact_id=data.artifact_id,
+                reason=planned.reason,
+            )
         return waiting
+
+    async def _rolled_back(self, data: RolloutFact) -> list[HistoryEntry] | None:
+        """The environment's release history (newest first) when the fact is a failed rollout
+        of what runs there now and the service's policy rolls that environment back."""
+        if not isinstance(data, RolloutFailed) or not data.artifact_id:
+            return None
+        snapshot = await usable_snapshot(self.decider.config, service=data.service)
+        policy, _ = snapshot.policy_for(data.service)
+        if not policy.rolls_back(data.environment):
+            return None
+        running = snapshot.running(data.environment, data.service)
+        if running is None or running.artifact.id != data.artifact_id:
+            log.info(
+                "no auto-rollback: the failed artifact no longer runs there",
+                subject=data.service,
+                environment=data.environment,
+                artifact_id=data.artifact_id,
+                running=running.artifact.id if running else None,
+            )
+            return None
+        return await self.decider.config.history(data.service, data.environment)
+
+    async def _auto_rollback(
+        self,
+        uow: UnitOfWork,
+        event: CloudEvent,
+        data: RolloutFailed,
+        *,
+        reason: str,
+        release: Release | None,
+        history: list[HistoryEntry],
+    ) -> Plan:
+        """Put in the outbox what the failure leads to (policy ``autoRollback``): the rollback
+        to the last release that rolled out successfully there, or, when the failed release
+        was an auto-rollback, the halt of the environment. Ids derive from the failed commit,
+        so that every report of the same failure asks once."""
+        current = next((e for e in history if e.artifact_id == data.artifact_id), None)
+        if release is not None:
+            was_auto = is_auto_rollback(release.intent, release.actor_subject)
+        else:
+            was_auto = current is not None and is_auto_rollback(current.intent, current.actor)
+        failure = Failure(
+            service=data.service,
+            environment=data.environment,
+            artifact_id=data.artifact_id,
+            reason=reason,
+            release_id=release.release_id if release else (current.release_id if current else ""),
+            was_auto_rollback=was_auto,
+        )
+        last_good: HistoryEntry | None = None
+        if not was_auto:
+            for entry in candidates(history, data.artifact_id):
+                fact = await uow.rollouts.get(data.environment, data.service, entry.artifact_id)
+                if fact is not None and fact.succeeded_at is not None:
+                    last_good = entry
+                    break
+        decided = plan(failure, last_good)
+        key = (current.commit_sha if current else "") or failure.release_id or event.id
+        cause = ("auto-rollback", data.service, data.environment, key)
+        if isinstance(decided, RollBack):
+            release_id = derived_id(*cause, "release")
+            request = ReleaseRequested(
+                release_id=release_id,
+                service=data.service,
+                environment=data.environment,
+                intent=Intent.ROLLBACK,
+                artifact_id=decided.target.artifact_id,
+                reason=decided.reason,
+                actor=AUTO_ROLLBACK_ACTOR,
+                requested_at=data.observed_at,
+            )
+            await uow.outbox.put(
+                CloudEvent.new(
+                    request,
+                    source=SOURCE,
+                    event_id=derived_id(*cause, ReleaseRequested.event_type),
+                    correlation_id=release_id,
+                )
+            )
+            line = f"auto-rollback to {decided.target.artifact_id} requested (release {release_id})"
+        elif isinstance(decided, HaltEnvironment):
+            request_id = derived_id(*cause, "halt")
+            await uow.outbox.put(
+                halt_request(
+                    request_id,
+                    data.environment,
+                    decided.reason,
+                    AUTO_ROLLBACK_ACTOR,
+                    data.observed_at,
+                    event_id=derived_id(*cause, "halt-request"),
+                    correlation_id=event.correlationid,
+                )
+            )
+            line = f"halt of {data.environment} requested: {decided.reason}"
+        else:
+            line = decided.reason
+        if release is not None:
+            await uow.releases.note(release.release_id, Status.FAILED, event.type, line)
+        return decided
 
     async def _mark_request(
         self, event: CloudEvent, data: RolloutFact, reason: str

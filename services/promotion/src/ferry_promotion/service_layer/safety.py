@@ -10,9 +10,11 @@ event, after which decisions see it (``domain/safety.py`` says what they refuse)
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from ferry_events import (
     ALL_ENVIRONMENTS,
+    Actor,
     ArtifactMarkChanged,
     ArtifactMarkChangeRequested,
     CloudEvent,
@@ -48,6 +50,31 @@ def _reason(reason: str, what: str) -> str:
     return text
 
 
+def halt_request(
+    request_id: str,
+    environment: str,
+    reason: str,
+    actor: Actor,
+    requested_at: datetime,
+    *,
+    event_id: str | None = None,
+    correlation_id: str | None = None,
+) -> CloudEvent:
+    """The request that git-writer halt ``environment``: what ``POST /v1/halts`` asks, and
+    what a failed auto-rollback asks (``service_layer/results.py``)."""
+    data = HaltChangeRequested(
+        request_id=request_id,
+        environment=environment,
+        halted=True,
+        reason=reason[:MAX_REASON],
+        actor=actor,
+        requested_at=requested_at,
+    )
+    return CloudEvent.new(
+        data, source=SOURCE, event_id=event_id, correlation_id=correlation_id or request_id
+    )
+
+
 class Safety:
     def __init__(self, uow: UnitOfWorkFactory, config: ConfigReader, *, clock: Clock) -> None:
         self.uow = uow
@@ -75,14 +102,16 @@ class Safety:
         require_admin(actor, "halting an environment")
         await self._environment(environment)
         text = _reason(reason, "a halt")
-        return await self._put(
-            HaltChangeRequested,
-            environment=environment,
-            halted=True,
-            reason=text,
-            actor=actor.actor,
-            requested_at=self.clock(),
+        request_id = str(uuid.uuid4())
+        async with self.uow() as uow:
+            await uow.outbox.put(
+                halt_request(request_id, environment, text, actor.actor, self.clock())
+            )
+            await uow.commit()
+        log.info(
+            "change requested", event_type=HaltChangeRequested.event_type, request_id=request_id
         )
+        return request_id
 
     async def resume(self, actor: Identity, environment: str) -> str:
         """Ask git-writer to lift the halt of ``environment`` (no commit when there is none)."""
