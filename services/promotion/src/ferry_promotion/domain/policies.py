@@ -8,24 +8,28 @@ that need the list of environments (a rule naming one that does not exist).
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
-from enum import StrEnum
+from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
     field_serializer,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from ferry_events import DNS_LABEL
 from ferry_promotion.domain.environments import Environments
+from ferry_promotion.domain.windows import (
+    DEFAULT_APPROVAL_EXPIRY,
+    FreezeWindow,
+    PolicyModel,
+    Weekday,
+    WeeklyWindow,
+    environment_name,
+    parse_duration,
+)
 from ferry_promotion.domain.yamldoc import (
     Document,
     DocumentError,
@@ -35,81 +39,35 @@ from ferry_promotion.domain.yamldoc import (
     validate_document,
 )
 
-_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
-DEFAULT_APPROVAL_EXPIRY = timedelta(hours=24)
+__all__ = ["DEFAULT_APPROVAL_EXPIRY", "FreezeWindow", "Weekday", "WeeklyWindow", "parse_duration"]
 
 
-def parse_duration(value: object) -> timedelta:
-    """``90`` (seconds), ``"30m"``, ``"24h"``, ``"2d"``, ``"1h30m"`` -> timedelta."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and value and (match := _DURATION.fullmatch(value.strip())):
-        parts = {k: int(v) for k, v in match.groupdict().items() if v}
-        seconds = float(
-            parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60
-        ) + float(parts.get("s", 0))
-    elif isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    else:
-        raise ValueError(f"{value!r} is not a duration such as 30m, 24h or 2d")
-    if seconds <= 0 or seconds > 90 * 86400:
-        raise ValueError("must be more than 0 seconds and at most 90 days")
-    return timedelta(seconds=seconds)
-
-
-class Weekday(StrEnum):
-    MON = "mon"
-    TUE = "tue"
-    WED = "wed"
-    THU = "thu"
-    FRI = "fri"
-    SAT = "sat"
-    SUN = "sun"
-
-    @property
-    def number(self) -> int:
-        """Monday is 0, as ``datetime.weekday()`` counts."""
-        return list(Weekday).index(self)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
-    )
-
-
-def _environment_name(value: str) -> str:
-    if not DNS_LABEL.fullmatch(value):
-        raise ValueError(f"{value!r} is not an environment name (a lowercase DNS label)")
-    return value
-
-
-class AutoRelease(_Model):
+class AutoRelease(PolicyModel):
     """Artifacts built from ``branch`` go to ``environment`` as soon as they are stored."""
 
     branch: str = Field(min_length=1, max_length=255)
     environment: str
 
-    _env = field_validator("environment")(_environment_name)
+    _env = field_validator("environment")(environment_name)
 
 
-class AutoRollback(_Model):
+class AutoRollback(PolicyModel):
     """When the release that runs in ``environment`` fails to roll out there, promotion asks
     for a rollback to the last release that rolled out successfully there; when that
     rollback fails too, the environment is halted."""
 
     environment: str
 
-    _env = field_validator("environment")(_environment_name)
+    _env = field_validator("environment")(environment_name)
 
 
-class BranchRestriction(_Model):
+class BranchRestriction(PolicyModel):
     """``environment`` accepts only artifacts whose branch matches ``branch_regex`` in full."""
 
     environment: str
     branch_regex: str = Field(min_length=1, max_length=500)
 
-    _env = field_validator("environment")(_environment_name)
+    _env = field_validator("environment")(environment_name)
 
     @field_validator("branch_regex")
     @classmethod
@@ -124,7 +82,7 @@ class BranchRestriction(_Model):
         return re.fullmatch(self.branch_regex, branch) is not None
 
 
-class PromotionChain(_Model):
+class PromotionChain(PolicyModel):
     """Each listed environment accepts only what rolled out successfully in the one before it."""
 
     environments: list[str] = Field(min_length=1)
@@ -132,96 +90,10 @@ class PromotionChain(_Model):
     @field_validator("environments")
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
-        return [_environment_name(v) for v in value]
+        return [environment_name(v) for v in value]
 
 
-class WeeklyWindow(_Model):
-    """Every week on ``days`` from ``start`` to ``end`` (local time); an end at or before the
-    start runs past midnight into the next day."""
-
-    days: list[Weekday] = Field(min_length=1)
-    start: time
-    end: time
-
-    def contains(self, local: datetime) -> bool:
-        day = local.weekday()
-        moment = local.time().replace(tzinfo=None)
-        days = {d.number for d in self.days}
-        if self.start < self.end:
-            return day in days and self.start <= moment < self.end
-        return (day in days and moment >= self.start) or (
-            (day - 1) % 7 in days and moment < self.end
-        )
-
-
-class FreezeWindow(_Model):
-    """No releases to ``environment`` during this window, unless an admin overrides it."""
-
-    environment: str
-    timezone: str = "UTC"
-    reason: str = Field(default="", max_length=500)
-    start: datetime | None = None
-    end: datetime | None = None
-    weekly: WeeklyWindow | None = None
-
-    _env = field_validator("environment")(_environment_name)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(
-                f"unknown time zone {value!r}; use an IANA name such as Europe/Copenhagen"
-            ) from exc
-        return value
-
-    @field_validator("start", "end")
-    @classmethod
-    def _local(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is not None:
-            raise ValueError(
-                "write the local time without an offset (e.g. 2026-12-20T00:00); "
-                "the window's timezone field says which zone it is in"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> FreezeWindow:
-        absolute = self.start is not None or self.end is not None
-        if absolute and self.weekly is not None:
-            raise ValueError("a window is either absolute (start and end) or weekly, not both")
-        if not absolute and self.weekly is None:
-            raise ValueError("a window needs start and end, or weekly")
-        if absolute:
-            if self.start is None or self.end is None:
-                raise ValueError("an absolute window needs both start and end")
-            if self.end <= self.start:
-                raise ValueError("end must be after start")
-        return self
-
-    def contains(self, now: datetime) -> bool:
-        zone = ZoneInfo(self.timezone)
-        local = now.astimezone(zone)
-        if self.weekly is not None:
-            return self.weekly.contains(local)
-        assert self.start is not None
-        assert self.end is not None
-        return self.start.replace(tzinfo=zone) <= local < self.end.replace(tzinfo=zone)
-
-    def describe(self) -> str:
-        if self.weekly is not None:
-            days = ",".join(d.value for d in self.weekly.days)
-            span = f"weekly {days} {self.weekly.start:%H:%M}-{self.weekly.end:%H:%M}"
-        else:
-            assert self.start is not None
-            assert self.end is not None
-            span = f"{self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M}"
-        return f"{span} {self.timezone}" + (f" ({self.reason})" if self.reason else "")
-
-
-class ApprovalRule(_Model):
+class ApprovalRule(PolicyModel):
     """Releases to ``environment`` need ``required`` approvals from people other than the
     requester (and, with ``exclude_author``, other than the author of the change)."""
 
@@ -230,7 +102,7 @@ class ApprovalRule(_Model):
     exclude_author: bool = False
     expires_after: timedelta = DEFAULT_APPROVAL_EXPIRY
 
-    _env = field_validator("environment")(_environment_name)
+    _env = field_validator("environment")(environment_name)
 
     @field_validator("expires_after", mode="before")
     @classmethod
@@ -242,7 +114,7 @@ class ApprovalRule(_Model):
         return int(value.total_seconds())
 
 
-class Policy(_Model):
+class Policy(PolicyModel):
     """Everything ``policies/<service>.yaml`` can say."""
 
     service: str | None = None
