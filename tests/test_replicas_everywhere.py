@@ -20,12 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import inspect
 import json
 import secrets
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ import httpx
 import pytest
 
 from ferry_events import ArtifactPublished, CloudEvent
-from ferry_testing import BrokerNamespace, EventTap, ServiceProcess
+from ferry_testing import BrokerNamespace, EventTap, ServiceProcess, wait_until
 from ferry_testing.database import postgres_answers, postgres_database
 from ferry_testing.net import free_port
 from ferry_testing.slack_api import SlackApi
@@ -88,18 +86,6 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "--git-dir", str(repo), *args], check=True, capture_output=True, text=True
     ).stdout
-
-
-async def _until(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if inspect.isawaitable(found):
-            found = await found
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 async def _ready(client: httpx.AsyncClient, replica: Replica) -> bool:
@@ -192,7 +178,7 @@ async def test_two_replicas_of_every_service_with_a_kill_mid_stream(
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
-            await _until(kubeconfig.exists, timeout=60, what="the simulator's kubeconfig")
+            await wait_until(kubeconfig.exists, timeout=60, what="the simulator's kubeconfig")
             system = System()
             for name, module in (
                 ("artifact-ingest", "ferry_ingest"),
@@ -221,7 +207,7 @@ async def test_two_replicas_of_every_service_with_a_kill_mid_stream(
                 for replica in system.replicas.values():
                     started.append(replica.process.start())
                 for replica in system.replicas.values():
-                    await _until(
+                    await wait_until(
                         lambda r=replica: _ready(client, r),  # type: ignore[misc]
                         timeout=120,
                         what=f"{replica.name} to be ready",
@@ -285,7 +271,7 @@ async def _story(
                 replica = system.replicas[f"{name}-1"]
                 replica.process.start()
     for replica in system.replicas.values():
-        await _until(
+        await wait_until(
             lambda r=replica: _ready(client, r),  # type: ignore[misc]
             timeout=120,
             what=f"{replica.name} to be ready again",
@@ -293,12 +279,12 @@ async def _story(
 
     # every request decided; dev ends at the newest one requested
     for release_id in released:
-        await _until(
+        await wait_until(
             lambda r=release_id: _decided(status, r),  # type: ignore[misc]
             timeout=90,
             what=f"release {release_id} to be decided",
         )
-    newest = await _until(
+    newest = await wait_until(
         lambda: _running_in_dev(remote) == ids[-1] or None,
         timeout=90,
         what=f"dev to run {ids[-1]}",
@@ -327,7 +313,7 @@ async def _story(
         parents = [m for m in slack.messages.values() if m.thread_ts is None]
         return Counter((m.channel, _mentioned(m.text, ids)) for m in parents)
 
-    await _until(
+    await wait_until(
         lambda: (
             {c for c, _ in threads()} >= {"#deploys", "D" + JANE[1:]}
             and len(threads()) >= 2 * BUILDS
@@ -352,7 +338,7 @@ async def _story(
     assert shown.status_code == 200, shown.text
     assert "approvals" in shown.text
     to_prod = await release(2, ids[-1], environment="prod")
-    decided = await _until(
+    decided = await wait_until(
         lambda: _decided(status, to_prod, 2), timeout=60, what="the prod release's decision"
     )
     assert decided["status"] == "awaiting-approval", decided
@@ -369,7 +355,7 @@ async def _story(
         )
     )
     assert sorted(v.status_code for v in votes) == [200, 409], [v.text for v in votes]
-    done = await _until(
+    done = await wait_until(
         lambda: _status_in(status, to_prod, {"committed", "rolled-out"}),
         timeout=60,
         what="the approved prod release to commit",

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import notifier_events as ev
 import pytest
 
 from ferry_events import CloudEvent, EventData
-from ferry_testing import BrokerNamespace, ServiceProcess
+from ferry_testing import BrokerNamespace, ServiceProcess, wait_until
 from ferry_testing.slack_api import Message, SlackApi
 
 pytestmark = [pytest.mark.amqp, pytest.mark.postgres]
@@ -82,20 +82,11 @@ def _log_events(process: ServiceProcess, name: str) -> int:
     return count
 
 
-async def _until(check: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not check():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what or check}") from None
-
-
 async def _started(*processes: ServiceProcess) -> None:
     for process in processes:
         process.start()
     for process in processes:
-        await _until(
+        await wait_until(
             lambda p=process: _log_events(p, "consuming") >= 1,  # type: ignore[misc]
             what=f"{process.log_path.name} to consume",
         )
@@ -148,7 +139,7 @@ async def test_two_replicas_given_every_event_twice_post_each_once(
     events = _events(releases)
     await _publish_twice(broker_ns, events)
     handled = 2 * len(events)
-    await _until(
+    await wait_until(
         lambda: _log_events(a, "notified") + _log_events(b, "notified") >= handled,
         what="both replicas to handle every copy",
     )
@@ -176,16 +167,18 @@ async def test_a_replica_killed_mid_stream_loses_nothing_and_doubles_nothing(
     slack_api.hold("xoxb-victim")
     events = _events(releases)
     await _publish_twice(broker_ns, events)
-    await _until(lambda: slack_api.waiting >= 2, what="the victim to be mid-send")
-    await _until(lambda: _log_events(survivor, "notified") >= 2, what="the survivor to get going")
+    await wait_until(lambda: slack_api.waiting >= 2, what="the victim to be mid-send")
+    await wait_until(
+        lambda: _log_events(survivor, "notified") >= 2, what="the survivor to get going"
+    )
     victim.kill()
     # What the victim was sending when it died never reached Slack: once the server has
     # seen its connections close, the held calls are dropped.
-    await _until(
+    await wait_until(
         lambda: slack_api.held_connected == 0, timeout=30, what="the victim's calls to end"
     )
     slack_api.release()
-    await _until(
+    await wait_until(
         lambda: sum(len(_messages(slack_api, c)) for c in CHANNELS) >= 2 * releases * 4,
         timeout=90,
         what="every message, after the victim's leases ran out",

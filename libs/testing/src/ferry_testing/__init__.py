@@ -4,7 +4,7 @@ databases, loopback servers."""
 from ferry_testing.broker import BrokerNamespace, EventTap, resolve_amqp_url, tap
 from ferry_testing.git import clone, git, log_subjects, make_bare_remote, show, trailer_values
 from ferry_testing.inmemory import DeadLettered, InMemoryBroker, in_memory
-from ferry_testing.services import ServiceProcess, running
+from ferry_testing.services import ServiceProcess, running, wait_until
 
 __all__ = [
     "BrokerNamespace",
@@ -22,4 +22,5 @@ __all__ = [
     "show",
     "tap",
     "trailer_values",
+    "wait_until",
 ]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ferry_runtime import ServiceRuntime
 
@@ -74,3 +77,20 @@ class ServiceProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+async def wait_until(
+    check: Callable[[], Any], *, timeout: float = 60.0, what: str = "", interval: float = 0.05
+) -> Any:
+    """Poll ``check`` (plain or async) until it returns something truthy, and return that;
+    an ``AssertionError`` naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if inspect.isawaitable(found):
+            found = await found
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or check}")
+        await asyncio.sleep(interval)

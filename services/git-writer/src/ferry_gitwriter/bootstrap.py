@@ -16,6 +16,7 @@ from ferry_gitwriter.domain.changes import Identity
 from ferry_gitwriter.handlers import HANDLED, Backoff, GitWriter
 from ferry_gitwriter.settings import GitWriterSettings
 from ferry_runtime import ServiceRuntime, get_logger
+from ferry_runtime.topology import SINGLE_ACTIVE_CONSUMERS
 
 log = get_logger(__name__)
 
@@ -73,6 +74,7 @@ def build(
         list(HANDLED),
         writer.handle_batch,
         max_batch=settings.git_max_batch,
-        single_active_consumer=True,
+        # one writer of the config repo at a time, as the topology declares it for make run
+        single_active_consumer=SERVICE in SINGLE_ACTIVE_CONSUMERS,
     )
     return runtime
