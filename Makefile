@@ -10,9 +10,12 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: setup
-setup: ## install uv if missing, then every package and tool from the lock file
+setup: ## install uv if missing, then every package and tool from the lock file, compiled to bytecode
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
-	@$(UV) sync --all-packages --frozen --quiet
+	@$(UV) sync --all-packages --frozen --quiet --compile-bytecode
+	@# the workspace's own sources too: a machine with PYTHONDONTWRITEBYTECODE set would otherwise
+	@# compile every module again in every process it starts (the CLI, each service, each test)
+	@$(UV) run --frozen --no-sync python -m compileall -q -j 0 libs/*/src services/*/src cli/src tools/*/src bench scripts >/dev/null
 
 .PHONY: lint
 lint: setup ## ruff lint and format check, import-layer contracts
@@ -50,10 +53,10 @@ demo: setup ## the walkthrough, against a running `make run`
 bench: setup ## every benchmark, one after another, then one table (bench/results/, bench/README.md)
 	rm -rf bench/results/parts
 	$(MAKE) bench-ingest BENCH_ARGS=--system
-	$(MAKE) bench-release bench-watch bench-notify bench-insights bench-history
+	$(MAKE) bench-release bench-watch bench-notify bench-insights bench-history bench-e2e
 	$(UV) run python bench/report.py --readme
 
-bench-%: setup ## one benchmark: bench-ingest, bench-release, bench-watch, bench-notify, bench-insights, bench-history
+bench-%: setup ## one benchmark: bench-ingest, bench-release, bench-watch, bench-notify, bench-insights, bench-history, bench-e2e
 	$(UV) run python bench/$*.py $(BENCH_ARGS)
 
 .PHONY: clean

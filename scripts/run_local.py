@@ -3,7 +3,8 @@
 Creates `.ferry/` on first run: a bare config repository (`.ferry/config.git`),
 a tokens file with a development admin token (`.ferry/dev-token`) and a second
 identity for approvals (`.ferry/reviewer-token`). Without `KUBECONFIG`, it also
-starts the local Kubernetes *simulator* (it plays Flux and the kubelet), so the
+starts the local Kubernetes *simulator* (it plays Flux and the kubelet; it fetches the
+config repo every `FERRY_SIMULATOR_POLL_INTERVAL` seconds, 2 by default), so the
 whole loop works on a laptop. Ctrl-C stops everything cleanly.
 """
 
@@ -295,6 +296,7 @@ async def main() -> int:
                 "--config-repo", env["FERRY_CONFIG_REPO_URL"],
                 "--port", str(base + 10),
                 "--kubeconfig-out", env["KUBECONFIG"],
+                "--poll-interval", env.get("FERRY_SIMULATOR_POLL_INTERVAL", "2"),
             ]  # fmt: skip
         else:
             argv = [sys.executable, "-m", proc.module]

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -73,3 +75,29 @@ def test_report_joins_the_figures_into_one_table(tmp_path: Path) -> None:
     assert "before" in text
     assert "after" in text
     assert table in text
+
+
+@pytest.mark.amqp
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_time_to_production_bench_runs_make_run_and_splits_a_push_into_its_parts(
+    tmp_path: Path,
+) -> None:
+    e2e = subprocess.run(
+        [
+            sys.executable, str(BENCH / "e2e.py"),
+            "--pushes", "2", "--warmup", "0", "--baseline", "1", "--parts", str(tmp_path),
+        ],
+        capture_output=True, text=True, timeout=280, check=False,
+    )  # fmt: skip
+    assert e2e.returncode == 0, e2e.stdout[-3000:] + e2e.stderr[-3000:]
+    figures = json.loads((tmp_path / "e2e.json").read_text())["figures"]
+    names = [f["name"] for f in figures]
+    assert names[0] == "p95 push --wait to rollout.succeeded in dev (2 pushes)"
+    assert figures[0]["baseline"] > 0
+    assert figures[0]["value"] > 0
+    assert figures[0]["goal"] == "< 2 s"
+    parts = [f for f in figures if f["name"].startswith("p50 part: ")]
+    assert len(parts) == 7
+    # the parts are consecutive stretches of one push: none is longer than the whole
+    assert all(0 <= f["value"] <= figures[0]["value"] for f in parts)
