@@ -54,6 +54,7 @@ bench: setup ## every benchmark, one after another, then one table (bench/result
 	rm -rf bench/results/parts
 	$(MAKE) bench-ingest BENCH_ARGS=--system
 	$(MAKE) bench-release bench-watch bench-notify bench-insights bench-history bench-e2e
+	$(MAKE) bench-release BENCH_ARGS=--mixed
 	$(UV) run python bench/report.py --readme
 
 bench-%: setup ## one benchmark: bench-ingest, bench-release, bench-watch, bench-notify, bench-insights, bench-history, bench-e2e

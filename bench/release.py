@@ -12,14 +12,17 @@ from ONE run:
 * the ratios.
 
     uv run python bench/release.py [--rate 20] [--duration 15] [--burst 200] [--baseline 20]
-        [--replicas 2] [--postgres]
+        [--replicas 2] [--postgres] [--environments dev,staging,prod] [--mixed]
 
 ``--replicas N`` runs N promotion and N git-writer processes (promotion's replicas on one
 PostgreSQL database, each replica with its own data dir) and spreads the requests over
 every promotion API; ``--postgres`` puts even one promotion on PostgreSQL, so that one and
 two replicas compare on the same database.
 
-Goals: p95 < 1 s at 20 requests/s, and 10x the baseline's throughput.
+``--mixed`` is issue 15's mixed load: 100 services x dev, staging and prod, 50 requests/s for
+60 s spread over two promotion replicas (and two git-writers), with its p99.
+
+Goals: p95 < 1 s at 20 requests/s, and 10x the baseline's throughput; p99 < 1 s mixed.
 """
 
 from __future__ import annotations
@@ -140,7 +143,7 @@ async def run_requests(
     clients: list[httpx.AsyncClient],
     outcomes: Outcomes,
     token: str,
-    targets: list[tuple[str, str]],
+    targets: list[tuple[str, str, str]],
     rate: float | None,
     timeout: float = 120,
 ) -> tuple[list[float], float, dict[str, int]]:
@@ -149,14 +152,14 @@ async def run_requests(
     headers = {"Authorization": f"Bearer {token}"}
     limit = asyncio.Semaphore(50)
 
-    async def one(i: int, service: str, artifact_id: str) -> None:
+    async def one(i: int, service: str, artifact_id: str, environment: str) -> None:
         async with limit:
             started = time.perf_counter()
             response = await clients[i % len(clients)].post(
                 "/v1/releases",
                 json={
                     "service": service,
-                    "environment": "dev",
+                    "environment": environment,
                     "intent": "release",
                     "artifactId": artifact_id,
                 },
@@ -167,12 +170,12 @@ async def run_requests(
 
     began = time.perf_counter()
     tasks = []
-    for i, (service, artifact_id) in enumerate(targets):
+    for i, (service, artifact_id, environment) in enumerate(targets):
         if rate:
             delay = began + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i, service, artifact_id)))
+        tasks.append(asyncio.create_task(one(i, service, artifact_id, environment)))
     await asyncio.gather(*tasks)
     deadline = time.perf_counter() + timeout
     while not all(r in outcomes.at for r in sent) and time.perf_counter() < deadline:
@@ -190,12 +193,12 @@ async def run_requests(
 
 
 def baseline(
-    remote: Path, work: Path, targets: list[tuple[str, str]], rate: float
+    remote: Path, work: Path, targets: list[tuple[str, str, str]], rate: float
 ) -> tuple[list[float], float]:
     """release-manager's way: per release, clone, copy the build to the env folder, commit, push."""
     latencies: list[float] = []
     began = time.perf_counter()
-    for i, (service, artifact_id) in enumerate(targets):
+    for i, (service, artifact_id, environment) in enumerate(targets):
         arrival = began + i / rate
         now = time.perf_counter()
         if now < arrival:
@@ -205,19 +208,19 @@ def baseline(
         git("config", "user.email", "release-manager@example.com", cwd=checkout)
         git("config", "user.name", "release-manager", cwd=checkout)
         source = checkout / "builds" / service / artifact_id
-        target = checkout / "environments" / "dev" / service / service
+        target = checkout / "environments" / environment / service / service
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
         shutil.copy(source / "artifact.json", target / "artifact.json")
-        for manifest in (source / "dev").iterdir():
+        for manifest in (source / environment).iterdir():
             shutil.copy(manifest, target / manifest.name)
         git("add", "-A", cwd=checkout)
         git(
             "commit",
             "--quiet",
             "-m",
-            f"[dev/{service}] release {artifact_id} by bench",
+            f"[{environment}/{service}] release {artifact_id} by bench",
             cwd=checkout,
         )
         git("push", "--quiet", "origin", "HEAD:main", cwd=checkout)
@@ -239,7 +242,28 @@ async def main() -> None:
     parser.add_argument(
         "--postgres", action="store_true", help="promotion on PostgreSQL (always with replicas)"
     )
+    parser.add_argument(
+        "--environments", default="dev", help="comma list; requests go to each in turn"
+    )
+    parser.add_argument(
+        "--mixed",
+        action="store_true",
+        help="issue 15's mixed load: 100 services x dev, staging, prod, 50 requests/s for 60 s "
+        "over 2 promotion replicas (each of those settings can still be given)",
+    )
     args = parser.parse_args()
+    if args.mixed:
+        given = set(sys.argv[1:])
+        defaults = {
+            "--services": ("services", 100),
+            "--environments": ("environments", "dev,staging,prod"),
+            "--rate": ("rate", 50.0),
+            "--duration": ("duration", 60.0),
+            "--replicas": ("replicas", 2),
+        }
+        for flag, (name, value) in defaults.items():
+            if flag not in given:
+                setattr(args, name, value)
     async with contextlib.AsyncExitStack() as stack:
         database = ""
         if args.postgres or args.replicas > 1:
@@ -329,7 +353,12 @@ async def measure(args: argparse.Namespace, database: str) -> None:
             await asyncio.sleep(0.1)
         print(f"seeded in {time.perf_counter() - seed_start:.1f} s")
 
-        order = [(s, artifacts[s][n].id) for n in range(per_service) for s in services]
+        environments = [e.strip() for e in args.environments.split(",") if e.strip()]
+        order = [
+            (s, artifacts[s][n].id, environments[(n + i) % len(environments)])
+            for n in range(per_service)
+            for i, s in enumerate(services)
+        ]
         steady_targets, burst_targets = order[:steady_n], order[steady_n : steady_n + args.burst]
         async with contextlib.AsyncExitStack() as clients_open:
             clients = [
@@ -346,7 +375,8 @@ async def measure(args: argparse.Namespace, database: str) -> None:
             )
         print(
             f"\nferry, steady {args.rate:g} req/s for {args.duration:g} s "
-            f"({len(steady_targets)} releases): {steady_kinds}"
+            f"({len(steady_targets)} releases, {args.services} services x "
+            f"{args.environments}): {steady_kinds}"
         )
         steady_tput = len(steady) / steady_span if steady_span else 0.0
         print(f"  committed {steady_tput:6.1f} releases/s   {summary(steady)}")
@@ -386,7 +416,9 @@ async def measure(args: argparse.Namespace, database: str) -> None:
     shape = (
         f", {args.replicas} replicas" if args.replicas > 1 else (", PostgreSQL" if database else "")
     )
-    report = Report("release" if not shape else f"release-{args.replicas}x")
+    report = Report(
+        "release-mixed" if args.mixed else ("release" if not shape else f"release-{args.replicas}x")
+    )
     report.add(
         f"p95 request to committed at {args.rate:g} req/s{shape}",
         percentile(steady, 95) * 1000,
@@ -405,6 +437,17 @@ async def measure(args: argparse.Namespace, database: str) -> None:
         goal=">= 10x baseline",
         met=goal_tput,
     )
+    if args.mixed:
+        report.add(
+            f"p99 request to committed, {args.services} services x {args.environments} at "
+            f"{args.rate:g} req/s for {args.duration:g} s{shape}",
+            percentile(steady, 99) * 1000,
+            "ms",
+            baseline=percentile(base_lat, 99) * 1000,
+            baseline_name="clone+commit+push",
+            goal="< 1 s (issue 15)",
+            met=percentile(steady, 99) < 1.0,
+        )
     report.save()
     shutil.rmtree(tmp, ignore_errors=True)
     stop_broker()
