@@ -12,7 +12,8 @@ What is masked:
 - query values whose name says they are secret (``?token=...``, ``&sig=...``);
 - the path of a Slack webhook (``https://hooks.slack.com/services/T/B/***``), which
   is its secret;
-- Slack tokens (``xoxb-...``, ``xapp-...``) anywhere in a text.
+- Slack tokens (``xoxb-...``, ``xapp-...``) and GitHub tokens (``ghp_...``, ``ghs_...``,
+  ``github_pat_...``) anywhere in a text.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _SECRET_NAME: Final = re.compile(
 #: a URL inside free text: stops at whitespace, quotes and angle brackets
 _URL_IN_TEXT: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{1,30}://[^\s'\"<>`]+")
 _SLACK_TOKEN: Final = re.compile(r"\b(xox[a-z]|xapp)-[A-Za-z0-9-]+")
+_GITHUB_TOKEN: Final = re.compile(r"\b(gh[pousr]|github_pat)_[A-Za-z0-9_]+")
 _SLACK_HOOKS: Final = "hooks.slack.com"
 
 
@@ -62,9 +64,12 @@ def _mask_pair(pair: str) -> str:
 
 
 def mask_secrets(text: str) -> str:
-    """``text`` with every URL in it masked (see :func:`mask_url`) and Slack tokens hidden."""
+    """``text`` with every URL in it masked (see :func:`mask_url`) and Slack and GitHub
+    tokens hidden."""
     if "://" in text:
         text = _URL_IN_TEXT.sub(lambda found: mask_url(found.group(0)), text)
     if "x" in text:
         text = _SLACK_TOKEN.sub(lambda found: f"{found.group(1)}-{MASK}", text)
+    if "_" in text:
+        text = _GITHUB_TOKEN.sub(lambda found: f"{found.group(1)}_{MASK}", text)
     return text

@@ -10,12 +10,14 @@ from datetime import timedelta
 from ferry_events import ALL_EVENT_TYPES, EventData
 from ferry_events.deadletter import DESTINATION_HEADER
 from ferry_notifier.adapters.email import Mailer, SmtpConfig
+from ferry_notifier.adapters.github import GitHubApi
 from ferry_notifier.adapters.slack import Slack, load_user_map
 from ferry_notifier.adapters.store import Store
 from ferry_notifier.adapters.templates import Renderer
 from ferry_notifier.adapters.webhook import Webhooks
 from ferry_notifier.claiming import Claimant, Claiming
 from ferry_notifier.delivery import Channels, Deliverer, RetryPolicy
+from ferry_notifier.domain.github import web_host
 from ferry_notifier.domain.notice import CONTEXT_TYPES, NOTIFIED_TYPES
 from ferry_notifier.domain.routing import (
     Destination,
@@ -24,6 +26,7 @@ from ferry_notifier.domain.routing import (
     default_routing,
     parse_routing,
 )
+from ferry_notifier.github import GitHubDeployments
 from ferry_notifier.handlers import Notifier
 from ferry_notifier.settings import NotifierSettings
 from ferry_runtime import DeadLetter, Delivery, ServiceRuntime, get_logger
@@ -42,8 +45,9 @@ def load_routing(settings: NotifierSettings) -> RoutingConfig:
     """The routing file, validated, or the built-in routing. Refuses what cannot be delivered."""
     slack = bool(settings.slack_bot_token.get_secret_value())
     email = bool(settings.smtp_url)
+    github = bool(settings.github_token.get_secret_value())
     if settings.routes_file is None:
-        return default_routing(slack=slack, email=email)
+        return default_routing(slack=slack, email=email, github=github)
     path = settings.routes_file
     try:
         text = path.read_text()
@@ -60,6 +64,7 @@ def load_routing(settings: NotifierSettings) -> RoutingConfig:
         "slack-dm": slack,
         "email": email,
         "webhook": bool(settings.webhook_secret.get_secret_value()),
+        "github": github,
     }
     for kind in sorted(routing.destination_kinds()):
         if not missing.get(kind, True):
@@ -68,14 +73,31 @@ def load_routing(settings: NotifierSettings) -> RoutingConfig:
                 "slack-dm": "FERRY_SLACK_BOT_TOKEN",
                 "email": "FERRY_SMTP_URL",
                 "webhook": "FERRY_WEBHOOK_SECRET",
+                "github": "FERRY_GITHUB_TOKEN",
             }[kind]
             raise ConfigurationError(
                 f"{path} routes events to {kind} destinations but {setting} is not set; "
                 "set it or remove those destinations"
             )
     if routing.include_defaults:
-        return default_routing(slack=slack, email=email, base=routing)
+        return default_routing(slack=slack, email=email, github=github, base=routing)
     return routing
+
+
+def _github(
+    settings: NotifierSettings, store: Store, claimant: Claimant, routing: RoutingConfig
+) -> GitHubDeployments | None:
+    """GitHub deployments when ``FERRY_GITHUB_TOKEN`` is set."""
+    token = settings.github_token.get_secret_value()
+    if not token:
+        return None
+    return GitHubDeployments(
+        GitHubApi(settings.github_api_url, token, settings.send_timeout),
+        store,
+        claimant,
+        host=web_host(settings.github_api_url),
+        protected_environments=routing.protected_environments,
+    )
 
 
 def build(settings: NotifierSettings) -> ServiceRuntime:
@@ -121,7 +143,8 @@ def build(settings: NotifierSettings) -> ServiceRuntime:
         )
     owner = settings.replica_name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     claimant = Claimant(store, Claiming(owner=owner[:128], lease=settings.claim_lease))
-    deliverer = Deliverer(store, Channels(slack, mailer, webhooks), policy, claimant)
+    github = _github(settings, store, claimant, routing)
+    deliverer = Deliverer(store, Channels(slack, mailer, webhooks, github), policy, claimant)
     runtime = ServiceRuntime(SERVICE, settings)
 
     async def dead_letter(
@@ -161,14 +184,14 @@ def build(settings: NotifierSettings) -> ServiceRuntime:
                 "slack": slack is not None,
                 "email": mailer is not None,
                 "webhook": webhooks is not None,
+                "github": github is not None,
             },
         )
 
     async def stop() -> None:
-        if slack is not None:
-            await slack.close()
-        if webhooks is not None:
-            await webhooks.close()
+        for client in (slack, webhooks, github):
+            if client is not None:
+                await client.close()
         await store.close()
 
     runtime.on_start(start)

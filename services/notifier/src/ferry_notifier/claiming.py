@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ferry_notifier.adapters.claims import THREAD, ClaimKey, Held, Taken
+from ferry_notifier.adapters.deployments import DeploymentClaim
 from ferry_notifier.adapters.store import DeliveryRecord, Store, Thread
 from ferry_runtime import get_logger
 
@@ -125,5 +126,23 @@ class Claimant:
         while True:
             found = await self._store.delivery_or_holder(event_id, destination)
             if not isinstance(found, Held):
+                return found
+            pause = await self._wait(found, pause, keep=keep)
+
+    async def deployment(self, release_id: str, repository: str, keep: Lease) -> DeploymentClaim:
+        """The claim on a release's GitHub deployment on ``repository``, under the owner of
+        the delivery ``keep``; waits while another delivery holds it."""
+        pause = self._c.poll
+        while True:
+            found = await self._store.claim_deployment(
+                release_id, repository, keep.owner, self._c.lease, siblings=self._process
+            )
+            if isinstance(found, DeploymentClaim):
+                if found.taken_over_from:
+                    log.warning(
+                        "taking over a GitHub deployment whose claim's lease ran out",
+                        repository=repository,
+                        previous_owner=found.taken_over_from,
+                    )
                 return found
             pause = await self._wait(found, pause, keep=keep)

@@ -44,6 +44,7 @@ from ferry_notifier.domain.flood import FloodPosition
 from ferry_notifier.domain.notice import Notice, Outcome
 from ferry_notifier.domain.routing import Destination
 from ferry_notifier.errors import NoRecipient, Retryable, SendError, Undeliverable
+from ferry_notifier.github import GitHubDeployments
 from ferry_runtime import TemporaryError, get_logger
 
 log = get_logger(__name__)
@@ -75,6 +76,7 @@ class Channels:
     slack: Slack | None = None
     mailer: Mailer | None = None
     webhooks: Webhooks | None = None
+    github: GitHubDeployments | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +247,10 @@ class Deliverer:
                 destination.target, encode(job.event), job.event.id, job.event.type
             )
             return Sent()
+        if kind == "github":
+            if self._channels.github is None:
+                raise Undeliverable("GitHub is not configured (set FERRY_GITHUB_TOKEN)")
+            return Sent(status=await self._channels.github.send(job.notice, lease))
         if kind == "email":
             if self._channels.mailer is None:
                 raise Undeliverable("email is not configured (set FERRY_SMTP_URL)")

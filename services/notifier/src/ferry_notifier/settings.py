@@ -31,6 +31,14 @@ class NotifierSettings(RuntimeSettings):
     email_from: str = "Ferry <ferry@localhost>"
     #: HMAC-SHA256 key for webhook signatures.
     webhook_secret: SecretStr = SecretStr("")
+    #: A GitHub token that may write deployments (``repo_deployment`` scope, or a fine-grained
+    #: token with "Deployments: write"); empty: no ``github`` destination.
+    github_token: SecretStr = SecretStr("")
+    #: GitHub's REST API; GitHub Enterprise Server: ``https://HOST/api/v3``. Repositories
+    #: are those on its web host (``api.github.com``: ``github.com``).
+    github_api_url: str = Field(
+        default="https://api.github.com", pattern=r"^https?://[^\s/]+(/\S*)?$"
+    )
     #: Events handled at once (each sends to its destinations concurrently).
     concurrency: int = Field(default=32, ge=1, le=1000)
     #: Tries per destination before it is dead-lettered.

@@ -19,6 +19,7 @@ from sqlalchemy.sql.expression import Executable
 
 from ferry_notifier.adapters import claims
 from ferry_notifier.adapters.claims import DELIVERY, THREAD, ClaimKey, Held, Taken
+from ferry_notifier.adapters.deployments import DeploymentRecords
 from ferry_notifier.adapters.floods import FloodCounter
 from ferry_notifier.adapters.tables import (
     artifacts,
@@ -78,7 +79,7 @@ def _later(now: datetime, seconds: float) -> datetime:
     return now + timedelta(seconds=seconds)
 
 
-class Store(FloodCounter):
+class Store(FloodCounter, DeploymentRecords):
     """Every record the notifier keeps."""
 
     def _save_document(self, table: Table, key: str, document: dict[str, Any]) -> Executable:

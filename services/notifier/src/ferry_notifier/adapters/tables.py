@@ -9,11 +9,13 @@
   first message of a release, and how far along the release it shows.
 - ``releases`` and ``artifacts``: what earlier events said (people, squad, links).
 - ``floods`` and ``flood_events``: runs of identical failures.
+- ``github_deployments``: per (release, repository) the GitHub Deployment created for it
+  and the furthest status set on it (see :mod:`ferry_notifier.adapters.deployments`).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -81,4 +83,19 @@ flood_events = Table(
     Column("event_id", String(128), primary_key=True),
     Column("anchor_event_id", String(128), nullable=False),
     Column("number", Integer, nullable=False),
+)
+
+github_deployments = Table(
+    "github_deployments",
+    metadata,
+    Column("release_id", String(128), primary_key=True),
+    #: ``host/owner/name``, lower case.
+    Column("repository", String(256), primary_key=True),
+    Column("deployment_id", BigInteger, nullable=False),
+    #: The furthest status set (``in_progress``, ``success``, ``failure``); empty: none yet.
+    Column("state", String(16), nullable=False, default=""),
+    Column("rank", Integer, nullable=False, default=0),
+    #: Where its statuses link (the dashboard's release page, or the config commit).
+    Column("link", Text, nullable=False, default=""),
+    Column("at", DateTime(timezone=True), nullable=False),
 )

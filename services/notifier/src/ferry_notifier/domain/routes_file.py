@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ferry_notifier.domain.github import GITHUB_EVENTS
 from ferry_notifier.domain.notice import Outcome
 
 ROLES: Final = ("author", "releaser", "approvers")
@@ -19,7 +20,7 @@ EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CHANNEL: Final = re.compile(r"^(#[a-z0-9{}_.-]+|[CGD][A-Z0-9]{6,})$")
 _PLACEHOLDERS: Final = ("{squad}", "{service}", "{environment}")
 
-DestinationKind = Literal["slack", "slack-dm", "email", "webhook", "console"]
+DestinationKind = Literal["slack", "slack-dm", "email", "webhook", "github", "console"]
 
 
 def glob(pattern: str, value: str) -> bool:
@@ -49,9 +50,9 @@ def _check_destination(value: str) -> str:
     kind, _, target = value.partition(":")
     expected = (
         "expected one of slack:#channel, slack-dm:author|releaser|approvers|<email>, "
-        "email:author|releaser|approvers|<address>, webhook:<http(s) URL>, console"
+        "email:author|releaser|approvers|<address>, webhook:<http(s) URL>, github, console"
     )
-    if value == "console":
+    if value in ("console", "github"):
         return value
     if kind == "slack":
         if not _CHANNEL.fullmatch(target):
@@ -246,7 +247,7 @@ def parse_routing(text: str, source: str = "routes file") -> RoutingConfig:
 
 
 def default_routing(
-    *, slack: bool, email: bool, base: RoutingConfig | None = None
+    *, slack: bool, email: bool, github: bool = False, base: RoutingConfig | None = None
 ) -> RoutingConfig:
     """The built-in routing, for when no routing file is given (or it says
     ``include_defaults: true``: then its own rules follow the built-in ones, which use
@@ -255,7 +256,8 @@ def default_routing(
     The author and the releaser hear about their releases (Slack DM when Slack
     is configured, else email when SMTP is); approvers hear about approval
     requests; failures in protected environments go to the squad's alert
-    channel; everything is printed on the console.
+    channel; with GitHub (``FERRY_GITHUB_TOKEN``), every release becomes a GitHub
+    Deployment on its application's repository; everything is printed on the console.
     """
     personal = "slack-dm" if slack else "email" if email else ""
     routes: list[Rule] = []
@@ -288,6 +290,14 @@ def default_routing(
                 name="failures in protected environments alert the squad",
                 match=Match(outcomes=(Outcome.FAILURE,), protected=True),
                 to=(f"slack:{config.alerts_channel}",),
+            )
+        )
+    if github:
+        routes.append(
+            Rule(
+                name="releases are GitHub deployments",
+                match=Match(events=GITHUB_EVENTS),
+                to=("github",),
             )
         )
     routes.append(Rule(name="everything on the console", to=("console",)))

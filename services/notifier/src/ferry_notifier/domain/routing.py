@@ -12,6 +12,9 @@ The file (``FERRY_ROUTES_FILE``) is YAML::
       - name: deploys channel
         match: {events: ["release.*", "rollout.*"], environments: [prod]}
         to: ["slack:#deploys", "slack-dm:author", "email:releaser", "console"]
+      - name: GitHub deployments
+        match: {events: [release.committed, release.failed, "rollout.*"]}
+        to: [github]
     mutes:
       - {person: jane@example.com, events: ["rollout.started"]}
 
@@ -120,6 +123,8 @@ def _expand(spec: str, notice: Notice, config: RoutingConfig) -> list[Destinatio
     kind, _, target = spec.partition(":")
     if kind == "console":
         return [Destination("console")]
+    if kind == "github":
+        return [Destination("github")]
     if kind == "webhook":
         return [Destination("webhook", target)]
     if kind == "slack":
