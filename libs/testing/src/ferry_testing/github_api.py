@@ -18,7 +18,6 @@ the next calls with that status (``403``/``429`` carry ``Retry-After``, or
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections import deque
@@ -85,7 +84,7 @@ class GitHubApi:
         self._deployments: dict[int, Deployment] = {}
         self._ids = itertools.count(1001)
         self._faults: deque[_Fault] = deque()
-        self._changed = asyncio.Event()
+        self._refusal: str | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -108,6 +107,11 @@ class GitHubApi:
         for _ in range(times):
             self._faults.append(_Fault(status, retry_after, rate_reset_in))
 
+    def refuse(self, message: str | None) -> None:
+        """Answer every call ``400`` with this message (None: stop), as a hostile or broken
+        proxy in front of GitHub might, echoing what it was sent."""
+        self._refusal = message
+
     # ------------------------------------------------------------------ reading
 
     @property
@@ -122,13 +126,6 @@ class GitHubApi:
     def deployments(self, full_name: str) -> list[Deployment]:
         """The deployments of a repository, oldest first."""
         return [d for d in self._deployments.values() if d.repository == full_name.lower()]
-
-    async def wait_until(self, check: Any, *, timeout: float = 15.0) -> None:
-        """Wait until ``check()`` is true, looking again after every call."""
-        async with asyncio.timeout(timeout):
-            while not check():
-                self._changed.clear()
-                await self._changed.wait()
 
     # ------------------------------------------------------------------ serving
 
@@ -148,7 +145,6 @@ class GitHubApi:
     def _answer(self, call: GitHubCall, body: Any, status: int, **headers: str) -> web.Response:
         call.status = status
         self.calls.append(call)
-        self._changed.set()
         return web.json_response(body, status=status, headers=headers)
 
     async def _checked(self, request: web.Request) -> tuple[GitHubCall, web.Response | None]:
@@ -162,6 +158,11 @@ class GitHubApi:
         call = GitHubCall(
             request.method, request.path_qs, body, time.monotonic(), headers=dict(request.headers)
         )
+        if self._refusal is not None:
+            echoed = self._refusal.replace(
+                "{authorization}", request.headers.get("Authorization", "")
+            )
+            return call, self._answer(call, {"message": echoed}, 400)
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return call, self._answer(call, {"message": "Bad credentials"}, 401)
         if request.headers.get("Accept") != "application/vnd.github+json":

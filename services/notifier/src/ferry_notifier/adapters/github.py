@@ -26,6 +26,7 @@ from urllib.parse import quote
 import aiohttp
 
 from ferry_events import mask_secrets
+from ferry_events.redact import MASK
 from ferry_notifier.domain.github import Repository
 from ferry_notifier.errors import Retryable, Undeliverable
 
@@ -33,8 +34,9 @@ API_VERSION: Final = "2022-11-28"
 
 
 def _retry_after(status: int, headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait when this answer is a rate limit; None: it is not one."""
-    raw = headers.get("Retry-After")
+    """Seconds to wait when this answer is a rate limit; None: it is not one (``headers``
+    with lower-case names)."""
+    raw = headers.get("retry-after")
     if raw is not None:
         try:
             return max(float(raw), 0.0)
@@ -70,6 +72,7 @@ class GitHubApi:
 
     def __init__(self, api_url: str, token: str, timeout: float) -> None:
         self._base = api_url.rstrip("/")
+        self._token = token
         self._headers = {
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": API_VERSION,
@@ -78,6 +81,11 @@ class GitHubApi:
         }
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+
+    def _masked(self, text: str) -> str:
+        """``text`` without the token, whatever its form (GitHub may echo what it was sent)."""
+        text = text.replace(self._token, MASK) if self._token else text
+        return mask_secrets(text)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -104,10 +112,10 @@ class GitHubApi:
         try:
             async with self._client().request(method, url, json=body, params=params) as response:
                 status = response.status
-                headers = dict(response.headers.items())
+                headers = {k.lower(): v for k, v in response.headers.items()}
                 raw = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Retryable(f"GitHub {what}: {mask_secrets(repr(exc))}") from exc
+            raise Retryable(f"GitHub {what}: {self._masked(repr(exc))}") from exc
         if 200 <= status < 300:
             try:
                 return json.loads(raw) if raw else None
@@ -115,7 +123,7 @@ class GitHubApi:
                 raise Retryable(
                     f"GitHub {what}: HTTP {status} with a body that is not JSON"
                 ) from exc
-        message = mask_secrets(_message(raw))
+        message = self._masked(_message(raw))
         if status in (403, 429):
             wait = _retry_after(status, headers)
             if wait is not None:
