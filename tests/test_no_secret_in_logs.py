@@ -3,10 +3,10 @@ carrying a token, the JSON logs captured and searched.
 
 The tokens sit where operators put them: a broker password, ``https://TOKEN@forge/...``
 and ``https://user:TOKEN@forge/...`` config repo remotes, a database password, the
-user part of a Slack API URL, an SMTP password and the Slack bot token. The config
-repo is served over smart HTTP, so the remotes with tokens really are fetched and
-pushed; then the forge refuses every request with a message that echoes the URL,
-so git's own stderr, as git-writer and promotion show it, carries the tokens too.
+user part of a Slack API URL, an SMTP password, the Slack bot token and the GitHub
+token. The config repo is served over smart HTTP, so the remotes with tokens really
+are fetched and pushed; then the forge refuses every request with a message that echoes
+the URL, so git's own stderr, as git-writer and promotion show it, carries the tokens too.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ferry_kube_sim import KubeApiServer
 from ferry_testing import BrokerNamespace, EventTap, ServiceProcess, make_bare_remote
 from ferry_testing.broker_users import broker_user
 from ferry_testing.git_http import GitHttpServer
+from ferry_testing.github_api import GitHubApi
 from ferry_testing.mail import MailServer
 from ferry_testing.slack_api import SlackApi
 
@@ -83,6 +84,7 @@ async def test_a_token_in_each_url_setting_is_absent_from_every_log_line(
         for name in ("amqp", "writer", "promotion", "database", "slackurl", "smtp")
     }
     bot_token = f"xoxb-{secrets.token_hex(8)}"
+    github_token = f"ghp_{secrets.token_hex(12)}"
     make_bare_remote(tmp_path / "forge" / "config.git")
     database_url = postgres_url.replace("@", f":{token['database']}@", 1)
     processes: dict[str, ServiceProcess] = {}
@@ -92,6 +94,7 @@ async def test_a_token_in_each_url_setting_is_absent_from_every_log_line(
         SlackApi() as slack,
         MailServer("mailer", token["smtp"]) as mail,
         KubeApiServer() as kube,
+        GitHubApi(token=github_token) as github,
     ):
         writer_remote = forge.url("config.git", userinfo=f"ci:{token['writer']}")
         promotion_remote = forge.url("config.git", userinfo=token["promotion"])
@@ -117,6 +120,8 @@ async def test_a_token_in_each_url_setting_is_absent_from_every_log_line(
                 "FERRY_SMTP_URL": mail.url,
                 "FERRY_SLACK_API_URL": slack_url,
                 "FERRY_SLACK_BOT_TOKEN": bot_token,
+                "FERRY_GITHUB_TOKEN": github_token,
+                "FERRY_GITHUB_API_URL": github.base_url,
             },
             "cluster-watcher": {
                 "KUBECONFIG": str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
@@ -159,7 +164,7 @@ async def test_a_token_in_each_url_setting_is_absent_from_every_log_line(
         assert service_lines, f"{service} logged nothing"
         for line in service_lines:
             json.loads(line)  # every line is a JSON log line
-            for name, secret in {**token, "bot": bot_token}.items():
+            for name, secret in {**token, "bot": bot_token, "github": github_token}.items():
                 assert secret not in line, f"{service} logged the {name} token: {line}"
     # and what was masked is still there to read
     writer = _starting_settings(processes["git-writer"])
@@ -171,6 +176,7 @@ async def test_a_token_in_each_url_setting_is_absent_from_every_log_line(
     notifier = _starting_settings(processes["notifier"])
     assert notifier["smtp_url"] == mail.url.replace(token["smtp"], "***")
     assert notifier["slack_api_url"] == slack.base_url.replace("http://", "http://ferry:***@")
+    assert notifier["github_token"] == "***"
     for service in MODULES:
         settings = _starting_settings(processes[service])
         assert str(settings["amqp_url"]).endswith(":***@127.0.0.1:5672/"), service

@@ -59,6 +59,14 @@ def test_slack_tokens_are_masked_anywhere() -> None:
     assert masked == "invalid_auth for xoxb-*** and xapp-***"
 
 
+def test_github_tokens_are_masked_anywhere() -> None:
+    masked = mask_secrets(
+        "Bad credentials for ghp_16C7e42F292c6912E7710c838347Ae178B4a, "
+        "github_pat_11ABCDEFG0_abcdefXYZ and ghs_abc123 in my_var"
+    )
+    assert masked == "Bad credentials for ghp_***, github_pat_*** and ghs_*** in my_var"
+
+
 def test_text_without_secrets_is_unchanged() -> None:
     text = "cannot fetch the config repo from /srv/config.git: exit code 128 (box://)"
     assert mask_secrets(text) == text

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from ferry_notifier.adapters.github import GitHubApi as Client
+from ferry_notifier.bootstrap import ConfigurationError, load_routing
 from ferry_notifier.domain.github import (
     NotGitHub,
     Repository,
@@ -31,6 +33,7 @@ from ferry_notifier.domain.routing import (
     route,
 )
 from ferry_notifier.errors import Retryable, Undeliverable
+from ferry_notifier.settings import NotifierSettings
 from ferry_testing.github_api import GitHubApi
 
 # --------------------------------------------------------------------------- the repository
@@ -330,3 +333,12 @@ async def test_an_unreachable_github_is_retried_and_a_token_it_echoes_is_masked(
             await gone.create_deployment(REPO, _body())
     finally:
         await gone.close()
+
+
+def test_a_routing_file_naming_github_needs_the_token(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes:\n  - to: [github]\n")
+    with pytest.raises(ConfigurationError, match="FERRY_GITHUB_TOKEN is not set"):
+        load_routing(NotifierSettings(routes_file=routes))
+    routing = load_routing(NotifierSettings(routes_file=routes, github_token="ghp_x"))
+    assert [rule.to for rule in routing.routes] == [("github",)]
