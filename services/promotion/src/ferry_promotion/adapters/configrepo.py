@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ferry_events import DNS_LABEL, ArtifactSpec, is_safe_segment
+from ferry_promotion.adapters.coalesce import Coalesced
 from ferry_promotion.adapters.gitcli import GitError, parse_trailers, run_git
 from ferry_promotion.domain.decision import HistoryEntry
 from ferry_promotion.domain.environments import DEFAULT_ENVIRONMENTS
@@ -61,6 +62,7 @@ class ConfigReader:
         self._history_cache: dict[str, list[HistoryEntry]] = {}
         self._history_head: str | None = None
         self._history_limit = 0
+        self._remote_head = Coalesced(self._ls_remote, "ls-remote")
 
     @property
     def snapshot(self) -> Snapshot:
@@ -89,7 +91,11 @@ class ConfigReader:
         return await self.refresh(force=True)
 
     async def remote_head(self) -> str | None:
-        """The commit the remote's branch is at now (one ``git ls-remote``; None: no commits)."""
+        """The commit the remote's branch is at now (None: no commits), from a ``git
+        ls-remote`` that started after this call; calls made at once share one."""
+        return await self._remote_head()
+
+    async def _ls_remote(self) -> str | None:
         _, heads = await run_git("ls-remote", "origin", f"refs/heads/{self.branch}", cwd=self.path)
         return heads.split()[0] if heads.strip() else None
 
