@@ -81,8 +81,22 @@ class MemoryReleases:
                 r.status == Status.REQUESTED
                 and r.waiting_since
                 and r.waiting_since <= chain_wait_started_before
+                and r.due_at is None
             )
         ]
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Release]:
+        due = sorted(
+            (
+                r
+                for r in self.s.releases.values()
+                if r.status == Status.REQUESTED and r.due_at is not None and r.due_at <= now
+            ),
+            key=lambda r: r.due_at or now,
+        )[:limit]
+        for r in due:
+            self.s.releases[r.release_id] = dataclasses.replace(r, due_at=lease_until)
+        return due
 
     async def waiting_for(self, service: str, artifact_id: str) -> list[Release]:
         return [
@@ -157,12 +171,18 @@ class MemoryRollouts:
         key = (fact.environment, fact.service, fact.artifact_id)
         known = self.s.rollouts.get(key)
         succeeded_at = fact.observed_at if fact.status == "succeeded" else None
+        failed_at = fact.observed_at if fact.status == "failed" else None
         if known is None:
-            self.s.rollouts[key] = dataclasses.replace(fact, succeeded_at=succeeded_at)
+            self.s.rollouts[key] = dataclasses.replace(
+                fact, succeeded_at=succeeded_at, failed_at=failed_at
+            )
             return True
         newer = fact.observed_at > known.observed_at
         kept = known.succeeded_at or succeeded_at
-        self.s.rollouts[key] = dataclasses.replace(fact if newer else known, succeeded_at=kept)
+        failed = max((t for t in (known.failed_at, failed_at) if t is not None), default=None)
+        self.s.rollouts[key] = dataclasses.replace(
+            fact if newer else known, succeeded_at=kept, failed_at=failed
+        )
         return newer
 
 

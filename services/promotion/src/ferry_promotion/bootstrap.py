@@ -26,6 +26,7 @@ from ferry_promotion.adapters.db import Store
 from ferry_promotion.adapters.db import now as utc_now
 from ferry_promotion.adapters.gitcli import GitError, run_git
 from ferry_promotion.adapters.outbox import OutboxRelay
+from ferry_promotion.adapters.prometheus import PrometheusMetrics
 from ferry_promotion.adapters.queries import SqlReadModel
 from ferry_promotion.adapters.slack.responder import SLACK_HOOKS_ORIGIN, ResponseUrlPoster
 from ferry_promotion.adapters.slack.state import SqlFollowUps, SqlReplays
@@ -46,6 +47,7 @@ from ferry_promotion.service_layer.requesting import Requests
 from ferry_promotion.service_layer.resolving import Resolver
 from ferry_promotion.service_layer.results import Results
 from ferry_promotion.service_layer.safety import Safety
+from ferry_promotion.service_layer.soaking import Soaks
 from ferry_promotion.service_layer.unit_of_work import UnitOfWork
 from ferry_promotion.service_layer.views import Views
 from ferry_promotion.settings import PromotionSettings
@@ -70,6 +72,7 @@ class PromotionService:
     policies: Policies
     decider: Decider
     expiry: Expiry
+    soaks: Soaks
     consumers: Consumers
     relay: OutboxRelay
     chatops: ChatOps
@@ -86,6 +89,14 @@ class PromotionService:
             processed_before=moment - timedelta(days=self.settings.inbox_retention_days),
         )
 
+    async def _on_clock(self) -> None:
+        """Expire what waited too long, then decide the soaks that ended (each whatever the
+        other did)."""
+        try:
+            await self.expiry.expire()
+        finally:
+            await self.soaks.wake()
+
     def _spawn(self, job: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(job, name=name))
 
@@ -93,7 +104,7 @@ class PromotionService:
         self.relay.start()
         self.chatops.start()
         interval = self.settings.expiry_check_interval
-        self._spawn(housekeeping(interval, self.expiry.expire, self._purge), "expiry")
+        self._spawn(housekeeping(interval, self._on_clock, self._purge), "expiry")
         self._spawn(self.reader.keep_fresh(), "config-refresh")
         self._spawn(self.tokens.keep_fresh(), "tokens-refresh")
 
@@ -164,13 +175,19 @@ async def build(
         return SqlAlchemyUnitOfWork(store)
 
     read = SqlReadModel(store)
-    decider = Decider(uow, Resolver(reader, read), read, tokens, clock=clock)
+    metrics = (
+        PrometheusMetrics(settings.prometheus_url, timeout=settings.prometheus_timeout)
+        if settings.prometheus_url
+        else None
+    )
+    decider = Decider(uow, Resolver(reader, read), read, tokens, clock=clock, metrics=metrics)
     expiry = Expiry(uow, clock=clock, chain_wait=timedelta(seconds=settings.chain_wait_seconds))
     requests = Requests(uow, reader, read, decider, clock=clock)
     views = Views(read, reader)
     policies = Policies(uow, reader)
     safety = Safety(uow, reader, clock=clock)
     consumers = Consumers(requests, decider, Results(uow, decider), policies, safety)
+    soaks = Soaks(uow, decider, clock=clock, ordered=consumers.ordered)
 
     async def publish(event: CloudEvent) -> None:
         await runtime.publisher.publish(event)
@@ -188,6 +205,7 @@ async def build(
         policies,
         decider,
         expiry,
+        soaks,
         consumers,
         relay,
         chatops,

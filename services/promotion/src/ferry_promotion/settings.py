@@ -30,8 +30,14 @@ class PromotionSettings(RuntimeSettings):
     consumer_concurrency: int = Field(default=4, ge=1, le=64)
     #: How long a promotion-chain request waits for the rollout result before it is rejected.
     chain_wait_seconds: float = Field(default=1800.0, gt=0)
-    #: How often approvals and chain waits are checked for expiry (seconds).
+    #: How often approvals and chain waits are checked for expiry, and ended soaks decided
+    #: (seconds).
     expiry_check_interval: float = Field(default=5.0, gt=0)
+    #: Prometheus's base URL, for the checks of policy ``verification`` (empty: none, and a
+    #: request such a check gates is rejected saying so).
+    prometheus_url: str = ""
+    #: Seconds a Prometheus query may take in all before the check fails.
+    prometheus_timeout: float = Field(default=10.0, gt=0, le=120)
     #: Days relayed outbox rows are kept (for inspection), and processed event ids (dedup).
     outbox_retention_days: float = Field(default=7.0, gt=0)
     inbox_retention_days: float = Field(default=30.0, gt=0)

@@ -63,6 +63,7 @@ releases = sa.Table(
     sa.Column("exclude_author", sa.Boolean, nullable=False, default=False),
     sa.Column("expires_at", _TS),
     sa.Column("waiting_since", _TS),
+    sa.Column("due_at", _TS),
     sa.Column("correlation_id", sa.String(128), nullable=False),
     sa.Column("request_event_id", sa.String(128)),
     sa.Column("superseded_by", sa.String(128)),
@@ -70,6 +71,7 @@ releases = sa.Table(
     sa.Column("sequence", sa.Integer),
     sa.Index("ix_releases_service_env", "service", "environment", "status"),
     sa.Index("ix_releases_status", "status"),
+    sa.Index("ix_releases_due", "due_at"),
 )
 
 timeline = sa.Table(
@@ -106,6 +108,7 @@ rollouts = sa.Table(
     sa.Column("release_id", sa.String(128), nullable=False, default=""),
     sa.Column("observed_at", _TS, nullable=False),
     sa.Column("succeeded_at", _TS),
+    sa.Column("failed_at", _TS),
 )
 
 artifacts = sa.Table(

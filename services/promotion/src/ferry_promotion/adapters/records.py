@@ -39,6 +39,7 @@ def release_of(row: RowMapping) -> Release:
         exclude_author=bool(row["exclude_author"]),
         expires_at=utc(row["expires_at"]),
         waiting_since=utc(row["waiting_since"]),
+        due_at=utc(row["due_at"]),
         request_event_id=row["request_event_id"],
         superseded_by=row["superseded_by"],
         config_commit=row["config_commit"],
@@ -69,6 +70,7 @@ def rollout_of(row: RowMapping) -> Rollout:
         reason=row["reason"],
         release_id=row["release_id"],
         succeeded_at=utc(row["succeeded_at"]),
+        failed_at=utc(row["failed_at"]),
     )
 
 

@@ -83,9 +83,30 @@ class SqlReleases:
                 sa.and_(
                     releases.c.status == Status.REQUESTED.value,
                     releases.c.waiting_since <= chain_wait_started_before,
+                    releases.c.due_at.is_(None),  # a soak ends on its own clock
                 ),
             )
         )
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Release]:
+        """Waiting requests due by ``now``, each moved to ``lease_until`` so that no other
+        replica takes it meanwhile (rows another replica holds are skipped on PostgreSQL)."""
+        query = (
+            sa.select(releases)
+            .where(releases.c.status == Status.REQUESTED.value, releases.c.due_at <= now)
+            .order_by(releases.c.due_at)
+            .limit(limit)
+        )
+        if self.conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        found = [release_of(r) for r in (await self.conn.execute(query)).mappings()]
+        if found:
+            await self.conn.execute(
+                releases.update()
+                .where(releases.c.release_id.in_([r.release_id for r in found]))
+                .values(due_at=lease_until)
+            )
+        return found
 
     async def waiting_for(self, service: str, artifact_id: str) -> list[Release]:
         return await self._where(
@@ -204,6 +225,7 @@ class SqlRollouts:
         """
         existing = await self.get(fact.environment, fact.service, fact.artifact_id)
         succeeded_at = fact.observed_at if fact.status == "succeeded" else None
+        failed_at = fact.observed_at if fact.status == "failed" else None
         if existing is None:
             await self.conn.execute(
                 rollouts.insert().values(
@@ -215,12 +237,15 @@ class SqlRollouts:
                     release_id=fact.release_id,
                     observed_at=fact.observed_at,
                     succeeded_at=succeeded_at,
+                    failed_at=failed_at,
                 )
             )
             return True
         values: dict[str, Any] = {}
         if existing.succeeded_at is None and succeeded_at is not None:
             values["succeeded_at"] = succeeded_at
+        if failed_at is not None and (existing.failed_at is None or failed_at > existing.failed_at):
+            values["failed_at"] = failed_at
         newer = fact.observed_at > existing.observed_at or (
             fact.observed_at == existing.observed_at
             and fact.status != "started"

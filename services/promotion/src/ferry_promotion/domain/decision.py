@@ -3,19 +3,21 @@
 The caller gathers the facts (the policy, the environments, what runs where,
 rollout results, approvals granted so far, the clock) and :func:`evaluate`
 says what to do: reject (naming every policy that failed and why), wait for a
-rollout result, wait for approvals, or approve.
+rollout result or the end of a soak, measure first (a ``verification`` check), wait
+for approvals, or approve.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from ferry_events import Intent, PolicyViolation
 from ferry_promotion.domain.environments import Environments
-from ferry_promotion.domain.policies import ApprovalRule, Policy
+from ferry_promotion.domain.policies import ApprovalRule, Policy, Verification
 from ferry_promotion.domain.safety import Halt, Mark, safety_violations
+from ferry_promotion.domain.verification import Measurement, gate
 
 
 class Status(StrEnum):
@@ -35,6 +37,8 @@ class Outcome(StrEnum):
     WAIT_FOR_ROLLOUT = "wait-for-rollout"
     AWAIT_APPROVAL = "await-approval"
     APPROVE = "approve"
+    #: every policy passes but a ``verification`` check is not measured yet: measure, decide again
+    MEASURE = "measure"
 
 
 class RolloutState(StrEnum):
@@ -74,6 +78,8 @@ class Candidate:
     reason: str = ""
     #: a rollback the policy asked for (``autoRollback``) after a failed rollout
     auto_rollback: bool = False
+    #: the environment a promote takes its artifact from
+    promoted_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +91,18 @@ class Facts:
     running_artifact: str | None = None
     previous_rollout: RolloutState = RolloutState.NONE
     previous_rollout_reason: str = ""
+    #: when the artifact first rolled out successfully in the environment before
+    previous_succeeded_at: datetime | None = None
+    #: when its rollout there last failed (a crash after the success counts)
+    previous_failed_at: datetime | None = None
     approvers: tuple[Person, ...] = ()
     policy_error: str | None = None
     #: the halt that stops the environment (``halts.yaml``), if any
     halt: Halt | None = None
     #: the mark on the candidate artifact (``rejected/<service>.yaml``), if any
     mark: Mark | None = None
+    #: what the ``verification`` check gating this request measured (None: not yet)
+    measured: Measurement | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +110,10 @@ class Verdict:
     outcome: Outcome
     violations: tuple[PolicyViolation, ...] = ()
     detail: str = ""
+    #: when a soak ends: the request is decided again then (``WAIT_FOR_ROLLOUT``)
+    due_at: datetime | None = None
+    #: the check to measure before deciding again (``MEASURE``)
+    verification: Verification | None = None
     approval_rule: ApprovalRule | None = None
     approvals_missing: int = 0
     freeze_overridden: str = ""
@@ -162,6 +178,47 @@ def _chain(candidate: Candidate, policy: Policy, facts: Facts) -> PolicyViolatio
             f"{candidate.environment} accepts only what did (release it to {previous.name} first)"
         )
     return PolicyViolation(policy="promotion-chain", message=message)
+
+
+def _soak(
+    candidate: Candidate, policy: Policy, facts: Facts
+) -> PolicyViolation | tuple[str, datetime] | None:
+    """After a satisfied promotion chain: a violation (it failed there since), a wait reason
+    with the end of the soak, or None when the artifact has soaked long enough."""
+    soak = policy.soak(candidate.environment)
+    previous = facts.environments.previous(candidate.environment)
+    since = facts.previous_succeeded_at
+    if soak is None or previous is None or since is None:
+        return None
+    failed = facts.previous_failed_at
+    if failed is not None and failed >= since:
+        why = f": {facts.previous_rollout_reason}" if facts.previous_rollout_reason else ""
+        return PolicyViolation(
+            policy="soak",
+            message=(
+                f"{candidate.artifact_id} failed in {previous.name} at "
+                f"{failed:%Y-%m-%d %H:%M:%S} UTC{why}, after it rolled out there; "
+                f"{candidate.environment} accepts only what ran there for {_span(soak)} "
+                "without a failure"
+            ),
+        )
+    ends = since + soak
+    if facts.now < ends:
+        return (
+            f"{candidate.artifact_id} soaks in {previous.name} until {ends:%Y-%m-%d %H:%M:%S} "
+            f"UTC ({_span(soak)} after it rolled out there; soak of {candidate.environment})",
+            ends,
+        )
+    return None
+
+
+def _span(duration: timedelta) -> str:
+    seconds = int(duration.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    parts.append(f"{seconds}s" if seconds or not any(parts) else "")
+    return "".join(parts)
 
 
 def _gatekeeping(candidate: Candidate, policy: Policy, facts: Facts) -> list[PolicyViolation]:
@@ -262,8 +319,9 @@ def evaluate(candidate: Candidate, policy: Policy, facts: Facts) -> Verdict:
     Releasing what already runs is a no-op, rejected as ``already-running``.
     Otherwise every failing policy is named (a halt of the environment and a mark
     on the artifact first); with none, a promotion chain
-    still waiting for the environment before makes the request wait, missing
-    approvals make it await approval, and else it is approved. An auto-rollback (policy
+    still waiting for the environment before, or a soak not over yet, makes the request
+    wait; a ``verification`` check not measured yet asks for the measurement (and a
+    failed one rejects); missing approvals make it await approval, and else it is approved. An auto-rollback (policy
     ``autoRollback``) puts back what ran before a failure: it needs no approval and no
     freeze window stops it.
     """
@@ -283,8 +341,10 @@ def evaluate(candidate: Candidate, policy: Policy, facts: Facts) -> Verdict:
     violations = safety_violations(candidate.intent, candidate.environment, facts.halt, facts.mark)
     violations += _gatekeeping(candidate, policy, facts) + _branches(candidate, policy)
     chain = _chain(candidate, policy, facts)
-    if isinstance(chain, PolicyViolation):
-        violations.append(chain)
+    soak = _soak(candidate, policy, facts) if chain is None else None
+    for found in (chain, soak):
+        if isinstance(found, PolicyViolation):
+            violations.append(found)
     frozen, overridden = _freezes(candidate, policy, facts)
     violations += frozen
     notes = (f"freeze overridden by an admin: {overridden}",) if overridden else ()
@@ -292,6 +352,23 @@ def evaluate(candidate: Candidate, policy: Policy, facts: Facts) -> Verdict:
         return Verdict(Outcome.REJECT, tuple(violations), notes=notes)
     if isinstance(chain, str):
         return Verdict(Outcome.WAIT_FOR_ROLLOUT, detail=chain, notes=notes)
+    if isinstance(soak, tuple):
+        reason, ends = soak
+        return Verdict(Outcome.WAIT_FOR_ROLLOUT, detail=reason, due_at=ends, notes=notes)
+    check = gate(
+        policy,
+        facts.environments,
+        environment=candidate.environment,
+        intent=candidate.intent,
+        promoted_from=candidate.promoted_from,
+    )
+    if check is not None:
+        if facts.measured is None or facts.measured.environment != check.environment:
+            return Verdict(Outcome.MEASURE, verification=check, notes=notes)
+        if not facts.measured.passed:
+            violation = PolicyViolation(policy="verification", message=facts.measured.message)
+            return Verdict(Outcome.REJECT, (violation,), notes=notes)
+        notes = (*notes, f"verification passed: {facts.measured.message}")
     approval = None if candidate.auto_rollback else policy.approval_rule(candidate.environment)
     if approval is not None:
         granted = count_approvals(

@@ -80,6 +80,7 @@ def rejection(
             "status": Status.REJECTED.value,
             "violations": [v.to_wire() for v in violations],
             "waiting_since": None,
+            "due_at": None,
             **values,
         },
         notes=(
@@ -115,14 +116,22 @@ def effects_of(
         # a promote without fromEnvironment shows where it was resolved to come from
         common["from_environment"] = promoted_from
     first = tuple(Line(release.status, "", note) for note in verdict.notes)
+    assert verdict.outcome is not Outcome.MEASURE, "measure first, then decide again"
     if verdict.outcome is Outcome.REJECT:
         found = rejection(release, list(verdict.violations), artifact=artifact, **common)
         return found.after(first)
     if verdict.outcome is Outcome.WAIT_FOR_ROLLOUT:
         if release.waiting_since is not None:
-            return Effects(notes=first)
+            if release.due_at == verdict.due_at:
+                return Effects(notes=first)
+            # from waiting for a rollout result to soaking (or the soak moved): a new due time
+            return Effects(
+                values={"due_at": verdict.due_at},
+                notes=(*first, Line(Status.REQUESTED, "", verdict.detail)),
+                decided=Decided(Status.REQUESTED.value, artifact.id, detail=verdict.detail),
+            )
         return Effects(
-            values={"waiting_since": now, **common},
+            values={"waiting_since": now, "due_at": verdict.due_at, **common},
             notes=(*first, Line(Status.REQUESTED, "", verdict.detail)),
             decided=Decided(Status.REQUESTED.value, artifact.id, detail=verdict.detail),
         )
@@ -151,6 +160,7 @@ def effects_of(
             "status": Status.APPROVED.value,
             "namespace": namespace,
             "waiting_since": None,
+            "due_at": None,
             **common,
         },
         notes=(*first, Line(Status.APPROVED, ReleaseApproved.event_type, detail)),
@@ -182,6 +192,7 @@ def _awaiting_approval(  # noqa: PLR0917 - the decision's whole context
             "exclude_author": rule.exclude_author,
             "expires_at": expires_at,
             "waiting_since": None,
+            "due_at": None,
             "namespace": namespace,
             **common,
         },

@@ -39,7 +39,15 @@ from ferry_promotion.domain.yamldoc import (
     validate_document,
 )
 
-__all__ = ["DEFAULT_APPROVAL_EXPIRY", "FreezeWindow", "Weekday", "WeeklyWindow", "parse_duration"]
+__all__ = [
+    "DEFAULT_APPROVAL_EXPIRY",
+    "FreezeWindow",
+    "PrometheusCheck",
+    "Verification",
+    "Weekday",
+    "WeeklyWindow",
+    "parse_duration",
+]
 
 
 class AutoRelease(PolicyModel):
@@ -83,14 +91,67 @@ class BranchRestriction(PolicyModel):
 
 
 class PromotionChain(PolicyModel):
-    """Each listed environment accepts only what rolled out successfully in the one before it."""
+    """Each listed environment accepts only what rolled out successfully in the one before it
+    (with ``soak``: at least that long ago, with no failed rollout of it there since)."""
 
     environments: list[str] = Field(min_length=1)
+    soak: timedelta | None = None
 
     @field_validator("environments")
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
         return [environment_name(v) for v in value]
+
+    @field_validator("soak", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @field_serializer("soak")
+    def _seconds(self, value: timedelta | None) -> int | None:
+        return None if value is None else int(value.total_seconds())
+
+
+class PrometheusCheck(PolicyModel):
+    """A PromQL query every sample of which, over the last ``for``, stays within the bounds."""
+
+    query: str = Field(min_length=1, max_length=2000)
+    maximum: float | None = Field(default=None, alias="max", allow_inf_nan=False)
+    minimum: float | None = Field(default=None, alias="min", allow_inf_nan=False)
+    window: timedelta = Field(alias="for")
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a query must say something (a PromQL expression)")
+        return value
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @field_serializer("window")
+    def _seconds(self, value: timedelta) -> int:
+        return int(value.total_seconds())
+
+    @model_validator(mode="after")
+    def _bounded(self) -> PrometheusCheck:
+        if self.maximum is None and self.minimum is None:
+            raise ValueError("a check needs max, min or both (the bound every sample must keep)")
+        if self.maximum is not None and self.minimum is not None and self.minimum > self.maximum:
+            raise ValueError(f"min ({self.minimum}) is above max ({self.maximum})")
+        return self
+
+
+class Verification(PolicyModel):
+    """Nothing is promoted out of ``environment`` unless its ``prometheus`` check holds."""
+
+    environment: str
+    prometheus: PrometheusCheck
+
+    _env = field_validator("environment")(environment_name)
 
 
 class ApprovalRule(PolicyModel):
@@ -129,10 +190,16 @@ class Policy(PolicyModel):
     #: Roll back in git, to the last release that rolled out successfully, when the release
     #: that runs in one of these environments fails to roll out there.
     auto_rollback: list[AutoRollback] = Field(default_factory=list)
+    #: Checks against Prometheus before anything is promoted out of an environment.
+    verification: list[Verification] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_rule_per_env(self) -> Policy:
-        for name, rules in (("approvals", self.approvals), ("autoRollback", self.auto_rollback)):
+        for name, rules in (
+            ("approvals", self.approvals),
+            ("autoRollback", self.auto_rollback),
+            ("verification", self.verification),
+        ):
             seen: set[str] = set()
             for rule in rules:
                 if rule.environment in seen:
@@ -159,6 +226,17 @@ class Policy(PolicyModel):
         """Whether a failed rollout in ``environment`` is rolled back (``autoRollback``)."""
         return any(r.environment == environment for r in self.auto_rollback)
 
+    def soak(self, environment: str) -> timedelta | None:
+        """How long an artifact must have run in the environment before ``environment``."""
+        chain = self.promotion_chain
+        if chain is None or environment not in chain.environments:
+            return None
+        return chain.soak
+
+    def verification_of(self, environment: str) -> Verification | None:
+        """The check that gates promotions out of ``environment`` (``verification``)."""
+        return next((r for r in self.verification if r.environment == environment), None)
+
     def to_document(self) -> dict[str, Any]:
         """The policy as people write it (camelCase, durations in seconds)."""
         out: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -166,6 +244,8 @@ class Policy(PolicyModel):
             out.pop("rejectOnFailedRollout")  # said only when on, as people write it
         if not self.auto_rollback:
             out.pop("autoRollback")
+        if not self.verification:
+            out.pop("verification")
         return out
 
 
@@ -188,6 +268,8 @@ def _environment_refs(policy: Policy) -> list[tuple[tuple[str | int, ...], str]]
         refs.append((("approvals", i, "environment"), r.environment))
     for i, back in enumerate(policy.auto_rollback):
         refs.append((("autoRollback", i, "environment"), back.environment))
+    for i, check in enumerate(policy.verification):
+        refs.append((("verification", i, "environment"), check.environment))
     return refs
 
 
@@ -271,6 +353,7 @@ _ENV_LISTS = (
     ("freezeWindows", "freeze_windows"),
     ("approvals", "approvals"),
     ("autoRollback", "auto_rollback"),
+    ("verification", "verification"),
 )
 
 

@@ -54,6 +54,8 @@ class Rollout:
     reason: str = ""
     release_id: str = ""
     succeeded_at: datetime | None = None
+    #: the newest failure observed (kept when later facts replace the status)
+    failed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

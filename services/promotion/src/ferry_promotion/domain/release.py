@@ -71,6 +71,9 @@ class Release:
     exclude_author: bool = False
     expires_at: datetime | None = None
     waiting_since: datetime | None = None
+    #: When a waiting request is decided again on a clock (the end of a soak); a replica's
+    #: timer claims it by moving it a lease ahead (``Releases.claim_due``).
+    due_at: datetime | None = None
     request_event_id: str | None = None
     superseded_by: str | None = None
     #: The config repo commit (or a newer one) the API had when it accepted the request.

@@ -60,6 +60,10 @@ class Consumers:
         """
         return self._locks.setdefault((service, environment), asyncio.Lock())
 
+    def ordered(self, service: str, environment: str) -> asyncio.Lock:
+        """The same lock, for decisions made on a clock (an ended soak) in this process."""
+        return self._ordered(service, environment)
+
     def subscribe(self, runtime: ServiceRuntime) -> None:
         """Subscribe each consumer to the event type it takes."""
         runtime.subscribe(ReleaseRequested, self.on_requested)

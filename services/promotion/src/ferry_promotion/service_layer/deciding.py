@@ -6,6 +6,11 @@ consumer's per-key lock), against a config repo no older than a few seconds
 that has every commit about the service promotion has heard of. The outcome
 (status, timeline, the event to publish and the inbox row of the cause) is
 written in one unit of work.
+
+A ``verification`` check is measured only when everything else would let the request
+through, and outside any transaction: the verdict asks for it (``MEASURE``), the unit of
+work is left without a change, Prometheus is asked, and the request is decided again with
+the measurement.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from ferry_events import (
 from ferry_promotion.domain.decision import (
     Candidate,
     Facts,
+    Outcome,
     Person,
     ResolutionError,
     RolloutState,
@@ -25,14 +31,26 @@ from ferry_promotion.domain.decision import (
     Verdict,
     evaluate,
 )
+from ferry_promotion.domain.policies import Verification
+from ferry_promotion.domain.records import Rollout
 from ferry_promotion.domain.effects import Decided, effects_of, rejection
 from ferry_promotion.domain.release import Release
 from ferry_promotion.domain.rollback import is_auto_rollback
 from ferry_promotion.domain.snapshot import Snapshot
+from ferry_promotion.domain.verification import Measurement, Samples, judge
 from ferry_promotion.service_layer.outcomes import log_decision, write
-from ferry_promotion.service_layer.ports import Clock, Identities, ReadModel, usable_snapshot
+from ferry_promotion.service_layer.ports import (
+    Clock,
+    Identities,
+    Metrics,
+    ReadModel,
+    usable_snapshot,
+)
 from ferry_promotion.service_layer.resolving import Resolver, Target
 from ferry_promotion.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from ferry_runtime.logging import get_logger
+
+log = get_logger(__name__)
 
 #: Releases in these statuses in the environment before are on their way to a rollout result.
 _ON_THEIR_WAY = frozenset({Status.APPROVED.value, Status.COMMITTED.value})
@@ -49,6 +67,7 @@ class Decider:
         identities: Identities,
         *,
         clock: Clock,
+        metrics: Metrics | None = None,
     ) -> None:
         self.uow = uow
         self.resolver = resolver
@@ -56,6 +75,7 @@ class Decider:
         self.read = read
         self.identities = identities
         self.clock = clock
+        self.metrics = metrics
 
     async def decide(self, release: Release | str, cause: CloudEvent) -> None:
         """Decide an open release (requested or awaiting approval); record ``cause`` as handled.
@@ -79,41 +99,74 @@ class Decider:
             target = await self.resolver.resolve(known, snapshot)
         except ResolutionError as exc:
             resolution = exc.violation
-        async with self.uow() as uow:
-            if await uow.inbox.seen(cause.id):
-                return
-            current = await uow.releases.get(known.release_id, lock=True)
-            decided: Decided | None = None
-            if current is not None and current.open:
-                if target is None:
-                    assert resolution is not None
-                    rejected = rejection(current, [resolution])
-                    await write(uow, current, rejected, cause)
-                    decided = rejected.decided
-                else:
-                    verdict = await self._verdict(uow, current, snapshot, target)
-                    decided = await self._apply(
-                        uow, current, cause, snapshot=snapshot, target=target, verdict=verdict
-                    )
-            await uow.inbox.mark(cause)
-            await uow.commit()
+        measured: Measurement | None = None
+        while True:
+            check: Verification | None = None
+            async with self.uow() as uow:
+                if await uow.inbox.seen(cause.id):
+                    return
+                current = await uow.releases.get(known.release_id, lock=True)
+                decided: Decided | None = None
+                if current is not None and current.open:
+                    if target is None:
+                        assert resolution is not None
+                        rejected = rejection(current, [resolution])
+                        await write(uow, current, rejected, cause)
+                        decided = rejected.decided
+                    else:
+                        verdict = await self._verdict(uow, current, snapshot, target, measured)
+                        if verdict.outcome is Outcome.MEASURE:
+                            assert measured is None, "measured once per decision"
+                            check = verdict.verification
+                        else:
+                            decided = await self._apply(
+                                uow,
+                                current,
+                                cause,
+                                snapshot=snapshot,
+                                target=target,
+                                verdict=verdict,
+                            )
+                if check is None:
+                    await uow.inbox.mark(cause)
+                    await uow.commit()
+            if check is None:
+                break
+            # left without a commit: nothing is held while Prometheus answers
+            measured = await self._measure(check)
         if current is not None and decided is not None:
             log_decision(current, decided)
 
+    async def _measure(self, check: Verification) -> Measurement:
+        """What Prometheus says about ``check`` now (a clear failure when it cannot say)."""
+        if self.metrics is None:
+            samples = Samples(error="no Prometheus is configured (FERRY_PROMETHEUS_URL)")
+        else:
+            samples = await self.metrics.samples(check.prometheus, self.clock())
+        measured = judge(check, samples)
+        log.info(
+            "verification measured",
+            environment=check.environment,
+            passed=measured.passed,
+            value=measured.value,
+        )
+        return measured
+
     async def _previous_rollout(
         self, uow: UnitOfWork, snapshot: Snapshot, release: Release, artifact_id: str
-    ) -> tuple[RolloutState, str]:
-        """How ``artifact_id`` fared in the environment before the release's."""
+    ) -> tuple[RolloutState, str, Rollout | None]:
+        """How ``artifact_id`` fared in the environment before the release's (and the fact)."""
         previous = snapshot.environments.previous(release.environment)
         if previous is None:
-            return RolloutState.NONE, ""
+            return RolloutState.NONE, "", None
         fact = await uow.rollouts.get(previous.name, release.service, artifact_id)
         if fact is not None:
             if fact.succeeded_at is not None:
-                return RolloutState.SUCCEEDED, ""
+                reason = fact.reason if fact.status == "failed" else ""
+                return RolloutState.SUCCEEDED, reason, fact
             if fact.status == "failed":
-                return RolloutState.FAILED, fact.reason
-            return RolloutState.IN_PROGRESS, ""
+                return RolloutState.FAILED, fact.reason, fact
+            return RolloutState.IN_PROGRESS, "", fact
         running = snapshot.running(previous.name, release.service)
         in_git = running is not None and running.artifact.id == artifact_id
         if in_git or (
@@ -121,11 +174,16 @@ class Decider:
             is not None
         ):
             # released there, no result yet: wait for the cluster-watcher's report
-            return RolloutState.IN_PROGRESS, ""
-        return RolloutState.NONE, ""
+            return RolloutState.IN_PROGRESS, "", None
+        return RolloutState.NONE, "", None
 
     async def _verdict(
-        self, uow: UnitOfWork, release: Release, snapshot: Snapshot, target: Target
+        self,
+        uow: UnitOfWork,
+        release: Release,
+        snapshot: Snapshot,
+        target: Target,
+        measured: Measurement | None = None,
     ) -> Verdict:
         service, environment = release.service, release.environment
         intent = Intent(release.intent)
@@ -140,9 +198,11 @@ class Decider:
             authorized = True  # the unknown environment is its own violation
         else:
             authorized = identity is not None and identity.can_release_to(env)
-        state, state_reason = RolloutState.NONE, ""
+        state, state_reason, fact = RolloutState.NONE, "", None
         if policy.chained(environment):
-            state, state_reason = await self._previous_rollout(uow, snapshot, release, spec.id)
+            state, state_reason, fact = await self._previous_rollout(
+                uow, snapshot, release, spec.id
+            )
         running = snapshot.running(environment, service)
         approvers: tuple[Person, ...] = ()
         if policy.approval_rule(environment) is not None:
@@ -164,6 +224,7 @@ class Decider:
             override_freeze=release.override_freeze,
             reason=release.reason,
             auto_rollback=automatic,
+            promoted_from=target.promoted_from,
         )
         facts = Facts(
             now=self.clock(),
@@ -171,10 +232,13 @@ class Decider:
             running_artifact=running.artifact.id if running else None,
             previous_rollout=state,
             previous_rollout_reason=state_reason,
+            previous_succeeded_at=fact.succeeded_at if fact else None,
+            previous_failed_at=fact.failed_at if fact else None,
             approvers=approvers,
             policy_error=policy_error,
             halt=snapshot.halt_of(environment),
             mark=snapshot.mark_of(service, spec.id),
+            measured=measured,
         )
         return evaluate(candidate, policy, facts)
 

@@ -3,7 +3,8 @@
 - :class:`ConfigReader`: the config repo as promotion reads it (``adapters/configrepo.py``);
 - :class:`Identities`: who a subject is, from what the tokens file said when last read
   (``adapters/tokens.py``); a decision never reads the file itself;
-- :class:`ReadModel`: the read side (``adapters/queries.py``).
+- :class:`ReadModel`: the read side (``adapters/queries.py``);
+- :class:`Metrics`: the samples of a ``verification`` check (``adapters/prometheus.py``).
 
 It also holds the one rule for a config repo that cannot be fetched:
 :func:`usable_snapshot`.
@@ -18,9 +19,11 @@ from typing import Protocol
 from ferry_events import ArtifactSpec
 from ferry_promotion.domain.access import Identity
 from ferry_promotion.domain.decision import HistoryEntry
+from ferry_promotion.domain.policies import PrometheusCheck
 from ferry_promotion.domain.records import ReleaseDetail, StoredArtifact
 from ferry_promotion.domain.release import Release
 from ferry_promotion.domain.snapshot import Snapshot
+from ferry_promotion.domain.verification import Samples
 from ferry_runtime.errors import TemporaryError
 from ferry_runtime.logging import get_logger
 
@@ -68,6 +71,13 @@ class ConfigReader(Protocol):
 class Identities(Protocol):
     def known(self, subject: str) -> Identity | None:
         """The identity of ``subject`` as last loaded."""
+        ...
+
+
+class Metrics(Protocol):
+    async def samples(self, check: PrometheusCheck, now: datetime) -> Samples:
+        """Every sample of ``check.query`` over [now - ``for``, now]; never raises: a failure
+        (unreachable, timeout, a bad query) is ``Samples.error``."""
         ...
 
 

@@ -37,7 +37,13 @@ class Releases(Protocol):
         ...
 
     async def overdue(self, now: datetime, chain_wait_started_before: datetime) -> list[Release]:
-        """Awaiting approval past ``expires_at``, or waiting for a chain since before the time."""
+        """Awaiting approval past ``expires_at``, or waiting for a chain since before the time
+        (not a soak: it has its own due time)."""
+        ...
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Release]:
+        """Up to ``limit`` waiting requests whose ``due_at`` is past, each claimed by moving
+        its ``due_at`` to ``lease_until`` (skipping rows another transaction holds)."""
         ...
 
     async def waiting_for(self, service: str, artifact_id: str) -> list[Release]:
