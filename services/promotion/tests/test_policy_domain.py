@@ -105,6 +105,10 @@ approvals:
     assert policy_from_data(document, "payments", DEFAULT_ENVIRONMENTS) == parsed
 
 
+#: The start of a verification rule, its check's keys to follow (from line 4).
+V = "verification:\n  - environment: staging\n    prometheus:\n"
+
+
 @pytest.mark.parametrize(
     ("text", "field", "line", "words"),
     [
@@ -158,6 +162,68 @@ approvals:
             "valid boolean",
         ),
         ("rejectOnFailedRollout: 1\n", "rejectOnFailedRollout", 1, "valid boolean"),
+        (
+            "promotionChain:\n  environments: [prod]\n  soak: soon\n",
+            "promotionChain.soak",
+            3,
+            "duration",
+        ),
+        (
+            "promotionChain:\n  environments: [prod]\n  soak: 0\n",
+            "promotionChain.soak",
+            3,
+            "more than 0",
+        ),
+        (
+            V + "      query: up\n      for: 10m\n",
+            "verification[0].prometheus",
+            3,
+            "max, min or both",
+        ),
+        (
+            V + "      query: up\n      max: 1\n      min: 2\n      for: 10m\n",
+            "verification[0].prometheus",
+            3,
+            "above max",
+        ),
+        (
+            V + "      query: up\n      max: .nan\n      for: 10m\n",
+            "verification[0].prometheus.max",
+            5,
+            "finite",
+        ),
+        (
+            V + "      query: up\n      max: 1\n      for: forever\n",
+            "verification[0].prometheus.for",
+            6,
+            "duration",
+        ),
+        (
+            V + "      query: '  '\n      max: 1\n      for: 1m\n",
+            "verification[0].prometheus.query",
+            4,
+            "PromQL",
+        ),
+        (
+            V + "      max: 1\n      for: 1m\n",
+            "verification[0].prometheus.query",
+            3,
+            "required",
+        ),
+        (
+            "verification:\n  - environment: Staging\n"
+            "    prometheus: {query: up, max: 1, for: 1m}\n",
+            "verification[0].environment",
+            2,
+            "DNS label",
+        ),
+        (
+            "verification:\n  - {environment: staging, prometheus: {query: up, max: 1, for: 1m}}\n"
+            "  - {environment: staging, prometheus: {query: up, min: 1, for: 1m}}\n",
+            "verification",
+            1,
+            "twice",
+        ),
         ("approvals: [\n", "", 2, "YAML"),
         ("- just\n- a list\n", "", 1, "mapping"),
     ],

@@ -35,7 +35,7 @@ def _problem(text: str) -> str:
     return " ".join(text.split())[:300]
 
 
-def _values(body: Any) -> Samples:
+def _values(body: Any) -> Samples:  # noqa: PLR0911 - one return per way an answer is wrong
     """The samples of a ``query_range`` answer (or why it is not one)."""
     if not isinstance(body, dict):
         return Samples(error="Prometheus answered something that is not a JSON object")

@@ -212,6 +212,28 @@ def _soak(
     return None
 
 
+def _verified(
+    candidate: Candidate, policy: Policy, facts: Facts, notes: tuple[str, ...]
+) -> Verdict | tuple[str, ...]:
+    """The ``verification`` check gating the request: the verdict it forces (measure first,
+    or reject), else the notes with what a kept check measured."""
+    check = gate(
+        policy,
+        facts.environments,
+        environment=candidate.environment,
+        intent=candidate.intent,
+        promoted_from=candidate.promoted_from,
+    )
+    if check is None:
+        return notes
+    if facts.measured is None or facts.measured.environment != check.environment:
+        return Verdict(Outcome.MEASURE, verification=check, notes=notes)
+    if not facts.measured.passed:
+        violation = PolicyViolation(policy="verification", message=facts.measured.message)
+        return Verdict(Outcome.REJECT, (violation,), notes=notes)
+    return (*notes, f"verification passed: {facts.measured.message}")
+
+
 def _span(duration: timedelta) -> str:
     seconds = int(duration.total_seconds())
     hours, rest = divmod(seconds, 3600)
@@ -321,9 +343,9 @@ def evaluate(candidate: Candidate, policy: Policy, facts: Facts) -> Verdict:
     on the artifact first); with none, a promotion chain
     still waiting for the environment before, or a soak not over yet, makes the request
     wait; a ``verification`` check not measured yet asks for the measurement (and a
-    failed one rejects); missing approvals make it await approval, and else it is approved. An auto-rollback (policy
-    ``autoRollback``) puts back what ran before a failure: it needs no approval and no
-    freeze window stops it.
+    failed one rejects); missing approvals make it await approval, and else it is
+    approved. An auto-rollback (policy ``autoRollback``) puts back what ran before a
+    failure: it needs no approval and no freeze window stops it.
     """
     if facts.running_artifact is not None and facts.running_artifact == candidate.artifact_id:
         return Verdict(
@@ -347,28 +369,16 @@ def evaluate(candidate: Candidate, policy: Policy, facts: Facts) -> Verdict:
             violations.append(found)
     frozen, overridden = _freezes(candidate, policy, facts)
     violations += frozen
-    notes = (f"freeze overridden by an admin: {overridden}",) if overridden else ()
+    notes: tuple[str, ...] = (f"freeze overridden by an admin: {overridden}",) if overridden else ()
     if violations:
         return Verdict(Outcome.REJECT, tuple(violations), notes=notes)
-    if isinstance(chain, str):
-        return Verdict(Outcome.WAIT_FOR_ROLLOUT, detail=chain, notes=notes)
-    if isinstance(soak, tuple):
-        reason, ends = soak
-        return Verdict(Outcome.WAIT_FOR_ROLLOUT, detail=reason, due_at=ends, notes=notes)
-    check = gate(
-        policy,
-        facts.environments,
-        environment=candidate.environment,
-        intent=candidate.intent,
-        promoted_from=candidate.promoted_from,
-    )
-    if check is not None:
-        if facts.measured is None or facts.measured.environment != check.environment:
-            return Verdict(Outcome.MEASURE, verification=check, notes=notes)
-        if not facts.measured.passed:
-            violation = PolicyViolation(policy="verification", message=facts.measured.message)
-            return Verdict(Outcome.REJECT, (violation,), notes=notes)
-        notes = (*notes, f"verification passed: {facts.measured.message}")
+    wait = (chain, None) if isinstance(chain, str) else soak
+    if isinstance(wait, tuple):
+        return Verdict(Outcome.WAIT_FOR_ROLLOUT, detail=wait[0], due_at=wait[1], notes=notes)
+    verified = _verified(candidate, policy, facts, notes)
+    if isinstance(verified, Verdict):
+        return verified
+    notes = verified
     approval = None if candidate.auto_rollback else policy.approval_rule(candidate.environment)
     if approval is not None:
         granted = count_approvals(

@@ -193,13 +193,22 @@ class Policy(PolicyModel):
     #: Checks against Prometheus before anything is promoted out of an environment.
     verification: list[Verification] = Field(default_factory=list)
 
+    @field_validator("verification")
+    @classmethod
+    def _one_check_per_env(cls, value: list[Verification]) -> list[Verification]:
+        seen: set[str] = set()
+        for rule in value:
+            if rule.environment in seen:
+                raise ValueError(
+                    f"lists environment {rule.environment!r} twice; "
+                    "one check per environment (a query can combine conditions)"
+                )
+            seen.add(rule.environment)
+        return value
+
     @model_validator(mode="after")
     def _one_rule_per_env(self) -> Policy:
-        for name, rules in (
-            ("approvals", self.approvals),
-            ("autoRollback", self.auto_rollback),
-            ("verification", self.verification),
-        ):
+        for name, rules in (("approvals", self.approvals), ("autoRollback", self.auto_rollback)):
             seen: set[str] = set()
             for rule in rules:
                 if rule.environment in seen:

@@ -82,37 +82,38 @@ def judge(rule: Verification, samples: Samples) -> Measurement:
     what = f"{check.query!r} over the last {_window(check)} in {rule.environment}"
     if samples.error:
         return Measurement(
-            rule.environment, False, f"could not evaluate {what}: {samples.error}", None
+            rule.environment, passed=False, message=f"could not evaluate {what}: {samples.error}"
         )
     if not samples.values:
         return Measurement(
             rule.environment,
-            False,
-            f"{what} returned no data; a check without data is no pass "
+            passed=False,
+            message=f"{what} returned no data; a check without data is no pass "
             "(is the query right, and is the environment scraped?)",
-            None,
         )
     if any(math.isnan(v) for v in samples.values):
-        return Measurement(rule.environment, False, f"{what} returned NaN", math.nan)
+        return Measurement(
+            rule.environment, passed=False, message=f"{what} returned NaN", value=math.nan
+        )
     highest, lowest = max(samples.values), min(samples.values)
     if check.maximum is not None and highest > check.maximum:
         return Measurement(
             rule.environment,
-            False,
-            f"{what} reached {highest:g}; it must stay {_bounds(check)}",
-            highest,
+            passed=False,
+            message=f"{what} reached {highest:g}; it must stay {_bounds(check)}",
+            value=highest,
         )
     if check.minimum is not None and lowest < check.minimum:
         return Measurement(
             rule.environment,
-            False,
-            f"{what} fell to {lowest:g}; it must stay {_bounds(check)}",
-            lowest,
+            passed=False,
+            message=f"{what} fell to {lowest:g}; it must stay {_bounds(check)}",
+            value=lowest,
         )
     value = highest if check.maximum is not None else lowest
     return Measurement(
         rule.environment,
-        True,
-        f"{what} stayed {_bounds(check)} ({len(samples.values)} samples, worst {value:g})",
-        value,
+        passed=True,
+        message=f"{what} stayed {_bounds(check)} ({len(samples.values)} samples, worst {value:g})",
+        value=value,
     )

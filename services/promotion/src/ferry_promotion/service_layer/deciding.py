@@ -31,9 +31,9 @@ from ferry_promotion.domain.decision import (
     Verdict,
     evaluate,
 )
+from ferry_promotion.domain.effects import Decided, effects_of, rejection
 from ferry_promotion.domain.policies import Verification
 from ferry_promotion.domain.records import Rollout
-from ferry_promotion.domain.effects import Decided, effects_of, rejection
 from ferry_promotion.domain.release import Release
 from ferry_promotion.domain.rollback import is_auto_rollback
 from ferry_promotion.domain.snapshot import Snapshot
@@ -93,49 +93,55 @@ class Decider:
         snapshot = await usable_snapshot(
             self.config, service=known.service, holding=known.config_commit
         )
-        target: Target | None = None
-        resolution: PolicyViolation | None = None
+        target: Target | PolicyViolation
         try:
             target = await self.resolver.resolve(known, snapshot)
         except ResolutionError as exc:
-            resolution = exc.violation
+            target = exc.violation
         measured: Measurement | None = None
         while True:
-            check: Verification | None = None
             async with self.uow() as uow:
                 if await uow.inbox.seen(cause.id):
                     return
-                current = await uow.releases.get(known.release_id, lock=True)
-                decided: Decided | None = None
-                if current is not None and current.open:
-                    if target is None:
-                        assert resolution is not None
-                        rejected = rejection(current, [resolution])
-                        await write(uow, current, rejected, cause)
-                        decided = rejected.decided
-                    else:
-                        verdict = await self._verdict(uow, current, snapshot, target, measured)
-                        if verdict.outcome is Outcome.MEASURE:
-                            assert measured is None, "measured once per decision"
-                            check = verdict.verification
-                        else:
-                            decided = await self._apply(
-                                uow,
-                                current,
-                                cause,
-                                snapshot=snapshot,
-                                target=target,
-                                verdict=verdict,
-                            )
+                current, decided, check = await self._once(
+                    uow, known.release_id, cause, snapshot, target, measured
+                )
                 if check is None:
                     await uow.inbox.mark(cause)
                     await uow.commit()
             if check is None:
                 break
             # left without a commit: nothing is held while Prometheus answers
+            assert measured is None, "measured once per decision"
             measured = await self._measure(check)
         if current is not None and decided is not None:
             log_decision(current, decided)
+
+    async def _once(  # noqa: PLR0917 - one decision's whole context
+        self,
+        uow: UnitOfWork,
+        release_id: str,
+        cause: CloudEvent,
+        snapshot: Snapshot,
+        target: Target | PolicyViolation,
+        measured: Measurement | None,
+    ) -> tuple[Release | None, Decided | None, Verification | None]:
+        """Decide the locked release in ``uow``: the release, what was decided, and the check
+        to measure first (then nothing is written)."""
+        current = await uow.releases.get(release_id, lock=True)
+        if current is None or not current.open:
+            return current, None, None
+        if isinstance(target, PolicyViolation):
+            rejected = rejection(current, [target])
+            await write(uow, current, rejected, cause)
+            return current, rejected.decided, None
+        verdict = await self._verdict(uow, current, snapshot, target, measured)
+        if verdict.outcome is Outcome.MEASURE:
+            return current, None, verdict.verification
+        decided = await self._apply(
+            uow, current, cause, snapshot=snapshot, target=target, verdict=verdict
+        )
+        return current, decided, None
 
     async def _measure(self, check: Verification) -> Measurement:
         """What Prometheus says about ``check`` now (a clear failure when it cannot say)."""
