@@ -90,8 +90,10 @@ class Flow:
 
 @contextlib.asynccontextmanager
 async def flow(
-    ns: BrokerNamespace, tap: EventTap, remote: Path, tmp_path: Path
+    ns: BrokerNamespace, tap: EventTap, remote: Path, tmp_path: Path, **promotion_settings: Any
 ) -> AsyncIterator[Flow]:
+    """Promotion and git-writer on ``ns`` and ``remote``; ``promotion_settings`` go to
+    promotion's settings (for instance ``prometheus_url``)."""
     tokens = {name: secrets.token_urlsafe(16) for name in ROLES}
     tokens_file = tmp_path / "tokens.yaml"
     tokens_file.write_text(
@@ -119,6 +121,7 @@ async def flow(
             config_repo_url=str(remote),
             api_tokens_file=tokens_file,
             config_max_age=0.5,
+            **promotion_settings,
         )
     )
     async with (

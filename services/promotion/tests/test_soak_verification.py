@@ -6,6 +6,7 @@ Prometheus checks against a real Prometheus server scraping an exporter the test
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,16 +16,21 @@ import pytest
 from ferry_events import CloudEvent, ReleaseApproved, RolloutFailed, RolloutSucceeded, Workload
 from ferry_promotion.adapters.db import Store
 from ferry_promotion.adapters.prometheus import PrometheusMetrics, step_of
+from ferry_promotion.adapters.queries import SqlReadModel
 from ferry_promotion.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from ferry_promotion.domain.decision import Status
 from ferry_promotion.domain.policies import Verification, parse_policy
+from ferry_promotion.domain.records import Rollout
 from ferry_promotion.domain.release import Release
 from ferry_promotion.domain.verification import judge
+from ferry_promotion.service_layer.deciding import Decider
+from ferry_promotion.service_layer.resolving import Resolver
 from ferry_promotion.service_layer.soaking import Soaks
 from ferry_testing.net import free_port
 from ferry_testing.prometheus import Prometheus, prometheus
 
-from .test_service_layer import BOB, World, _snapshot, world
+from .memory import FakeConfig, FakeIdentities
+from .test_service_layer import BOB, World, _snapshot, _spec, world
 
 __all__ = ["world"]  # the fixture, re-used
 
@@ -154,6 +160,59 @@ async def test_replicas_claim_each_due_request_once_with_skip_locked(postgres_ur
     finally:
         await first.close()
         await second.close()
+
+
+def _sql_soaks(store: Store, config: FakeConfig, now: datetime) -> Soaks:
+    """A promotion process's decider and timer over ``store`` (a fresh one per "process")."""
+
+    def uow() -> SqlAlchemyUnitOfWork:
+        return SqlAlchemyUnitOfWork(store)
+
+    read = SqlReadModel(store)
+    decider = Decider(
+        uow, Resolver(config, read), read, FakeIdentities({"bob": BOB}), clock=lambda: now
+    )
+    return Soaks(uow, decider, clock=lambda: now)
+
+
+async def test_a_soak_recorded_before_a_restart_is_decided_after_it(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'promotion.db'}"
+    config = FakeConfig(_snapshot(SOAK))
+    config.builds[("payments", "m-1")] = (_spec("m-1"), ["dev", "staging", "prod"])
+    rolled_out = datetime.now(UTC).replace(microsecond=0)
+    before = Store(url)
+    await before.create_schema()
+    async with SqlAlchemyUnitOfWork(before) as uow:
+        await uow.rollouts.record(
+            Rollout("staging", "payments", "m-1", "succeeded", observed_at=rolled_out)
+        )
+        await uow.releases.add(
+            dataclasses.replace(_release("r1", rolled_out), due_at=None, waiting_since=None)
+        )
+        await uow.commit()
+    first = _sql_soaks(before, config, rolled_out + timedelta(seconds=1))
+    cause = CloudEvent(
+        id="intake-r1", source="test", type="test", time=rolled_out, correlationid="r1"
+    )
+    await first.decider.decide("r1", cause)
+    waiting = await SqlReadModel(before).get("r1")
+    assert waiting is not None
+    assert waiting.status == Status.REQUESTED
+    assert waiting.due_at == rolled_out + timedelta(seconds=3)
+    await before.close()  # the process stops with the soak not over
+
+    after = Store(url)
+    try:
+        await after.create_schema()
+        again = _sql_soaks(after, config, rolled_out + timedelta(seconds=3))
+        assert await again.wake() == 1
+        decided = await SqlReadModel(after).get("r1")
+        assert decided is not None
+        assert decided.status == Status.APPROVED
+        assert decided.due_at is None
+        assert await again.wake() == 0
+    finally:
+        await after.close()
 
 
 # --------------------------------------------------------------------------- real Prometheus

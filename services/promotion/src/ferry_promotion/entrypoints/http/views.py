@@ -71,6 +71,8 @@ class ReleaseView(View):
     sequence: int | None = None
     #: Since when a request waits for a rollout result (its promotion chain); None otherwise.
     waiting_since: datetime | None = None
+    #: When a request waiting for a soak is decided again (the soak's end); None otherwise.
+    due_at: datetime | None = None
     author_email: str = ""
     violations: list[ViolationView] = Field(default_factory=list)
     approvals: ApprovalsView = Field(default_factory=ApprovalsView)
@@ -217,6 +219,7 @@ def release_view(detail: records.ReleaseDetail) -> ReleaseView:
         superseded_by=r.superseded_by,
         sequence=r.sequence,
         waiting_since=r.waiting_since,
+        due_at=r.due_at,
         author_email=r.author_email,
         violations=[ViolationView(policy=v["policy"], message=v["message"]) for v in r.violations],
         approvals=ApprovalsView(
