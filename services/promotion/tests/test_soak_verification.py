@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from ferry_events import CloudEvent, ReleaseApproved, RolloutFailed, RolloutSucceeded, Workload
-from ferry_promotion.adapters.db import Store
+from ferry_promotion.adapters.db import Store, outbox
 from ferry_promotion.adapters.prometheus import PrometheusMetrics, step_of
 from ferry_promotion.adapters.queries import SqlReadModel
 from ferry_promotion.adapters.unit_of_work import SqlAlchemyUnitOfWork
@@ -182,19 +183,7 @@ async def test_a_soak_recorded_before_a_restart_is_decided_after_it(tmp_path: Pa
     rolled_out = datetime.now(UTC).replace(microsecond=0)
     before = Store(url)
     await before.create_schema()
-    async with SqlAlchemyUnitOfWork(before) as uow:
-        await uow.rollouts.record(
-            Rollout("staging", "payments", "m-1", "succeeded", observed_at=rolled_out)
-        )
-        await uow.releases.add(
-            dataclasses.replace(_release("r1", rolled_out), due_at=None, waiting_since=None)
-        )
-        await uow.commit()
-    first = _sql_soaks(before, config, rolled_out + timedelta(seconds=1))
-    cause = CloudEvent(
-        id="intake-r1", source="test", type="test", time=rolled_out, correlationid="r1"
-    )
-    await first.decider.decide("r1", cause)
+    await _soaking(before, config, rolled_out, "r1")
     waiting = await SqlReadModel(before).get("r1")
     assert waiting is not None
     assert waiting.status == Status.REQUESTED
@@ -213,6 +202,63 @@ async def test_a_soak_recorded_before_a_restart_is_decided_after_it(tmp_path: Pa
         assert await again.wake() == 0
     finally:
         await after.close()
+
+
+async def _soaking(store: Store, config: FakeConfig, rolled_out: datetime, release_id: str) -> None:
+    """``release_id`` waiting for the 3 s soak of m-1, which rolled out in staging then."""
+    async with SqlAlchemyUnitOfWork(store) as uow:
+        await uow.rollouts.record(
+            Rollout("staging", "payments", "m-1", "succeeded", observed_at=rolled_out)
+        )
+        await uow.releases.add(
+            dataclasses.replace(_release(release_id, rolled_out), due_at=None, waiting_since=None)
+        )
+        await uow.commit()
+    cause = CloudEvent(
+        id=f"intake-{release_id}",
+        source="test",
+        type="test",
+        time=rolled_out,
+        correlationid=release_id,
+    )
+    await _sql_soaks(store, config, rolled_out).decider.decide(release_id, cause)
+
+
+@pytest.mark.postgres
+async def test_two_replicas_waking_together_decide_an_ended_soak_once(postgres_url: str) -> None:
+    config = FakeConfig(_snapshot(SOAK))
+    config.builds[("payments", "m-1")] = (_spec("m-1"), ["dev", "staging", "prod"])
+    rolled_out = datetime.now(UTC).replace(microsecond=0)
+    first, second = Store(postgres_url), Store(postgres_url)
+    try:
+        await first.create_schema()
+        for i in range(6):
+            await _soaking(first, config, rolled_out, f"r{i}")
+        ended = rolled_out + timedelta(seconds=3)
+        replicas = [_sql_soaks(store, config, ended) for store in (first, second)]
+        for replica in replicas:
+            replica.batch = 2  # several rounds each, interleaved
+        claimed = 0
+        for _ in range(4):
+            claimed += sum(await asyncio.gather(*(r.wake() for r in replicas)))
+        assert claimed == 6
+        async with first.read() as conn:
+            approvals = (
+                await conn.execute(
+                    sa.select(outbox.c.event_id).where(
+                        outbox.c.event_type == ReleaseApproved.event_type
+                    )
+                )
+            ).all()
+        assert len(approvals) == 6  # one approval per release, whichever replica decided
+        read = SqlReadModel(first)
+        for i in range(6):
+            decided = await read.get(f"r{i}")
+            assert decided is not None
+            assert decided.status == Status.APPROVED
+    finally:
+        await first.close()
+        await second.close()
 
 
 # --------------------------------------------------------------------------- real Prometheus
