@@ -43,7 +43,7 @@ async def test_a_delivery_record_is_found_and_overwritten(store: Store) -> None:
 
 
 async def test_a_thread_only_moves_forward(store: Store) -> None:
-    await store.save_thread("release:r", "slack:#x", Thread("C1", "1.1", 3))
+    assert await store.start_thread("release:r", "slack:#x", Thread("C1", "1.1", 3)) is None
     await store.raise_rank("release:r", "slack:#x", 2)
     assert await store.thread("release:r", "slack:#x") == Thread("C1", "1.1", 3)
     await store.raise_rank("release:r", "slack:#x", 9)
@@ -126,12 +126,34 @@ async def test_one_replica_starts_a_thread_and_the_other_gets_it(store: Store) -
     held = await store.claim_thread("release:r", "slack:#x", "b", 60)
     assert isinstance(held, Held)
     assert held.owner == "a"
-    await store.save_thread("release:r", "slack:#x", Thread("C1", "1.1", 1), owner="a")
+    assert (
+        await store.start_thread("release:r", "slack:#x", Thread("C1", "1.1", 1), owner="a") is None
+    )
     assert await store.claim_thread("release:r", "slack:#x", "b", 60) == Thread("C1", "1.1", 1)
     # The claim went with the save: nothing is left held.
     assert await store.claim_thread("release:r", "slack:#x", "a", 60) == Thread("C1", "1.1", 1)
     assert await store.raise_rank("release:r", "slack:#x", 1)  # the same stage: still newest
     assert not await store.raise_rank("release:r", "slack:#x", 0)
+
+
+async def test_of_two_first_messages_saved_at_once_exactly_one_is_the_thread(
+    store: Store,
+) -> None:
+    # As when a lease ran out mid-post: both replicas posted, both save at the same moment.
+    mine, theirs = Thread("C1", "1.1", 1), Thread("C1", "1.2", 2)
+    saved = await asyncio.gather(
+        store.start_thread("release:r", "slack:#x", mine),
+        store.start_thread("release:r", "slack:#x", theirs),
+    )
+    winner = await store.thread("release:r", "slack:#x")
+    assert winner in (mine, theirs)
+    assert sorted(saved, key=lambda t: t is None) == [winner, None]  # the loser is told which
+    # Saving again never moves the thread to another message.
+    other = Thread("C1", "1.3", 9)
+    assert await store.start_thread("release:r", "slack:#x", other, owner="a") == winner
+    assert await store.thread("release:r", "slack:#x") == winner
+    assert await store.channel_of("slack:#x") == "C1"
+    assert await store.channel_of("slack:#y") == ""
 
 
 async def test_a_live_siblings_claim_is_not_taken_over_when_its_lease_runs_out(

@@ -1,13 +1,22 @@
 """A loopback server that answers as Slack's Web API does, for tests.
 
-It serves ``chat.postMessage``, ``chat.update``, ``users.lookupByEmail`` and
-``users.info`` under ``/api/``, takes ``response_url`` posts under
-``/response/<key>``, records every call, and can be told to fail:
+It serves ``chat.postMessage`` (with message ``metadata``), ``chat.update``,
+``chat.delete``, ``conversations.history`` and ``conversations.replies`` (newest or
+oldest first, ``oldest``/``latest``/``inclusive``, ``limit`` and ``cursor`` pages, the
+metadata only with ``include_all_metadata``), ``conversations.open``,
+``users.lookupByEmail`` and ``users.info`` under ``/api/``, takes ``response_url``
+posts under ``/response/<key>``, records every call, and can be told to fail:
 ``ratelimit(method, retry_after)`` answers the next call of ``method`` with
 HTTP 429 ``ratelimited`` and a ``Retry-After`` header; ``fail(method, status)``
-answers with a server error; unknown emails get ``users_not_found``;
-``hold(token)`` keeps the calls made with that token waiting until ``release()``,
-and drops those whose client has gone away by then (as if Slack never got them).
+answers with a server error; ``delay(method, seconds)`` does what the next call asks
+at once but answers only after ``seconds`` (a client that gave up never hears that
+it worked); unknown emails get ``users_not_found``; ``hold(token)`` keeps the calls
+made with that token waiting until ``release()``, and drops those whose client has
+gone away by then (as if Slack never got them).
+
+A message's ``ts`` is the time it was posted, as Slack's is. Unlike Slack, which
+answers a post to ``#name`` with the channel's id, it keeps the channel as it was
+named, and reads it by that name; a DM to user ``U…`` lands in channel ``D…``.
 
     async with SlackApi() as slack:
         slack.add_user("jane@example.com", "U0JANE")
@@ -18,7 +27,7 @@ and drops those whose client has gone away by then (as if Slack never got them).
 from __future__ import annotations
 
 import asyncio
-import itertools
+import base64
 import json
 import time
 from collections import defaultdict, deque
@@ -56,6 +65,10 @@ class Message:
     blocks: list[Any] = field(default_factory=list)
     thread_ts: str | None = None
     updates: int = 0
+    #: The message metadata it was posted with (``event_type``, ``event_payload``).
+    metadata: dict[str, Any] | None = None
+    #: A reply also sent to the channel (``reply_broadcast``).
+    broadcast: bool = False
 
 
 class SlackApi:
@@ -68,7 +81,10 @@ class SlackApi:
         #: JSON bodies posted to each ``response_url`` (see :meth:`response_url`), in order.
         self.responses: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._faults: dict[str, deque[_Fault]] = defaultdict(deque)
-        self._ts = itertools.count(1)
+        self._last_ts = 0.0
+        #: Messages removed with ``chat.delete``, in order.
+        self.deleted: list[Message] = []
+        self._delays: dict[str, deque[float]] = defaultdict(deque)
         self._changed = asyncio.Event()
         self._held_tokens: set[str] = set()
         self._released = asyncio.Event()
@@ -92,6 +108,13 @@ class SlackApi:
         """The next ``times`` calls of ``method`` get this HTTP status (and Slack error)."""
         for _ in range(times):
             self._faults[method].append(_Fault(status, error or "service_unavailable"))
+
+    def delay(self, method: str, seconds: float, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` take effect at once, but are answered
+        only after ``seconds``: a client whose timeout is shorter gives up on a call
+        that worked."""
+        for _ in range(times):
+            self._delays[method].append(seconds)
 
     def hold(self, token: str) -> None:
         """Calls with this bot token wait, unanswered, until :meth:`release`."""
@@ -164,7 +187,7 @@ class SlackApi:
                 params.update(await request.json())
             else:
                 params.update(dict(await request.post()))
-        for key in ("blocks", "attachments"):
+        for key in ("blocks", "attachments", "metadata"):
             if isinstance(params.get(key), str):
                 params[key] = json.loads(params[key])
         return params
@@ -202,12 +225,28 @@ class SlackApi:
         handler = {
             "chat.postMessage": self._post,
             "chat.update": self._update,
+            "chat.delete": self._delete,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
+            "conversations.open": self._open,
             "users.lookupByEmail": self._lookup,
             "users.info": self._info,
         }.get(method)
         if handler is None:
             return self._answer(call, {"ok": False, "error": "unknown_method"})
-        return self._answer(call, handler(params))
+        body = handler(params)
+        if self._delays[method]:
+            self.calls.append(call)  # it took effect: seen at once
+            call.status = 200
+            self._changed.set()
+            await asyncio.sleep(self._delays[method].popleft())
+            return web.json_response(body)
+        return self._answer(call, body)
+
+    def _next_ts(self) -> str:
+        """Now, as Slack writes a ts; never the same twice."""
+        self._last_ts = max(time.time(), self._last_ts + 0.000001)
+        return f"{self._last_ts:.6f}"
 
     def _post(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = str(params.get("channel", ""))
@@ -218,11 +257,59 @@ class SlackApi:
         thread_ts = params.get("thread_ts")
         if thread_ts and (channel, thread_ts) not in self.messages:
             return {"ok": False, "error": "thread_not_found"}
-        ts = f"{1700000000 + next(self._ts)}.000100"
-        self.messages[(channel, ts)] = Message(
-            channel, ts, str(params.get("text", "")), list(params.get("blocks") or []), thread_ts
+        metadata = params.get("metadata")
+        if metadata is not None and not (
+            isinstance(metadata, dict)
+            and isinstance(metadata.get("event_type"), str)
+            and isinstance(metadata.get("event_payload"), dict)
+        ):
+            return {"ok": False, "error": "invalid_metadata_format"}
+        ts = self._next_ts()
+        message = Message(
+            channel,
+            ts,
+            str(params.get("text", "")),
+            list(params.get("blocks") or []),
+            thread_ts,
+            metadata=metadata,
+            broadcast=bool(thread_ts) and _true(params.get("reply_broadcast")),
         )
-        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": params.get("text")}}
+        self.messages[(channel, ts)] = message
+        return {"ok": True, "channel": channel, "ts": ts, "message": _shown(message, metadata=True)}
+
+    def _delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = (str(params.get("channel", "")), str(params.get("ts", "")))
+        message = self.messages.pop(key, None)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        self.deleted.append(message)
+        return {"ok": True, "channel": key[0], "ts": key[1]}
+
+    def _open(self, params: dict[str, Any]) -> dict[str, Any]:
+        users = [u for u in str(params.get("users", "")).split(",") if u]
+        if len(users) != 1 or not users[0].startswith(("U", "W")):
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "channel": {"id": "D" + users[0][1:]}}
+
+    def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A channel's messages, newest first: its own, and replies also sent to it."""
+        channel = str(params.get("channel", ""))
+        shown = [
+            m
+            for m in self.messages.values()
+            if m.channel == channel and (m.thread_ts is None or m.broadcast)
+        ]
+        if not shown and not any(c == channel for c, _ in self.messages):
+            return {"ok": False, "error": "channel_not_found"}
+        return _page(sorted(shown, key=lambda m: float(m.ts), reverse=True), params)
+
+    def _replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A message and its replies, oldest first."""
+        channel, ts = str(params.get("channel", "")), str(params.get("ts", ""))
+        parent = self.messages.get((channel, ts))
+        if parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        return _page([parent, *self.thread(channel, ts)], params)
 
     def _update(self, params: dict[str, Any]) -> dict[str, Any]:
         key = (str(params.get("channel", "")), str(params.get("ts", "")))
@@ -258,5 +345,57 @@ class SlackApi:
         """The replies to a message, oldest first."""
         return sorted(
             (m for m in self.messages.values() if m.channel == channel and m.thread_ts == ts),
-            key=lambda m: m.ts,
+            key=lambda m: float(m.ts),
         )
+
+
+def _true(value: object) -> bool:
+    return value is True or str(value).lower() in ("true", "1")
+
+
+def _shown(message: Message, *, metadata: bool) -> dict[str, Any]:
+    """A message as Slack's Web API shows it."""
+    shown: dict[str, Any] = {
+        "type": "message",
+        "bot_id": "B0FERRY",
+        "text": message.text,
+        "blocks": message.blocks,
+        "ts": message.ts,
+    }
+    if message.thread_ts:
+        shown["thread_ts"] = message.thread_ts
+        if message.broadcast:
+            shown["subtype"] = "thread_broadcast"
+    if metadata and message.metadata is not None:
+        shown["metadata"] = message.metadata
+    return shown
+
+
+def _page(messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+    """One page of ``messages`` within ``oldest``/``latest`` (``inclusive``), ``limit``
+    long, from the ``cursor``; the next cursor when there are more."""
+    inclusive = _true(params.get("inclusive"))
+    oldest = float(params.get("oldest") or 0)
+    latest = float(params.get("latest") or time.time() + 1)
+
+    def within(m: Message) -> bool:
+        ts = float(m.ts)
+        if inclusive:
+            return oldest <= ts <= latest
+        return oldest < ts < latest
+
+    kept = [m for m in messages if within(m)]
+    limit = max(1, min(int(params.get("limit") or 100), 999))
+    cursor = str(params.get("cursor") or "")
+    start = int(base64.b64decode(cursor).decode().removeprefix("offset:")) if cursor else 0
+    page = kept[start : start + limit]
+    more = start + limit < len(kept)
+    next_cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode() if more else ""
+    metadata = _true(params.get("include_all_metadata"))
+    return {
+        "ok": True,
+        "messages": [_shown(m, metadata=metadata) for m in page],
+        "has_more": more,
+        "pin_count": 0,
+        "response_metadata": {"next_cursor": next_cursor},
+    }

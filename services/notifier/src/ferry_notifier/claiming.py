@@ -63,6 +63,10 @@ class Claimant:
         if not await self._store.renew_claim(lease.key, lease.owner, seconds + self._c.lease):
             raise ClaimLost
 
+    async def keep(self, lease: Lease, seconds: float) -> bool:
+        """Like :meth:`renew`; False (not an error) when the claim is no longer ours."""
+        return await self._store.renew_claim(lease.key, lease.owner, seconds + self._c.lease)
+
     async def release(self, lease: Lease) -> None:
         await self._store.release_claim(lease.key, lease.owner)
 

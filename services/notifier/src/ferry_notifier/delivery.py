@@ -16,7 +16,15 @@ For every destination of an event, in parallel:
 
 The first message of a release's thread is claimed the same way, per (release,
 destination): the replica that wins posts it; the others wait for its ``ts`` and
-reply in that thread.
+reply in that thread. The claim is kept through the winner's retries. The thread's
+row is inserted only if absent, so when two first messages were posted all the same
+(a lease ran out mid-post), one is the thread: the other replica deletes its own
+(``chat.delete``) and posts its text as a reply in that thread.
+
+A Slack post that got no answer (a timeout, a dropped connection, a 5xx) may have been
+posted. Every message carries metadata naming its delivery, and the next try looks for
+it (``conversations.history``, or ``conversations.replies`` for a reply) before it posts
+again; found, it counts as sent.
 
 The handler returns (and the event is acked) only when every destination is settled,
 so a crash repeats only the unsettled destinations. One slow or dead destination
@@ -28,14 +36,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ferry_events import CloudEvent, encode
 from ferry_events.deadletter import DESTINATION_HEADER
 from ferry_notifier.adapters.claims import DELIVERY, ClaimKey
 from ferry_notifier.adapters.email import Mailer
-from ferry_notifier.adapters.slack import Slack, message_blocks
+from ferry_notifier.adapters.slack import Posted, Slack, delivery_tag, message_blocks
 from ferry_notifier.adapters.store import DeliveryRecord, Store, Thread
 from ferry_notifier.adapters.templates import Rendered, plain
 from ferry_notifier.adapters.webhook import Webhooks
@@ -84,6 +94,32 @@ class Sent:
     slack_channel: str = ""
     slack_ts: str = ""
     status: str = "sent"
+
+
+#: How far back (seconds, for clocks out of step) an unanswered post is looked for.
+_LOOKBACK = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Unanswered:
+    """A Slack post that got no answer: where it went, and whether it started the thread."""
+
+    channel: str
+    thread_ts: str = ""
+    starts_thread: bool = False
+
+
+@dataclass(slots=True)
+class _Tries:
+    """What the earlier tries of one delivery left behind for the next."""
+
+    #: Slack ts before the first try: an unanswered post is looked for from here on.
+    oldest: str = field(default_factory=lambda: f"{time.time() - _LOOKBACK:.6f}")
+    unanswered: _Unanswered | None = None
+    #: Our message that lost the race to start the thread, still to be deleted.
+    orphan: Posted | None = None
+    #: Our claim on starting the release's thread, kept from one try to the next.
+    thread: Lease | None = None
 
 
 @dataclass(slots=True)
@@ -170,12 +206,21 @@ class Deliverer:
             raise
 
     async def _attempts(self, job: Job, destination: Destination, lease: Lease) -> str:
+        tries = _Tries()
+        try:
+            return await self._tries(job, destination, lease, tries)
+        finally:
+            if tries.thread is not None:  # not started: let the next event start it now
+                with contextlib.suppress(Exception):
+                    await self._claims.release(tries.thread)
+
+    async def _tries(self, job: Job, destination: Destination, lease: Lease, tries: _Tries) -> str:
         event_id = job.event.id
         attempt = 0
         while True:
             attempt += 1
             try:
-                sent = await self._send(job, destination, lease)
+                sent = await self._send(job, destination, lease, tries)
             except NoRecipient as exc:
                 log.warning("nobody to send to", destination=destination.key, reason=str(exc))
                 await self._store.record_delivery(
@@ -201,6 +246,8 @@ class Deliverer:
                     reason=str(exc),
                 )
                 await self._claims.renew(lease, delay)
+                if tries.thread is not None and not await self._claims.keep(tries.thread, delay):
+                    tries.thread = None  # taken over: a first message already may be theirs
                 await asyncio.sleep(delay)
                 await self._claims.renew(lease, 0)  # still ours after the wait: try again
                 continue
@@ -235,7 +282,7 @@ class Deliverer:
 
     # ------------------------------------------------------------------ sending
 
-    async def _send(self, job: Job, destination: Destination, lease: Lease) -> Sent:
+    async def _send(self, job: Job, destination: Destination, lease: Lease, tries: _Tries) -> Sent:
         kind = destination.kind
         if kind == "console":
             self._console(job)
@@ -261,7 +308,7 @@ class Deliverer:
                 destination.target, r.subject, r.text, r.html, job.event.id
             )
             return Sent()
-        return await self._slack(job, destination, lease)
+        return await self._slack(job, destination, lease, tries)
 
     def _console(self, job: Job) -> None:
         notice = job.notice
@@ -276,7 +323,7 @@ class Deliverer:
             occurrences=job.flood.number,
         )
 
-    async def _slack(self, job: Job, destination: Destination, lease: Lease) -> Sent:
+    async def _slack(self, job: Job, destination: Destination, lease: Lease, tries: _Tries) -> Sent:
         slack = self._channels.slack
         if slack is None:
             raise Undeliverable("Slack is not configured (set FERRY_SLACK_BOT_TOKEN)")
@@ -288,6 +335,25 @@ class Deliverer:
         approval = notice.release_id if notice.kind == "approval.requested" else ""
         what = f"*{notice.service}* `{notice.artifact_id}` to *{notice.environment}*"
         blocks = message_blocks(text, approval_release_id=approval, what=what)
+        tag = delivery_tag(job.event.id, destination.key)
+        message = _Message(slack, tries, tag, text, blocks, notice.stage_rank)
+        key = notice.thread_key
+
+        if tries.orphan is not None:  # lost the race last try, and could not delete it then
+            await slack.delete(tries.orphan.channel, tries.orphan.ts)
+            tries.orphan = None
+        was = tries.unanswered
+        found = await self._unanswered(message, destination) if was is not None else None
+        tries.unanswered = None
+        if found is not None and was is not None:
+            log.info("an unanswered post had gone out", destination=destination.key)
+            if key and was.starts_thread:
+                return await self._started(message, key, destination, lease, found)
+            if key:
+                known = await self._store.thread(key, destination.key)
+                if known is not None and was.thread_ts == known.ts:
+                    await self._newest(message, key, destination, known, notice.stage_rank)
+            return Sent(found.channel, found.ts)
 
         if job.flood.is_repeat:
             anchor = await self._claims.anchor(job.flood.anchor_event_id, destination.key, lease)
@@ -295,35 +361,112 @@ class Deliverer:
                 await slack.update(anchor.slack_channel, anchor.slack_ts, text, blocks)
                 return Sent(anchor.slack_channel, anchor.slack_ts, status="collapsed")
 
-        key = notice.thread_key
         if not key:
-            posted = await slack.post(channel, text, blocks)
+            posted = await message.post(channel)
             return Sent(posted.channel, posted.ts)
         thread = await self._claims.thread(key, destination.key, lease)
         if isinstance(thread, Lease):  # ours to start
-            try:
-                posted = await slack.post(channel, text, blocks)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await self._claims.release(thread)
-                raise
-            started = Thread(posted.channel, posted.ts, notice.stage_rank)
-            await self._store.save_thread(key, destination.key, started, owner=thread.owner)
-            return Sent(posted.channel, posted.ts)
-        reply = await slack.post(
-            thread.channel,
-            text,
-            blocks,
-            thread_ts=thread.ts,
-            broadcast=notice.outcome is Outcome.FAILURE,
+            tries.thread = thread
+            posted = await message.post(channel, starts_thread=True)
+            return await self._started(message, key, destination, lease, posted)
+        return await self._reply(message, key, destination, thread, notice)
+
+    async def _unanswered(self, message: _Message, destination: Destination) -> Posted | None:
+        """The post of an earlier try that got no answer, if Slack has it."""
+        was = message.tries.unanswered
+        if was is None:
+            return None
+        channel = was.channel
+        if not was.thread_ts and channel[:1] not in ("C", "G", "D"):
+            # A name: read by the id an earlier thread there has (Slack reads by id only).
+            channel = await self._store.channel_of(destination.key) or channel
+        try:
+            return await message.slack.find(
+                channel, message.tag, oldest=message.tries.oldest, thread_ts=was.thread_ts
+            )
+        except Undeliverable as exc:
+            log.warning(
+                "could not look for an unanswered post; posting again",
+                destination=destination.key,
+                reason=str(exc),
+            )
+            return None
+
+    async def _started(
+        self, message: _Message, key: str, destination: Destination, lease: Lease, posted: Posted
+    ) -> Sent:
+        """Our first message is out: it is the thread, unless another one was saved first.
+        Then ours is deleted and its text posted as a reply in that thread."""
+        notice_rank = message.rank
+        winner = await self._store.start_thread(
+            key, destination.key, Thread(posted.channel, posted.ts, notice_rank), owner=lease.owner
         )
-        # The database says whose message is the newest to show, across replicas.
-        if notice.stage_rank >= thread.rank and await self._store.raise_rank(
-            key, destination.key, notice.stage_rank
-        ):
+        message.tries.thread = None
+        if winner is None:
+            return Sent(posted.channel, posted.ts)
+        log.warning(
+            "another first message of this release was saved first; moving ours into its thread",
+            destination=destination.key,
+        )
+        message.tries.orphan = posted
+        await message.slack.delete(posted.channel, posted.ts)
+        message.tries.orphan = None
+        reply = await message.post(winner.channel, thread_ts=winner.ts)
+        await self._newest(message, key, destination, winner, notice_rank)
+        return Sent(reply.channel, reply.ts)
+
+    async def _reply(
+        self, message: _Message, key: str, destination: Destination, thread: Thread, notice: Notice
+    ) -> Sent:
+        reply = await message.post(
+            thread.channel, thread_ts=thread.ts, broadcast=notice.outcome is Outcome.FAILURE
+        )
+        await self._newest(message, key, destination, thread, notice.stage_rank)
+        return Sent(reply.channel, reply.ts)
+
+    async def _newest(
+        self, message: _Message, key: str, destination: Destination, thread: Thread, rank: int
+    ) -> None:
+        """Show this reply's state on the thread's first message, unless a reply further
+        along got there first (the database says whose is newest, across replicas)."""
+        if rank >= thread.rank and await self._store.raise_rank(key, destination.key, rank):
             # Best effort: the reply is out, so retrying would post it twice.
             try:
-                await slack.update(thread.channel, thread.ts, text, blocks)
+                await message.slack.update(thread.channel, thread.ts, message.text, message.blocks)
             except SendError as exc:
                 log.warning("could not update the release message", reason=str(exc))
-        return Sent(reply.channel, reply.ts)
+
+
+@dataclass(slots=True)
+class _Message:
+    """One delivery's Slack message, as each try posts it."""
+
+    slack: Slack
+    tries: _Tries
+    tag: dict[str, Any]
+    text: str
+    blocks: list[dict[str, Any]]
+    rank: int = 0
+
+    async def post(
+        self,
+        channel: str,
+        *,
+        thread_ts: str = "",
+        broadcast: bool = False,
+        starts_thread: bool = False,
+    ) -> Posted:
+        """Post it; when no answer comes, remember where, for the next try to look."""
+        try:
+            return await self.slack.post(
+                channel,
+                self.text,
+                self.blocks,
+                thread_ts=thread_ts or None,
+                broadcast=broadcast,
+                metadata=self.tag,
+            )
+        except Retryable as exc:
+            if exc.maybe_sent:
+                self.tries.unanswered = _Unanswered(channel, thread_ts, starts_thread)
+            raise

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import Executable
@@ -249,26 +251,54 @@ class Store(FloodCounter, DeploymentRecords):
 
         return await self._run(work)
 
-    async def save_thread(
+    async def start_thread(
         self, thread_key: str, destination: str, thread: Thread, *, owner: str = ""
-    ) -> None:
-        """Save the thread; with ``owner``, let go of that replica's claim on creating it."""
-        values: dict[str, object] = {
-            "thread_key": thread_key,
-            "destination": destination,
-            "channel": thread.channel,
-            "ts": thread.ts,
-            "rank": thread.rank,
-        }
-        statement = self._upsert(threads, values, ["thread_key", "destination"])
+    ) -> Thread | None:
+        """Save the first message of a release's thread, unless one is saved already (an
+        insert that does nothing on conflict with the (thread key, destination) key, so
+        that exactly one first message wins). None: ours is the thread; else the thread
+        that was there first. With ``owner``, let go of that replica's claim on starting
+        it, in the same transaction."""
+        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        statement = (
+            insert(threads)
+            .values(
+                thread_key=thread_key,
+                destination=destination,
+                channel=thread.channel,
+                ts=thread.ts,
+                rank=thread.rank,
+            )
+            .on_conflict_do_nothing(index_elements=["thread_key", "destination"])
+        )
         key = ClaimKey(THREAD, thread_key, destination)
 
-        def work(conn: Connection) -> None:
-            conn.execute(statement)
+        def work(conn: Connection) -> Thread | None:
+            inserted = conn.execute(statement)
             if owner:
                 claims.release(conn, key, owner)
+            if inserted.rowcount == 1:
+                return None
+            # Read after the insert: it waited for the other's, so its row is seen.
+            row = conn.execute(
+                select(threads.c.channel, threads.c.ts, threads.c.rank).where(
+                    threads.c.thread_key == thread_key, threads.c.destination == destination
+                )
+            ).first()
+            return Thread(*row) if row else None
 
-        await self._run(work)
+        return await self._run(work)
+
+    async def channel_of(self, destination: str) -> str:
+        """The Slack channel id an earlier thread of ``destination`` is in ("": none yet)."""
+
+        def work(conn: Connection) -> str:
+            row = conn.execute(
+                select(threads.c.channel).where(threads.c.destination == destination).limit(1)
+            ).first()
+            return str(row[0]) if row else ""
+
+        return await self._run(work)
 
     async def raise_rank(self, thread_key: str, destination: str, rank: int) -> bool:
         """Move the thread to ``rank`` unless it is further along; True: it moved (or was
