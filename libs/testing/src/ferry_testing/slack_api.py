@@ -90,7 +90,8 @@ class SlackApi:
         self._released = asyncio.Event()
         #: Calls waiting right now because their token is held.
         self.waiting = 0
-        self._held: set[web.Request] = set()
+        #: The held calls, by id (a request is not hashable).
+        self._held: dict[int, web.Request] = {}
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -125,7 +126,7 @@ class SlackApi:
     def held_connected(self) -> int:
         """Held calls whose client is still connected (a dead client's drop to 0)."""
         return sum(
-            1 for r in self._held if r.transport is not None and not r.transport.is_closing()
+            1 for r in self._held.values() if r.transport is not None and not r.transport.is_closing()
         )
 
     def release(self) -> None:
@@ -208,14 +209,14 @@ class SlackApi:
         if not token:
             return self._answer(call, {"ok": False, "error": "not_authed"})
         if token in self._held_tokens:
+            self._held[id(request)] = request
             self.waiting += 1
-            self._held.add(request)
             self._changed.set()
             try:
                 await self._released.wait()
             finally:
                 self.waiting -= 1
-                self._held.discard(request)
+                self._held.pop(id(request), None)
             if request.transport is None or request.transport.is_closing():
                 return self._answer(call, {"ok": False, "error": "client_gone"}, 499)
         if self._faults[method]:
