@@ -125,9 +125,8 @@ class SlackApi:
     @property
     def held_connected(self) -> int:
         """Held calls whose client is still connected (a dead client's drop to 0)."""
-        return sum(
-            1 for r in self._held.values() if r.transport is not None and not r.transport.is_closing()
-        )
+        held = self._held.values()
+        return sum(1 for r in held if r.transport is not None and not r.transport.is_closing())
 
     def release(self) -> None:
         """Answer the held calls; a call whose client went away meanwhile is dropped
