@@ -44,8 +44,9 @@ class _Replica:
     renderer: Renderer
     dead_letters: list[str] = field(default_factory=list)
 
-    async def deliver(self, data: EventData) -> dict[str, str]:
-        event = CloudEvent.new(data, source="ferry/test")
+    async def deliver(self, data: EventData, event: CloudEvent | None = None) -> dict[str, str]:
+        """Deliver ``data`` as a new event, or as ``event`` (another copy of one)."""
+        event = event or CloudEvent.new(data, source="ferry/test")
         notice = notice_for(event, data)
 
         async def dead_letter(destination: Destination, reason: str, _: int) -> None:
@@ -147,6 +148,34 @@ async def test_when_two_first_messages_went_out_the_later_saved_moves_into_the_t
         [reply] = slack_api.thread(gone.channel, parent.ts)
         assert reply.text == gone.text
     assert a.dead_letters == b.dead_letters == []
+
+
+@pytest.mark.postgres
+async def test_a_delivery_taken_over_finds_what_the_replica_before_posted(
+    postgres_url: str, slack_api: SlackApi
+) -> None:
+    data = ev.approved("r-6")
+    event = CloudEvent.new(data, source="ferry/test")
+    async with (
+        _replica("a", postgres_url, slack_api, lease=0.3) as a,
+        _replica("b", postgres_url, slack_api, lease=0.3) as b,
+    ):
+        # Slack takes a's first messages at once but answers them late, past a's leases.
+        slack_api.delay("chat.postMessage", 1.5, times=2)
+        first = asyncio.create_task(a.deliver(data, event))
+        await wait_until(lambda: len(slack_api.messages) == 2, what="a's first messages")
+        await asyncio.sleep(0.5)
+        # Another copy of the same event, on b: it takes the deliveries over, and finds
+        # a's messages instead of posting its own.
+        assert await b.deliver(data, event) == SENT
+        assert await first == SENT
+    assert not [c for c in slack_api.calls_to("chat.postMessage") if c.token == "xoxb-b"]
+    assert {c.token for c in slack_api.calls_to("conversations.history")} == {"xoxb-b"}
+    for channel in CHANNELS:
+        [parent] = _top_level(slack_api, channel)
+        assert slack_api.thread(channel, parent.ts) == []
+    assert len(slack_api.messages) == 2
+    assert slack_api.calls_to("chat.delete") == []
 
 
 @pytest.mark.amqp

@@ -46,6 +46,8 @@ class Lease:
 
     key: ClaimKey
     owner: str
+    #: Taken over from a replica whose lease ran out: it may have sent before it stopped.
+    taken_over: bool = False
 
 
 class Claimant:
@@ -57,6 +59,11 @@ class Claimant:
         #: The prefix of this process's owner names: one per process, one more part per
         #: delivery. Claims under it belong to live siblings (see ``claims.take``).
         self._process = f"{claiming.owner}/{uuid.uuid4().hex[:6]}/"[-100:]
+
+    @property
+    def lease(self) -> float:
+        """Seconds a claim lasts unless renewed."""
+        return self._c.lease
 
     async def renew(self, lease: Lease, seconds: float) -> None:
         """Keep our claim for ``seconds`` plus a lease; :class:`ClaimLost` when it is not ours."""
@@ -92,7 +99,7 @@ class Claimant:
                         destination=claim.destination,
                         previous_owner=outcome.taken_over_from,
                     )
-                return Lease(claim, owner)
+                return Lease(claim, owner, taken_over=bool(outcome.taken_over_from))
             pause = await self._wait(outcome, pause)
 
     async def _wait(self, held: Held, pause: float, keep: Lease | None = None) -> float:

@@ -96,7 +96,9 @@ class Sent:
     status: str = "sent"
 
 
-#: How far back (seconds, for clocks out of step) an unanswered post is looked for.
+#: How far back (seconds, for clocks out of step) before the first try a post of this
+#: delivery is looked for, besides a lease (how long ago the replica before us may have
+#: posted it).
 _LOOKBACK = 120.0
 
 
@@ -113,9 +115,11 @@ class _Unanswered:
 class _Tries:
     """What the earlier tries of one delivery left behind for the next."""
 
-    #: Slack ts before the first try: an unanswered post is looked for from here on.
-    oldest: str = field(default_factory=lambda: f"{time.time() - _LOOKBACK:.6f}")
+    #: A Slack ts before the first try: a post of this delivery is looked for from here on.
+    oldest: str
     unanswered: _Unanswered | None = None
+    #: The delivery was taken over: look for what the replica before us posted.
+    taken_over: bool = False
     #: Our message that lost the race to start the thread, still to be deleted.
     orphan: Posted | None = None
     #: Our claim on starting the release's thread, kept from one try to the next.
@@ -206,7 +210,8 @@ class Deliverer:
             raise
 
     async def _attempts(self, job: Job, destination: Destination, lease: Lease) -> str:
-        tries = _Tries()
+        since = time.time() - _LOOKBACK - self._claims.lease
+        tries = _Tries(f"{since:.6f}", taken_over=lease.taken_over)
         try:
             return await self._tries(job, destination, lease, tries)
         finally:
@@ -339,21 +344,9 @@ class Deliverer:
         message = _Message(slack, tries, tag, text, blocks, notice.stage_rank)
         key = notice.thread_key
 
-        if tries.orphan is not None:  # lost the race last try, and could not delete it then
-            await slack.delete(tries.orphan.channel, tries.orphan.ts)
-            tries.orphan = None
-        was = tries.unanswered
-        found = await self._unanswered(message, destination) if was is not None else None
-        tries.unanswered = None
-        if found is not None and was is not None:
-            log.info("an unanswered post had gone out", destination=destination.key)
-            if key and was.starts_thread:
-                return await self._started(message, key, destination, lease, found)
-            if key:
-                known = await self._store.thread(key, destination.key)
-                if known is not None and was.thread_ts == known.ts:
-                    await self._newest(message, key, destination, known, notice.stage_rank)
-            return Sent(found.channel, found.ts)
+        earlier = await self._earlier(message, key, destination, lease, channel)
+        if earlier is not None:
+            return earlier
 
         if job.flood.is_repeat:
             anchor = await self._claims.anchor(job.flood.anchor_event_id, destination.key, lease)
@@ -371,26 +364,80 @@ class Deliverer:
             return await self._started(message, key, destination, lease, posted)
         return await self._reply(message, key, destination, thread, notice)
 
-    async def _unanswered(self, message: _Message, destination: Destination) -> Posted | None:
-        """The post of an earlier try that got no answer, if Slack has it."""
-        was = message.tries.unanswered
-        if was is None:
-            return None
-        channel = was.channel
-        if not was.thread_ts and channel[:1] not in ("C", "G", "D"):
+    async def _earlier(
+        self, message: _Message, key: str, destination: Destination, lease: Lease, channel: str
+    ) -> Sent | None:
+        """Settle what earlier tries (ours, or the replica's we took over from) left: the
+        delivery when its message is out already; None: post it."""
+        tries = message.tries
+        if tries.orphan is not None:  # lost the race last try, and could not delete it then
+            await message.slack.delete(tries.orphan.channel, tries.orphan.ts)
+            tries.orphan = None
+        if tries.taken_over:
+            tries.taken_over = False
+            before = await self._taken_over(message, key, destination, lease, channel)
+            if before is not None:
+                return before
+        was = tries.unanswered
+        tries.unanswered = None
+        found = await self._find(message, destination, was.channel, was.thread_ts) if was else None
+        if found is not None and was is not None:
+            log.info("an unanswered post had gone out", destination=destination.key)
+            if key and was.starts_thread:
+                return await self._started(message, key, destination, lease, found)
+            if key:
+                known = await self._store.thread(key, destination.key)
+                if known is not None and was.thread_ts == known.ts:
+                    await self._newest(message, key, destination, known, message.rank)
+            return Sent(found.channel, found.ts)
+        return None
+
+    async def _find(
+        self, message: _Message, destination: Destination, channel: str, thread_ts: str
+    ) -> Posted | None:
+        """This delivery's message in the channel (or in the thread ``thread_ts``), if Slack
+        has it; posted by an earlier try that got no answer, or by the replica before us."""
+        if not thread_ts and channel[:1] not in ("C", "G", "D"):
             # A name: read by the id an earlier thread there has (Slack reads by id only).
             channel = await self._store.channel_of(destination.key) or channel
         try:
             return await message.slack.find(
-                channel, message.tag, oldest=message.tries.oldest, thread_ts=was.thread_ts
+                channel, message.tag, oldest=message.tries.oldest, thread_ts=thread_ts
             )
         except Undeliverable as exc:
             log.warning(
-                "could not look for an unanswered post; posting again",
+                "could not look for an earlier post; posting again",
                 destination=destination.key,
                 reason=str(exc),
             )
             return None
+
+    async def _taken_over(
+        self, message: _Message, key: str, destination: Destination, lease: Lease, channel: str
+    ) -> Sent | None:
+        """What the replica whose lease ran out posted of this delivery before it stopped:
+        settled with it when it is there; None: post as usual (after deleting a first
+        message of its that lost the race to start the thread)."""
+        thread = await self._store.thread(key, destination.key) if key else None
+        if thread is not None:
+            reply = await self._find(message, destination, thread.channel, thread.ts)
+            if reply is not None:
+                log.info("the replica before us had posted it", destination=destination.key)
+                return Sent(reply.channel, reply.ts)
+        top = await self._find(message, destination, channel, "")
+        if top is None:
+            return None
+        log.info("the replica before us had posted it", destination=destination.key)
+        if not key:
+            return Sent(top.channel, top.ts)
+        if thread is None:
+            return await self._started(message, key, destination, lease, top)
+        if (top.channel, top.ts) == (thread.channel, thread.ts):
+            return Sent(top.channel, top.ts)
+        message.tries.orphan = top
+        await message.slack.delete(top.channel, top.ts)
+        message.tries.orphan = None
+        return None
 
     async def _started(
         self, message: _Message, key: str, destination: Destination, lease: Lease, posted: Posted
@@ -402,8 +449,8 @@ class Deliverer:
             key, destination.key, Thread(posted.channel, posted.ts, notice_rank), owner=lease.owner
         )
         message.tries.thread = None
-        if winner is None:
-            return Sent(posted.channel, posted.ts)
+        if winner is None or (winner.channel, winner.ts) == (posted.channel, posted.ts):
+            return Sent(posted.channel, posted.ts)  # ours (saved now, or by who found it)
         log.warning(
             "another first message of this release was saved first; moving ours into its thread",
             destination=destination.key,
