@@ -270,6 +270,12 @@ def test_public_surface_is_pinned() -> None:
         "load_yaml_documents",
         "mask_secrets",
         "mask_url",
+        "ARTIFACT_FILE",
+        "MANIFEST_SUFFIXES",
+        "InvalidManifest",
+        "Stamp",
+        "environment_files",
+        "stamp_manifest",
     }
     assert set(ferry_events.__all__) == expected
     for name in expected:

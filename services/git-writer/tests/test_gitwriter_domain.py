@@ -14,8 +14,11 @@ from ferry_events import (
     ArtifactSpec,
     EventData,
     Intent,
+    InvalidManifest,
     PolicyChangeRequested,
     ReleaseApproved,
+    Stamp,
+    stamp_manifest,
 )
 from ferry_gitwriter.domain import paths
 from ferry_gitwriter.domain.changes import (
@@ -29,7 +32,6 @@ from ferry_gitwriter.domain.changes import (
     plan_release,
     plan_store_artifact,
 )
-from ferry_gitwriter.domain.stamping import InvalidManifest, Stamp, stamp_manifest
 
 STAMP = Stamp(
     service="payments",

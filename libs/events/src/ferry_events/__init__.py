@@ -37,6 +37,14 @@ from ferry_events.registry import (
     describe_errors,
     split_type,
 )
+from ferry_events.stamping import (
+    ARTIFACT_FILE,
+    MANIFEST_SUFFIXES,
+    InvalidManifest,
+    Stamp,
+    environment_files,
+    stamp_manifest,
+)
 from ferry_events.types import (
     ALL_ENVIRONMENTS,
     ALL_EVENT_TYPES,
@@ -82,11 +90,13 @@ from ferry_events.yamlload import (
 __all__ = [
     "ALL_ENVIRONMENTS",
     "ALL_EVENT_TYPES",
+    "ARTIFACT_FILE",
     "CI",
     "DATA_CONTENT_TYPE",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_YAML_LIMITS",
     "DNS_LABEL",
+    "MANIFEST_SUFFIXES",
     "STRUCTURED_CONTENT_TYPE",
     "Actor",
     "Application",
@@ -107,6 +117,7 @@ __all__ = [
     "HaltChangeRequested",
     "HaltChanged",
     "Intent",
+    "InvalidManifest",
     "MalformedEvent",
     "Manifests",
     "PayloadTooLarge",
@@ -124,6 +135,7 @@ __all__ = [
     "RolloutStarted",
     "RolloutSucceeded",
     "Stage",
+    "Stamp",
     "TypeMismatch",
     "UnknownEventType",
     "UnknownEventVersion",
@@ -140,11 +152,13 @@ __all__ = [
     "derived_id",
     "describe_errors",
     "encode",
+    "environment_files",
     "is_safe_segment",
     "load_yaml_document",
     "load_yaml_documents",
     "mask_secrets",
     "mask_url",
     "split_type",
+    "stamp_manifest",
     "utcnow",
 ]

@@ -24,8 +24,11 @@ from ferry_events import (
     ArtifactSpec,
     EventData,
     HaltChangeRequested,
+    InvalidManifest,
     PolicyChangeRequested,
     ReleaseApproved,
+    Stamp,
+    environment_files,
 )
 from ferry_gitwriter.domain import paths
 from ferry_gitwriter.domain.plan import (
@@ -49,7 +52,6 @@ from ferry_gitwriter.domain.plan import (
     one_line,
     trailers,
 )
-from ferry_gitwriter.domain.stamping import InvalidManifest, Stamp, stamp_manifest
 
 __all__ = [
     "ACTOR",
@@ -178,7 +180,7 @@ def plan_store_artifact(
 # --------------------------------------------------------------------------- releases
 
 
-def plan_release(  # noqa: PLR0911 - one return per reason a release is not committed
+def plan_release(
     event_id: str, approved: ReleaseApproved, tree: TreeReader
 ) -> CommitPlan | Unchanged | ReleaseFailure:
     """Replace the environment folder with the build's manifests for it, stamped.
@@ -222,17 +224,10 @@ def plan_release(  # noqa: PLR0911 - one return per reason a release is not comm
         release_id=approved.release_id,
         author=author,
     )
-    files: dict[str, bytes] = {paths.ARTIFACT_FILE: spec_bytes}
-    for name, content in sorted(manifests.items()):
-        if not name.endswith(paths.MANIFEST_SUFFIXES):
-            continue
-        try:
-            text = content.decode()
-            files[name] = stamp_manifest(text, stamp, name=f"{build}/{name}").encode()
-        except UnicodeDecodeError:
-            return ReleaseFailure("invalid-manifest", f"{build}/{name} is not UTF-8 text")
-        except InvalidManifest as exc:
-            return ReleaseFailure(exc.code, str(exc))
+    try:
+        files = environment_files(spec_bytes, manifests, stamp, where=build)
+    except InvalidManifest as exc:
+        return ReleaseFailure(exc.code, str(exc))
     moved_from = _other_namespaces(approved.environment, namespace, approved.service, tree)
     newer = _newer_release(approved, [folder, *_folders(approved, moved_from)], tree)
     if newer is not None:

@@ -9,15 +9,39 @@ from __future__ import annotations
 
 from typing import Final
 
-from ferry_events import ALL_ENVIRONMENTS, DNS_LABEL, is_safe_segment
+from ferry_events import (
+    ALL_ENVIRONMENTS,
+    ARTIFACT_FILE,
+    DNS_LABEL,
+    MANIFEST_SUFFIXES,
+    is_safe_segment,
+)
+
+__all__ = [
+    "ARTIFACT_FILE",
+    "BUILDS",
+    "ENVIRONMENTS",
+    "HALTS_FILE",
+    "MANIFEST_SUFFIXES",
+    "POLICIES",
+    "REJECTED",
+    "UnsafeId",
+    "build_dir",
+    "dns_label",
+    "environment_dir",
+    "environment_root",
+    "halt_environment",
+    "manifest_name",
+    "policy_file",
+    "rejected_file",
+    "segment",
+]
 
 BUILDS: Final = "builds"
 ENVIRONMENTS: Final = "environments"
 POLICIES: Final = "policies"
 REJECTED: Final = "rejected"
 HALTS_FILE: Final = "halts.yaml"
-ARTIFACT_FILE: Final = "artifact.json"
-MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
 
 
 class UnsafeId(ValueError):

@@ -1,4 +1,8 @@
-"""Stamping workloads with ``ferry.dev/*`` annotations: a pure function over YAML text.
+"""A stamped environment folder: what a release writes to ``environments/<env>/<ns>/<service>/``.
+
+Part of the contract: git-writer commits exactly :func:`environment_files`, and
+promotion's preview (``GET /v1/releases/preview``) diffs what runs against the
+same function's output, so what is previewed is what is committed.
 
 Every workload document (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job,
 CronJob, Pod) gets the annotations in ``metadata.annotations`` and in its pod
@@ -16,7 +20,24 @@ from typing import Any, Final
 
 import yaml
 
-from ferry_events import YamlLimitExceeded, load_yaml_document
+from ferry_events.yamlload import YamlLimitExceeded, load_yaml_document
+
+__all__ = [
+    "ARTIFACT_FILE",
+    "MANIFEST_SUFFIXES",
+    "WORKLOAD_KINDS",
+    "InvalidManifest",
+    "Stamp",
+    "environment_files",
+    "split_documents",
+    "stamp_manifest",
+    "stamp_workload",
+]
+
+#: The artifact's own description, copied byte for byte into the environment folder.
+ARTIFACT_FILE: Final = "artifact.json"
+#: The file names that are manifests (anything else of a build's environment is not copied).
+MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
 
 WORKLOAD_KINDS: Final = frozenset(
     {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
@@ -139,3 +160,26 @@ def stamp_manifest(text: str, stamp: Stamp, *, name: str = "manifest") -> str:
         if index < len(separators):
             out.append(separators[index])
     return "".join(out)
+
+
+def environment_files(
+    artifact: bytes, manifests: Mapping[str, bytes], stamp: Stamp, *, where: str = "manifest"
+) -> dict[str, bytes]:
+    """The complete content of an environment folder, keyed by path relative to it.
+
+    ``artifact`` is the build's ``artifact.json`` (kept byte for byte); ``manifests`` the
+    files of the build's folder for the environment (``builds/<service>/<id>/<env>/``),
+    keyed by path relative to it: each ``.yaml``/``.yml`` one is stamped, any other file is
+    left out. ``where`` (that folder) prefixes the names in errors. Raises
+    :class:`InvalidManifest` for a manifest that is not UTF-8 or not YAML.
+    """
+    files: dict[str, bytes] = {ARTIFACT_FILE: artifact}
+    for name, content in sorted(manifests.items()):
+        if not name.endswith(MANIFEST_SUFFIXES):
+            continue
+        try:
+            text = content.decode()
+        except UnicodeDecodeError:
+            raise InvalidManifest(f"{where}/{name} is not UTF-8 text") from None
+        files[name] = stamp_manifest(text, stamp, name=f"{where}/{name}").encode()
+    return files
