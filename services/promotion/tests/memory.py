@@ -336,6 +336,9 @@ class FakeConfig:
     async def list_builds(self, service: str) -> list[ArtifactSpec]:
         return [spec for (s, _), (spec, _) in self.builds.items() if s == service]
 
+    async def files(self, commit: str, directory: str) -> dict[str, bytes]:
+        return {}
+
     async def history(
         self, service: str, environment: str | None = None, *, limit: int = 5000
     ) -> list[HistoryEntry]:

@@ -43,6 +43,7 @@ from ferry_promotion.service_layer.deciding import Decider
 from ferry_promotion.service_layer.expiring import Expiry
 from ferry_promotion.service_layer.housekeeping import purge
 from ferry_promotion.service_layer.policies import Policies
+from ferry_promotion.service_layer.previewing import Previews
 from ferry_promotion.service_layer.requesting import Requests
 from ferry_promotion.service_layer.resolving import Resolver
 from ferry_promotion.service_layer.results import Results
@@ -218,7 +219,14 @@ async def build(
     runtime.readiness.add("config-repo", repo_ready)
     consumers.subscribe(runtime)
     runtime.set_concurrency(settings.consumer_concurrency)
-    deps = ApiDeps(requests=requests, views=views, policies=policies, safety=safety, tokens=tokens)
+    deps = ApiDeps(
+        requests=requests,
+        views=views,
+        policies=policies,
+        safety=safety,
+        tokens=tokens,
+        previews=Previews(reader, read, decider),
+    )
     runtime.serve(create_app(deps, chatops, runtime.routes()))
     runtime.on_start(service.start)
     runtime.on_stop(service.stop)

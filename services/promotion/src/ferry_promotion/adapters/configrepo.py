@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ferry_events import DNS_LABEL, ArtifactSpec, is_safe_segment
 from ferry_promotion.adapters.coalesce import Coalesced
-from ferry_promotion.adapters.gitcli import GitError, parse_trailers, run_git
+from ferry_promotion.adapters.gitcli import GitError, parse_trailers, read_files, run_git
 from ferry_promotion.domain.decision import HistoryEntry
 from ferry_promotion.domain.environments import DEFAULT_ENVIRONMENTS
 from ferry_promotion.domain.environments import parse_environments as _parse_environments
@@ -316,6 +316,13 @@ class ConfigReader:
                 except (ValueError, OSError):
                     continue
         return found
+
+    async def files(self, commit: str, directory: str) -> dict[str, bytes]:
+        """Every file below ``directory`` at ``commit`` (relative paths), as git holds it.
+
+        ``directory`` is built by the caller from validated names only."""
+        async with self._lock:
+            return await read_files(self.path, commit, directory)
 
     # ------------------------------------------------------------------ history
 

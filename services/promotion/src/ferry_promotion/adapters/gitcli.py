@@ -34,6 +34,48 @@ async def run_git(*args: str, cwd: Path | None = None, check: bool = True) -> tu
     return code, out.decode(errors="replace")
 
 
+async def read_files(cwd: Path, commit: str, directory: str) -> dict[str, bytes]:
+    """Every file below ``directory`` at ``commit``, keyed by path relative to it, as git holds
+    it (a symlink is the text of its target, never followed): one ``git ls-tree`` and one
+    ``git cat-file --batch``."""
+    prefix = directory.rstrip("/") + "/"
+    _, listing = await run_git("ls-tree", "-r", "-z", commit, "--", prefix, cwd=cwd)
+    blobs: list[tuple[str, str]] = []
+    for entry in listing.split("\0"):
+        meta, tab, path = entry.partition("\t")
+        fields = meta.split()
+        if tab and len(fields) == 3 and fields[1] == "blob" and path.startswith(prefix):
+            blobs.append((path[len(prefix) :], fields[2]))
+    if not blobs:
+        return {}
+    process = await asyncio.create_subprocess_exec(
+        "git",
+        "cat-file",
+        "--batch",
+        cwd=cwd,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "PATH": _path()},
+    )
+    out, err = await process.communicate("".join(f"{sha}\n" for _, sha in blobs).encode())
+    if process.returncode:
+        raise GitError(
+            f"git cat-file failed ({process.returncode}): "
+            f"{mask_secrets(err.decode(errors='replace').strip())[:500]}",
+            code="git-failed",
+        )
+    files: dict[str, bytes] = {}
+    at = 0
+    for name, _ in blobs:
+        end = out.index(b"\n", at)
+        header = out[at:end].split()
+        size = int(header[2]) if len(header) == 3 else 0
+        files[name] = out[end + 1 : end + 1 + size]
+        at = end + 1 + size + 1
+    return files
+
+
 def _path() -> str:
     return os.environ.get("PATH", "/usr/bin:/bin")
 

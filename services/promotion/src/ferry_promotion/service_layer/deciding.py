@@ -15,6 +15,8 @@ the measurement.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ferry_events import (
     CloudEvent,
     Intent,
@@ -32,7 +34,7 @@ from ferry_promotion.domain.decision import (
     evaluate,
 )
 from ferry_promotion.domain.effects import Decided, effects_of, rejection
-from ferry_promotion.domain.policies import Verification
+from ferry_promotion.domain.policies import Policy, Verification
 from ferry_promotion.domain.records import Rollout
 from ferry_promotion.domain.release import Release
 from ferry_promotion.domain.rollback import is_auto_rollback
@@ -51,6 +53,17 @@ from ferry_promotion.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFac
 from ferry_runtime.logging import get_logger
 
 log = get_logger(__name__)
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """What :meth:`Decider.dry_run` found: the target, what it was judged on, and the verdict."""
+
+    target: Target
+    candidate: Candidate
+    policy: Policy
+    facts: Facts
+    verdict: Verdict
+
 
 #: Releases in these statuses in the environment before are on their way to a rollout result.
 _ON_THEIR_WAY = frozenset({Status.APPROVED.value, Status.COMMITTED.value})
@@ -183,6 +196,28 @@ class Decider:
             return RolloutState.IN_PROGRESS, "", None
         return RolloutState.NONE, "", None
 
+    async def dry_run(self, release: Release, snapshot: Snapshot) -> DryRun | PolicyViolation:
+        """The decision ``release`` would get now against ``snapshot``, by the same code as
+        :meth:`decide`, without writing anything: no status, no event, no inbox row (its units
+        of work only read and are never committed). A verification is measured as the decision
+        would measure it. A request that resolves to nothing gives the violation it would be
+        rejected with."""
+        try:
+            target = await self.resolver.resolve(release, snapshot)
+        except ResolutionError as exc:
+            return exc.violation
+        measured: Measurement | None = None
+        while True:
+            async with self.uow() as uow:
+                candidate, policy, facts = await self._situation(
+                    uow, release, snapshot, target, measured
+                )
+            verdict = evaluate(candidate, policy, facts)
+            if verdict.outcome is Outcome.MEASURE and verdict.verification and measured is None:
+                measured = await self._measure(verdict.verification)
+                continue
+            return DryRun(target, candidate, policy, facts, verdict)
+
     async def _verdict(
         self,
         uow: UnitOfWork,
@@ -191,6 +226,17 @@ class Decider:
         target: Target,
         measured: Measurement | None = None,
     ) -> Verdict:
+        return evaluate(*await self._situation(uow, release, snapshot, target, measured))
+
+    async def _situation(
+        self,
+        uow: UnitOfWork,
+        release: Release,
+        snapshot: Snapshot,
+        target: Target,
+        measured: Measurement | None = None,
+    ) -> tuple[Candidate, Policy, Facts]:
+        """What the decision of ``release`` is made from: the request, the policy, the facts."""
         service, environment = release.service, release.environment
         intent = Intent(release.intent)
         spec = target.artifact
@@ -246,7 +292,7 @@ class Decider:
             mark=snapshot.mark_of(service, spec.id),
             measured=measured,
         )
-        return evaluate(candidate, policy, facts)
+        return candidate, policy, facts
 
     async def _apply(
         self,

@@ -63,6 +63,10 @@ class ConfigReader(Protocol):
 
     async def list_builds(self, service: str) -> list[ArtifactSpec]: ...
 
+    async def files(self, commit: str, directory: str) -> dict[str, bytes]:
+        """Every file below ``directory`` at ``commit``, keyed by path relative to it."""
+        ...
+
     async def history(
         self, service: str, environment: str | None = None, *, limit: int = 5000
     ) -> list[HistoryEntry]: ...

@@ -14,7 +14,9 @@ from starlette.routing import BaseRoute
 
 from ferry_events import Intent
 from ferry_promotion.domain.access import Identity
+from ferry_promotion.domain.preview import PREVIEW_RELEASE_ID
 from ferry_promotion.entrypoints.http import problems, views
+from ferry_promotion.entrypoints.http.previews import PreviewView, preview_view
 from ferry_promotion.entrypoints.http.views import (
     Accepted,
     ArtifactsView,
@@ -29,6 +31,7 @@ from ferry_promotion.entrypoints.http.views import (
 from ferry_promotion.entrypoints.slack import ChatOps, SlackRouter
 from ferry_promotion.errors import Unauthorized
 from ferry_promotion.service_layer.policies import Policies
+from ferry_promotion.service_layer.previewing import Previews
 from ferry_promotion.service_layer.requesting import Requests
 from ferry_promotion.service_layer.safety import Safety
 from ferry_promotion.service_layer.views import Views
@@ -54,6 +57,7 @@ class ApiDeps:
     policies: Policies
     safety: Safety
     tokens: Tokens
+    previews: Previews
 
 
 class _Body(BaseModel):
@@ -172,6 +176,32 @@ def create_app(
         )
         response.headers["Location"] = f"/v1/releases/{release.release_id}"
         return views.accepted(release)
+
+    @api.get("/releases/preview", response_model=PreviewView, response_model_by_alias=True)
+    async def preview_release(
+        *,
+        who: Who,
+        service: Annotated[str, Query(min_length=1, max_length=63, pattern=NAME)],
+        environment: Annotated[str, Query(min_length=1, max_length=63, pattern=NAME)],
+        artifact_id: Annotated[
+            str | None, Query(alias="artifactId", max_length=128, pattern=ARTIFACT)
+        ] = None,
+        intent: Annotated[Literal["promote", "rollback"] | None, Query()] = None,
+        from_environment: Annotated[
+            str | None, Query(alias="fromEnvironment", max_length=63, pattern=NAME)
+        ] = None,
+    ) -> PreviewView:
+        """What a release (artifactId) or a promote or rollback (intent) would change, and the
+        verdict of every policy now; nothing is recorded or published."""
+        found = await deps.previews.preview(
+            who,
+            service=service,
+            environment=environment,
+            artifact_id=artifact_id,
+            intent=Intent(intent) if intent else None,
+            from_environment=from_environment,
+        )
+        return preview_view(found, PREVIEW_RELEASE_ID)
 
     @api.get("/releases/{release_id}", response_model=ReleaseView, response_model_by_alias=True)
     async def get_release(release_id: ReleaseId, who: Who) -> ReleaseView:
