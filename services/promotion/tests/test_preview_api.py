@@ -92,6 +92,9 @@ async def test_a_release_preview_shows_the_stamped_diff_and_the_verdicts(h) -> N
     assert verdicts["halted"] == "passed"
     assert "promotion-chain" not in verdicts  # no chain in this policy
 
+    latest = await _preview(h, "alice", service="payments", environment="dev", branch="master")
+    assert (latest["artifactId"], latest["diff"]) == ("master-2", found["diff"])
+
     # nothing was recorded, published or numbered: the next real request is the first
     assert h.tap.of_type("ferry.release.requested.v1") == []
     release_id = await h.request(
@@ -165,7 +168,8 @@ async def test_a_manifest_git_writer_would_refuse_is_named_before_the_release(h)
 
 
 REFUSALS = [
-    ("alice", {"environment": "dev"}, 422, "artifactId: give artifactId=<id> or intent="),
+    ("alice", {"environment": "dev"}, 422, "artifactId: give artifactId=<id>, branch=<branch> or"),
+    ("alice", {"environment": "dev", "artifactId": "m-1", "branch": "master"}, 422, "not both"),
     (
         "alice",
         {"environment": "dev", "artifactId": "master-1", "intent": "promote"},

@@ -66,16 +66,22 @@ class Previews:
         service: str,
         environment: str,
         artifact_id: str | None = None,
+        branch: str | None = None,
         intent: Intent | None = None,
         from_environment: str | None = None,
     ) -> Preview:
-        """The preview of releasing ``artifact_id``, or of a promote or rollback (``intent``).
+        """The preview of releasing ``artifact_id`` (or the latest of ``branch``), or of a
+        promote or rollback (``intent``).
 
         Refused as a request would be: 422 for a bad or unknown name or a wrong combination,
         403 without the right to release there, 404 for an unknown service or artifact.
         """
         check_service(service)
-        intent = _intent(artifact_id, intent, from_environment)
+        if artifact_id is not None and not is_safe_segment(artifact_id):
+            raise Invalid.field("artifactId", "is not an artifact id (letters, digits, . - _)")
+        intent = _intent(artifact_id or branch, intent, from_environment)
+        if artifact_id is not None and branch is not None:
+            raise Invalid.field("branch", "give artifactId or branch, not both")
         env = await environment_named(self.config, environment)
         if from_environment is not None:
             source = await environment_named(self.config, from_environment, "fromEnvironment")
@@ -91,6 +97,7 @@ class Previews:
                 environment=env.name,
                 intent=intent,
                 artifact_id=artifact_id,
+                branch=branch,
                 from_environment=from_environment,
                 actor=actor.actor,
                 requested_at=datetime.now(UTC),
@@ -181,22 +188,25 @@ class Previews:
         return folder_diff(before, after), None
 
 
-def _intent(artifact_id: str | None, intent: Intent | None, from_environment: str | None) -> Intent:
+def _intent(named: str | None, intent: Intent | None, from_environment: str | None) -> Intent:
+    """The intent of a preview: a release names an artifact (or a branch); else ``intent``."""
     errors: list[FieldError] = []
-    if artifact_id is not None and intent is not None:
+    if named is not None and intent is not None:
         errors.append(
             FieldError(
                 "intent",
-                "give artifactId (a release) or intent=promote|rollback (resolved as the "
-                "request would be), not both",
+                "give artifactId or branch (a release) or intent=promote|rollback (resolved "
+                "as the request would be), not both",
             )
         )
-    elif artifact_id is None and intent is None:
-        errors.append(FieldError("artifactId", "give artifactId=<id> or intent=promote|rollback"))
+    elif named is None and intent is None:
+        errors.append(
+            FieldError(
+                "artifactId", "give artifactId=<id>, branch=<branch> or intent=promote|rollback"
+            )
+        )
     elif intent is not None and intent not in (Intent.PROMOTE, Intent.ROLLBACK):
         errors.append(FieldError("intent", "must be promote or rollback"))
-    if artifact_id is not None and not is_safe_segment(artifact_id):
-        errors.append(FieldError("artifactId", "is not an artifact id (letters, digits, . - _)"))
     if from_environment is not None and intent is not Intent.PROMOTE:
         errors.append(FieldError("fromEnvironment", "only intent=promote takes fromEnvironment"))
     if errors:

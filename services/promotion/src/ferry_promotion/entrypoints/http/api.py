@@ -186,18 +186,20 @@ def create_app(
         artifact_id: Annotated[
             str | None, Query(alias="artifactId", max_length=128, pattern=ARTIFACT)
         ] = None,
+        branch: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
         intent: Annotated[Literal["promote", "rollback"] | None, Query()] = None,
         from_environment: Annotated[
             str | None, Query(alias="fromEnvironment", max_length=63, pattern=NAME)
         ] = None,
     ) -> PreviewView:
-        """What a release (artifactId) or a promote or rollback (intent) would change, and the
-        verdict of every policy now; nothing is recorded or published."""
+        """What a release (artifactId or branch) or a promote or rollback (intent) would
+        change, and the verdict of every policy now; nothing is recorded or published."""
         found = await deps.previews.preview(
             who,
             service=service,
             environment=environment,
             artifact_id=artifact_id,
+            branch=branch,
             intent=Intent(intent) if intent else None,
             from_environment=from_environment,
         )
