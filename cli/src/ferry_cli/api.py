@@ -208,6 +208,28 @@ class ApiClient:
         }
         return self._document("POST", "/v1/releases", json=body)
 
+    def preview(
+        self,
+        *,
+        service: str,
+        environment: str,
+        artifact_id: str | None = None,
+        branch: str | None = None,
+        intent: str | None = None,
+        from_environment: str | None = None,
+    ) -> Json:
+        """``GET /v1/releases/preview``: what the request would change, and its verdicts."""
+        params: dict[str, str | int] = {"service": service, "environment": environment}
+        for key, value in (
+            ("artifactId", artifact_id),
+            ("branch", branch),
+            ("intent", intent),
+            ("fromEnvironment", from_environment),
+        ):
+            if value is not None:
+                params[key] = value
+        return self._get("/v1/releases/preview", params)
+
     def release(self, release_id: str) -> Json:
         return self._get(f"/v1/releases/{_segment(release_id)}")
 

@@ -295,3 +295,105 @@ def dora_view(document: Json) -> Table:
     table.add_section()
     table.add_row(Text("all", style="bold"), *_dora_cells(document), style="bold")
     return table
+
+
+VERDICT_STYLE = {
+    "passed": "green",
+    "failed": "red",
+    "waiting": "yellow",
+    "needs-approval": "yellow",
+}
+OUTCOME_STYLE = {
+    "approve": "green",
+    "await-approval": "yellow",
+    "wait-for-rollout": "yellow",
+    "reject": "red",
+}
+
+
+def diff_line(line: str) -> Text:
+    """A unified diff's line: added green, removed red, hunk headers cyan, file headers bold."""
+    if line.startswith(("+++ ", "--- ")):
+        style = "bold"
+    elif line.startswith("+"):
+        style = "green"
+    elif line.startswith("-"):
+        style = "red"
+    elif line.startswith("@@"):
+        style = "cyan"
+    else:
+        style = ""
+    return Text(line, style=style)
+
+
+def preview_view(preview: Json) -> list[Text]:
+    """``GET /v1/releases/preview``: what, the verdict of each policy, then the diff, line by line
+    (a list of lines, printed each whole, so a long manifest line is never folded)."""
+    what = (
+        f"{_s(preview.get('intent'))} {_s(preview.get('service'))} "
+        f"{_s(preview.get('artifactId')) or '(nothing to release)'} "
+        f"→ {_s(preview.get('environment'))}"
+    )
+    if preview.get("namespace"):
+        what += f" (namespace {_s(preview.get('namespace'))})"
+    if preview.get("promotedFrom"):
+        what += f", from {_s(preview.get('promotedFrom'))}"
+    outcome = _s(preview.get("outcome"))
+    lines = [
+        Text.assemble(("dry run: ", "bold"), what),
+        Text.assemble(
+            "runs now: ",
+            _s(preview.get("runningArtifactId")) or "nothing",
+            "  config commit: ",
+            short(preview.get("configCommit")) or "none",
+        ),
+        Text.assemble(
+            ("decision now: ", "bold"), (outcome, f"bold {OUTCOME_STYLE.get(outcome, '')}")
+        ),
+    ]
+    if preview.get("detail"):
+        lines.append(Text(f"  {_s(preview.get('detail'))}"))
+    for check in preview.get("checks") or []:
+        verdict = _s(check.get("verdict"))
+        lines.append(
+            Text.assemble(
+                "  ",
+                (f"{verdict:<14}", VERDICT_STYLE.get(verdict, "")),
+                f" {_s(check.get('policy'))}: {_s(check.get('message'))}",
+            )
+        )
+    if not preview.get("checks"):
+        for violation in preview.get("violations") or []:
+            lines.append(
+                Text.assemble(
+                    "  ",
+                    (f"{'failed':<14}", "red"),
+                    f" {_s(violation.get('policy'))}: {_s(violation.get('message'))}",
+                )
+            )
+    failure = preview.get("commitFailure")
+    if isinstance(failure, dict):
+        lines.append(
+            Text(
+                f"git-writer would fail it: {_s(failure.get('reason'))}: "
+                f"{_s(failure.get('message'))}",
+                style="bold red",
+            )
+        )
+    summary = preview.get("summary") or {}
+    lines.append(
+        Text.assemble(
+            ("files: ", "bold"),
+            (f"{summary.get('added', 0)} added", "green"),
+            ", ",
+            (f"{summary.get('removed', 0)} removed", "red"),
+            f", {summary.get('changed', 0)} changed",
+        )
+    )
+    placeholder = _s(preview.get("releaseIdPlaceholder"))
+    if placeholder and placeholder in _s(preview.get("diff")):
+        lines.append(
+            Text(f"({placeholder} is the id the release gets when requested)", style="dim")
+        )
+    lines += [diff_line(line) for line in _s(preview.get("diff")).splitlines()]
+    return lines

@@ -41,12 +41,43 @@ WaitFor = Annotated[
     ),
 ]
 WAIT_SECONDS = 10.0
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Change nothing: show the diff the release would commit and each policy's verdict "
+        "now (exit 1 when it would be rejected).",
+    ),
+]
 Override = Annotated[
     bool,
     typer.Option(
         "--override-freeze", help="Release during a freeze window (admins; needs --reason)."
     ),
 ]
+
+
+def _dry_run(s: Session, unsupported: str = "", **query: str | None) -> None:
+    """Print ``GET /v1/releases/preview``: coloured on a terminal (not with NO_COLOR set), plain
+    when piped; exit 1 when the request would be rejected or git-writer would fail it.
+    ``unsupported``: why the options given cannot be previewed (a usage error)."""
+    if unsupported:
+        raise CliError(
+            unsupported,
+            ExitCode.USAGE,
+            hint="ferry release SERVICE --artifact ID --to ENV --dry-run previews one artifact",
+        )
+    preview = s.client().preview(**query)  # type: ignore[arg-type]
+    if s.json:
+        print_json(preview)
+    else:
+        from ferry_cli import render
+
+        out = console()
+        for line in render.preview_view(preview):
+            out.print(line, soft_wrap=True)
+    if preview.get("outcome") == "reject" or preview.get("commitFailure"):
+        raise typer.Exit(int(ExitCode.REFUSED))
 
 
 def _submitted(s: Session, created: Json, watch: bool, wait: float) -> None:
@@ -149,6 +180,7 @@ def register(app: typer.Typer) -> None:
         watch: Watch = False,
         no_wait: NoWait = False,
         wait_timeout: WaitFor = WAIT_SECONDS,
+        dry_run: DryRun = False,
         output: OutputOpt = None,
         server: ServerOpt = None,
         token: TokenOpt = None,
@@ -161,6 +193,9 @@ def register(app: typer.Typer) -> None:
                 ExitCode.USAGE,
                 hint="ferry artifacts SERVICE lists the artifacts there are",
             )
+        if dry_run:
+            _dry_run(s, service=service, environment=to, artifact_id=artifact, branch=branch)
+            return
         created = s.client().create_release(
             service=service,
             environment=to,
@@ -202,12 +237,26 @@ def register(app: typer.Typer) -> None:
         watch: Watch = False,
         no_wait: NoWait = False,
         wait_timeout: WaitFor = WAIT_SECONDS,
+        dry_run: DryRun = False,
         output: OutputOpt = None,
         server: ServerOpt = None,
         token: TokenOpt = None,
     ) -> None:
         """Promote to an environment what runs in the environment before it."""
         s = session(ctx, output, server, token)
+        if dry_run:
+            _dry_run(
+                s,
+                "--dry-run previews the promotion of what runs in --from; it does not take "
+                "--artifact"
+                if artifact is not None
+                else "",
+                service=service,
+                environment=to,
+                intent="promote",
+                from_environment=from_env,
+            )
+            return
         created = s.client().create_release(
             service=service,
             environment=to,
@@ -250,12 +299,24 @@ def register(app: typer.Typer) -> None:
         watch: Watch = False,
         no_wait: NoWait = False,
         wait_timeout: WaitFor = WAIT_SECONDS,
+        dry_run: DryRun = False,
         output: OutputOpt = None,
         server: ServerOpt = None,
         token: TokenOpt = None,
     ) -> None:
         """Roll an environment back to its previous release, or to a named earlier one."""
         s = session(ctx, output, server, token)
+        if dry_run:
+            _dry_run(
+                s,
+                "--dry-run previews the rollback to the previous release; it does not take --to"
+                if to is not None
+                else "",
+                service=service,
+                environment=env,
+                intent="rollback",
+            )
+            return
         artifact = to
         if pick is None:
             pick = not s.json and sys.stdin.isatty() and sys.stdout.isatty()
