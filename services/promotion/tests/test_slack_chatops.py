@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -555,3 +557,66 @@ async def test_halt_and_resume_from_slack_are_committed_and_refuse_then_allow(ch
         again = release_id_in(await chat.say("UALICE", "release payments master-1 to dev"))
         assert await chat.status_of(again, "rejected", "approved", "committed") != "rejected"
     assert "/ferry halt <env|*> <reason>" in await chat.say("UNOBODY", "help")
+
+
+async def _press(chat: Chat, user: str, value: str, key: str) -> None:
+    payload = block_actions_payload(
+        user_id=user,
+        action_id="ferry_promote",
+        value=value,
+        block_id="ferry_promotion",
+        response_url=chat.slack.response_url(key),
+    )
+    body = interaction_body(payload)
+    response = await chat.client.post(
+        "/v1/slack/interactions", content=body, headers=signed_headers(SECRET, body)
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_a_promotion_to_prod_shows_its_preview_and_is_requested_once_confirmed(chat):
+    refused = await chat.say("UBOB", "promote payments to prod")
+    assert refused == (
+        ":no_entry: Promoting payments to prod would be refused now:\n"
+        "• *promote*: nothing of payments runs in staging; nothing to promote"
+    )
+    store(chat.config, "master-2")
+    chat.config.release("staging", "payments", "master-2")
+    chat.config.write("policies/payments.yaml", APPROVALS_POLICY)
+
+    response = await chat.command("UBOB", "promote payments to prod", key="confirm")
+    answer = response.json()
+    summary = (
+        "2 file(s) change (2 added, 0 removed, 0 changed). Decision now: await-approval. "
+        "Verdicts: environment passed, halted passed, rejected-artifact passed, policy-invalid "
+        "passed, authorization passed, already-running passed, approvals needs-approval."
+    )
+    assert answer["text"] == f":mag: Promote payments `master-2` from staging to prod? {summary}"
+    assert (
+        ":raised_hand: *approvals*: prod needs 1 approval(s)" in answer["blocks"][0]["text"]["text"]
+    )
+    [button] = answer["blocks"][1]["elements"]
+    assert button["action_id"] == "ferry_promote"
+    assert button["confirm"]["title"]["text"] == "Promote to prod?"
+    assert button["confirm"]["text"]["text"] == summary[:300]
+    assert chat.tap.of_type("ferry.release.requested.v1") == []  # a preview requests nothing
+
+    await _press(chat, "UBOB", button["value"], "clicked")
+    requested = await chat.tap.wait_one("ferry.release.requested.v1")
+    assert requested.data["intent"] == "promote"
+    assert requested.data["artifactId"] == "master-2"  # exactly what was previewed
+    assert requested.data["actor"]["subject"] == "bob"
+    posts = await posted(chat.slack, "clicked", "Promotion requested, id `")
+    assert release_id_in(texts(posts)) == requested.data["releaseId"]
+    assert posts[0]["replace_original"] is True  # the button is gone
+
+    await _press(chat, "UBOB", button["value"], "again")  # a double click
+    again = await posted(chat.slack, "again", "already confirmed; nothing was done")
+    assert again[0]["replace_original"] is False
+    old = json.loads(button["value"]) | {"at": int(time.time()) - 3600}
+    await _press(chat, "UBOB", json.dumps(old), "late")
+    assert "more than 5 minutes old; nothing was done" in texts(
+        await posted(chat.slack, "late", "minutes old")
+    )
+    await asyncio.sleep(0.3)
+    assert len(chat.tap.of_type("ferry.release.requested.v1")) == 1

@@ -194,7 +194,10 @@ async def build(
         await runtime.publisher.publish(event)
 
     relay = OutboxRelay(store, publish)
-    chatops = _chatops(settings, store, tokens, PromotionReleases(requests, views, safety))
+    previews = Previews(reader, read, decider)
+    chatops = _chatops(
+        settings, store, tokens, PromotionReleases(requests, views, safety, previews)
+    )
     service = PromotionService(
         settings,
         runtime,
@@ -225,7 +228,7 @@ async def build(
         policies=policies,
         safety=safety,
         tokens=tokens,
-        previews=Previews(reader, read, decider),
+        previews=previews,
     )
     runtime.serve(create_app(deps, chatops, runtime.routes()))
     runtime.on_start(service.start)
@@ -247,12 +250,10 @@ def _chatops(
     base_url = api_url if api_url.endswith("/") else api_url + "/"
     secret = settings.slack_signing_secret.get_secret_value()
     bot_token = settings.slack_bot_token.get_secret_value()
+    seen = SqlReplays(store, window=MAX_AGE_SECONDS)
     return ChatOps(
-        verifier=SlackRequestVerifier(
-            secret, replay_cache=SqlReplays(store, window=MAX_AGE_SECONDS)
-        )
-        if secret
-        else None,
+        verifier=SlackRequestVerifier(secret, replay_cache=seen) if secret else None,
+        claims=seen,
         people=TokenPeople(tokens),
         releases=releases,
         users=SlackUserDirectory(AsyncWebClient(token=bot_token, base_url=base_url))

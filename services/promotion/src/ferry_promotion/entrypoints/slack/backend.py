@@ -16,7 +16,9 @@ from pydantic import BaseModel
 from ferry_events import Intent
 from ferry_promotion.adapters.tokens import TokenStore
 from ferry_promotion.domain.access import Identity
+from ferry_promotion.domain.preview import PREVIEW_RELEASE_ID
 from ferry_promotion.entrypoints.http import views
+from ferry_promotion.entrypoints.http.previews import preview_view
 from ferry_promotion.entrypoints.slack.ports import Refusal, RefusalKind
 from ferry_promotion.errors import (
     ApplicationError,
@@ -26,6 +28,8 @@ from ferry_promotion.errors import (
     NotFound,
     Unavailable,
 )
+from ferry_promotion.service_layer.lookups import environment_named
+from ferry_promotion.service_layer.previewing import Previews
 from ferry_promotion.service_layer.requesting import Requests
 from ferry_promotion.service_layer.safety import Safety
 from ferry_promotion.service_layer.views import Views
@@ -74,10 +78,13 @@ class TokenPeople:
 class PromotionReleases:
     """The promotion use cases, as chat-ops calls them."""
 
-    def __init__(self, requests: Requests, reads: Views, safety: Safety) -> None:
+    def __init__(
+        self, requests: Requests, reads: Views, safety: Safety, previews: Previews
+    ) -> None:
         self._requests = requests
         self._reads = reads
         self._safety = safety
+        self._previews = previews
 
     async def request(
         self,
@@ -140,3 +147,16 @@ class PromotionReleases:
         else:
             request_id = await _refusing(self._safety.resume(actor, environment))
         return _json(views.ChangeAccepted(request_id=request_id))
+
+    async def promotion_preview(
+        self, actor: Identity, *, service: str, environment: str
+    ) -> Mapping[str, Any] | None:
+        env = await _refusing(environment_named(self._previews.config, environment))
+        if not env.protected:
+            return None
+        preview = await _refusing(
+            self._previews.preview(
+                actor, service=service, environment=env.name, intent=Intent.PROMOTE
+            )
+        )
+        return _json(preview_view(preview, PREVIEW_RELEASE_ID))

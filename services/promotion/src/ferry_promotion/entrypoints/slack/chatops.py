@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -19,7 +20,13 @@ from prometheus_client import Counter
 from ferry_promotion.adapters.slack.responder import ResponseUrl, ResponseUrlPoster
 from ferry_promotion.adapters.slack.state import FollowUps, MemoryFollowUps
 from ferry_promotion.adapters.slack.users import SlackUnavailable, SlackUserDirectory
-from ferry_promotion.adapters.slack.verification import RequestRefused, SlackRequestVerifier
+from ferry_promotion.adapters.slack.verification import (
+    MAX_AGE_SECONDS,
+    ReplayCache,
+    Replays,
+    RequestRefused,
+    SlackRequestVerifier,
+)
 from ferry_promotion.entrypoints.slack import messages
 from ferry_promotion.entrypoints.slack.commands import (
     ApproveCommand,
@@ -42,12 +49,16 @@ from ferry_promotion.entrypoints.slack.following import Following
 from ferry_promotion.entrypoints.slack.ports import People, Refusal, Releases
 from ferry_runtime import get_logger
 
-__all__ = ["APPROVE_ACTION", "REJECT_ACTION", "ChatOps", "Refused"]
+__all__ = ["APPROVE_ACTION", "PROMOTE_ACTION", "REJECT_ACTION", "ChatOps", "Refused"]
 
 log = get_logger(__name__)
 
 APPROVE_ACTION: Final = "ferry_approve"
 REJECT_ACTION: Final = "ferry_reject"
+#: The Promote button of a promotion to a protected environment, after its preview.
+PROMOTE_ACTION: Final = "ferry_promote"
+#: How long a promotion's confirmation can be clicked (its claim lasts as long).
+CONFIRM_SECONDS: Final = MAX_AGE_SECONDS
 HISTORY_LIMIT: Final = 15
 
 SLACK_REQUESTS = Counter(
@@ -90,8 +101,11 @@ class ChatOps:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         followups: FollowUps | None = None,
         follow_lease: float = 30.0,
+        claims: Replays | None = None,
     ) -> None:
         self._verifier = verifier
+        # a confirmed promotion is requested once, whichever replica gets the click(s)
+        self._claims: Replays = claims or ReplayCache(window=CONFIRM_SECONDS)
         self._people = people
         self._releases = releases
         self._users = users
@@ -261,6 +275,13 @@ class ChatOps:
                 )
                 return await self._requested(actor, release, "release", form)
             case PromoteCommand(service=service, environment=env):
+                preview = await self._releases.promotion_preview(
+                    actor, service=service, environment=env
+                )
+                if preview is not None:  # a protected environment: confirm first
+                    return messages.promotion_confirmation(
+                        preview, self._confirmation(preview), PROMOTE_ACTION
+                    )
                 release = await self._releases.request(
                     actor, service=service, environment=env, intent="promote", reason=via
                 )
@@ -291,6 +312,61 @@ class ChatOps:
                 answer = await self._releases.halt(actor, env, halted=halted, reason=reason)
                 return messages.ephemeral(messages.halt_text(answer, env, halted=halted))
         raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
+
+    def _confirmation(self, preview: Mapping[str, Any]) -> str:
+        """The Promote button's value: what was previewed, a nonce and when."""
+        return json.dumps(
+            {
+                "service": preview.get("service"),
+                "environment": preview.get("environment"),
+                "artifactId": preview.get("artifactId"),
+                "nonce": uuid.uuid4().hex,
+                "at": int(self._clock().timestamp()),
+            }
+        )
+
+    async def _confirmed(self, actor: Any, value: str, user_id: str, url: str) -> dict[str, Any]:
+        """A click on Promote: request the promotion previewed, once, and follow it."""
+        try:
+            found = json.loads(value)
+            service, env = str(found["service"]), str(found["environment"])
+            artifact, nonce, at = str(found["artifactId"]), str(found["nonce"]), int(found["at"])
+        except (ValueError, KeyError, TypeError):
+            return messages.ephemeral(
+                ":warning: This button is not one Ferry made; nothing was done.",
+                replace_original=False,
+            )
+        now = self._clock().timestamp()
+        if not 0 <= now - at <= CONFIRM_SECONDS:
+            return messages.ephemeral(
+                f":hourglass: This confirmation is more than {CONFIRM_SECONDS // 60} minutes old; "
+                f"nothing was done. Run `/ferry promote {service} to {env}` again to see what it "
+                "would change now.",
+                replace_original=False,
+            )
+        if not await self._claims.first_time(f"confirm:{nonce}", now):
+            return messages.ephemeral(
+                f"This promotion of {service} to {env} was already confirmed; nothing was done.",
+                replace_original=False,
+            )
+        try:
+            release = await self._releases.request(
+                actor,
+                service=service,
+                environment=env,
+                intent="promote",
+                artifact_id=artifact,
+                reason=f"via Slack: /ferry promote {service} to {env}, confirmed after its preview",
+            )
+        except Refusal as exc:
+            icon = ":lock:" if exc.kind == "forbidden" else ":warning:"
+            return messages.ephemeral(f"{icon} {exc.message}", replace_original=False)
+        rid = str(release.get("releaseId", ""))
+        if rid and url:
+            await self._following.follow(
+                actor, rid, url, slack_user=user_id, status=str(release.get("status", ""))
+            )
+        return {**messages.release_acknowledged(release, "promotion"), "replace_original": True}
 
     async def _requested(
         self, actor: Any, release: Mapping[str, Any], intent: str, form: Mapping[str, str]
@@ -340,7 +416,8 @@ class ChatOps:
         actions = [
             a
             for a in payload.get("actions") or []
-            if isinstance(a, dict) and a.get("action_id") in (APPROVE_ACTION, REJECT_ACTION)
+            if isinstance(a, dict)
+            and a.get("action_id") in (APPROVE_ACTION, REJECT_ACTION, PROMOTE_ACTION)
         ]
         if not actions:
             SLACK_REQUESTS.labels("interactions", "ignored").inc()
@@ -359,6 +436,11 @@ class ChatOps:
             await self._answer(
                 response, messages.ephemeral(f":lock: {why}", replace_original=False)
             )
+            return
+        if action.get("action_id") == PROMOTE_ACTION:
+            answer = await self._confirmed(actor, release_id, str(user.get("id") or ""), url)
+            SLACK_REQUESTS.labels("interactions", "promote").inc()
+            await self._answer(response, answer)
             return
         try:
             release = await self._decide(actor, release_id, approve=approve, note="")

@@ -19,6 +19,8 @@ __all__ = [
     "ephemeral",
     "history_table",
     "outcome",
+    "preview_summary",
+    "promotion_confirmation",
     "release_acknowledged",
     "status_table",
 ]
@@ -245,3 +247,81 @@ def halt_text(answer: Mapping[str, Any], environment: str, *, halted: bool) -> s
             "it to halts.yaml, every request there but a rollback is refused."
         )
     return f":arrow_forward: Resume of {where} requested (`{request}`)."
+
+
+_VERDICT_ICONS: Final = {
+    "passed": ":white_check_mark:",
+    "failed": ":no_entry:",
+    "waiting": ":hourglass_flowing_sand:",
+    "needs-approval": ":raised_hand:",
+}
+
+
+def preview_summary(preview: Mapping[str, Any]) -> str:
+    """One paragraph of a preview: the files it changes and each policy's verdict now."""
+    summary = preview.get("summary") or {}
+    added, removed = int(summary.get("added", 0)), int(summary.get("removed", 0))
+    changed = int(summary.get("changed", 0))
+    verdicts = ", ".join(
+        f"{c.get('policy', '?')} {c.get('verdict', '?')}" for c in preview.get("checks") or []
+    )
+    return (
+        f"{added + removed + changed} file(s) change ({added} added, {removed} removed, "
+        f"{changed} changed). Decision now: {preview.get('outcome', '?')}"
+        + (f". Verdicts: {verdicts}." if verdicts else ".")
+    )
+
+
+def promotion_confirmation(
+    preview: Mapping[str, Any], value: str, action_id: str
+) -> dict[str, Any]:
+    """The answer to ``/ferry promote`` to a protected environment: what the promotion would
+    change and each policy's verdict, with a Promote button whose confirmation dialog shows the
+    summary (``value`` is what the click sends back). A promotion that would be refused, or
+    that git-writer would fail, gets no button."""
+    service, env = preview.get("service", "?"), preview.get("environment", "?")
+    artifact = preview.get("artifactId")
+    source = preview.get("promotedFrom")
+    what = f"{service} `{artifact}`" + (f" from {source}" if source else "") + f" to {env}"
+    lines = [
+        f"• {_VERDICT_ICONS.get(str(c.get('verdict')), '')} *{c.get('policy', '?')}*: "
+        f"{c.get('message', '')}"
+        for c in preview.get("checks") or []
+    ]
+    failure = preview.get("commitFailure")
+    refused = preview.get("outcome") == "reject" or not artifact or bool(failure)
+    if refused:
+        reasons = [
+            f"• *{v.get('policy', '?')}*: {v.get('message', '')}"
+            for v in preview.get("violations") or []
+        ]
+        if isinstance(failure, Mapping):
+            reasons.append(f"• *{failure.get('reason', '?')}*: {failure.get('message', '')}")
+        shown = what if artifact else f"{service} to {env}"
+        head = f":no_entry: Promoting {shown} would be refused now:"
+        return ephemeral("\n".join([head, *reasons]))
+    summary = preview_summary(preview)
+    text = f":mag: Promote {what}? {summary}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join([text, *lines])[:2900]}},
+        {
+            "type": "actions",
+            "block_id": "ferry_promotion",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "text": {"type": "plain_text", "text": "Promote"},
+                    "style": "primary",
+                    "value": value,
+                    "confirm": {
+                        "title": {"type": "plain_text", "text": f"Promote to {env}?"[:100]},
+                        "text": {"type": "mrkdwn", "text": summary[:300]},
+                        "confirm": {"type": "plain_text", "text": "Promote"},
+                        "deny": {"type": "plain_text", "text": "Cancel"},
+                    },
+                }
+            ],
+        },
+    ]
+    return ephemeral(text, blocks=blocks)

@@ -85,3 +85,9 @@ class Releases(Protocol):
         self, actor: Any, environment: str, *, halted: bool, reason: str = ""
     ) -> Mapping[str, Any]:
         """``POST /v1/halts`` (``halted``) or ``DELETE /v1/halts/{environment}``."""
+
+    async def promotion_preview(
+        self, actor: Any, *, service: str, environment: str
+    ) -> Mapping[str, Any] | None:
+        """``GET /v1/releases/preview?intent=promote`` when ``environment`` is protected (its
+        promotion is confirmed first); None when it is not."""
