@@ -336,7 +336,7 @@ class FakeConfig:
     async def list_builds(self, service: str) -> list[ArtifactSpec]:
         return [spec for (s, _), (spec, _) in self.builds.items() if s == service]
 
-    async def files(self, commit: str, directory: str) -> dict[str, bytes]:
+    async def files(self, commit: str, directory: str, keep: Any = None) -> dict[str, bytes]:
         return {}
 
     async def history(

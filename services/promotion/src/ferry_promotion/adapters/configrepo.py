@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -317,12 +318,13 @@ class ConfigReader:
                     continue
         return found
 
-    async def files(self, commit: str, directory: str) -> dict[str, bytes]:
-        """Every file below ``directory`` at ``commit`` (relative paths), as git holds it.
-
-        ``directory`` is built by the caller from validated names only."""
+    async def files(
+        self, commit: str, directory: str, keep: Callable[[str], bool] | None = None
+    ) -> dict[str, bytes]:
+        """Every file below ``directory`` at ``commit`` (relative paths; those ``keep`` accepts),
+        as git holds it. ``directory`` is built by the caller from validated names only."""
         async with self._lock:
-            return await read_files(self.path, commit, directory)
+            return await read_files(self.path, commit, directory, keep)
 
     # ------------------------------------------------------------------ history
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ferry_runtime import TemporaryError, mask_secrets
@@ -34,10 +35,12 @@ async def run_git(*args: str, cwd: Path | None = None, check: bool = True) -> tu
     return code, out.decode(errors="replace")
 
 
-async def read_files(cwd: Path, commit: str, directory: str) -> dict[str, bytes]:
-    """Every file below ``directory`` at ``commit``, keyed by path relative to it, as git holds
-    it (a symlink is the text of its target, never followed): one ``git ls-tree`` and one
-    ``git cat-file --batch``."""
+async def read_files(
+    cwd: Path, commit: str, directory: str, keep: Callable[[str], bool] | None = None
+) -> dict[str, bytes]:
+    """Every file below ``directory`` at ``commit`` (those whose relative path ``keep`` accepts),
+    keyed by path relative to it, as git holds it (a symlink is the text of its target, never
+    followed): one ``git ls-tree`` and one ``git cat-file --batch``."""
     prefix = directory.rstrip("/") + "/"
     _, listing = await run_git("ls-tree", "-r", "-z", commit, "--", prefix, cwd=cwd)
     blobs: list[tuple[str, str]] = []
@@ -45,7 +48,9 @@ async def read_files(cwd: Path, commit: str, directory: str) -> dict[str, bytes]
         meta, tab, path = entry.partition("\t")
         fields = meta.split()
         if tab and len(fields) == 3 and fields[1] == "blob" and path.startswith(prefix):
-            blobs.append((path[len(prefix) :], fields[2]))
+            name = path[len(prefix) :]
+            if keep is None or keep(name):
+                blobs.append((name, fields[2]))
     if not blobs:
         return {}
     process = await asyncio.create_subprocess_exec(

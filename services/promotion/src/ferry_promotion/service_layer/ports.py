@@ -63,8 +63,11 @@ class ConfigReader(Protocol):
 
     async def list_builds(self, service: str) -> list[ArtifactSpec]: ...
 
-    async def files(self, commit: str, directory: str) -> dict[str, bytes]:
-        """Every file below ``directory`` at ``commit``, keyed by path relative to it."""
+    async def files(
+        self, commit: str, directory: str, keep: Callable[[str], bool] | None = None
+    ) -> dict[str, bytes]:
+        """Every file below ``directory`` at ``commit`` whose path relative to it ``keep``
+        accepts (every one without it), keyed by that path."""
         ...
 
     async def history(

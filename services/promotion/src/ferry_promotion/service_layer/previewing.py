@@ -141,7 +141,7 @@ class Previews:
             return
         raise NotFound(
             f"no service {service}: nothing of it is stored, released or has a policy "
-            "(see `ferry services`)"
+            "(see `ferry status`)"
         )
 
     async def _files(
@@ -152,12 +152,15 @@ class Previews:
         before: dict[str, bytes] = {}
         root = f"environments/{environment}"
         if snapshot.commit is not None:
-            for path, content in (await self.config.files(snapshot.commit, root)).items():
+
+            def of_service(path: str) -> bool:
+                # git-writer replaces the service's folder in every namespace (a DNS label)
                 ns, _, rest = path.partition("/")
                 owner, _, name = rest.partition("/")
-                # git-writer replaces the service's folder in every namespace (a DNS label)
-                if DNS_LABEL.fullmatch(ns) and owner == service and name:
-                    before[f"{root}/{path}"] = content
+                return bool(DNS_LABEL.fullmatch(ns)) and owner == service and bool(name)
+
+            found = await self.config.files(snapshot.commit, root, of_service)
+            before = {f"{root}/{path}": content for path, content in found.items()}
         build_commit = self.config.snapshot.commit or snapshot.commit
         build = f"builds/{service}/{spec.id}"
         stored = await self.config.files(build_commit, build) if build_commit else {}
