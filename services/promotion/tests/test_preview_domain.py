@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from datetime import UTC, datetime
 
@@ -155,3 +156,46 @@ def test_already_running_alone_a_rollback_without_halt_and_unknown_rules_listed(
     novel = Verdict(Outcome.REJECT, (PolicyViolation(policy="verification", message="0.2 > 0.01"),))
     listed = checks(back, EMPTY_POLICY, plain, novel)
     assert listed[-1] == Check("verification", CheckVerdict.FAILED, "0.2 > 0.01")
+
+
+def test_a_soak_and_a_verification_get_their_verdicts() -> None:
+    from datetime import timedelta
+
+    from ferry_promotion.domain.verification import Measurement
+
+    policy = parse_policy(
+        "promotionChain:\n  environments: [prod]\n  soak: 30m\n"
+        "verification:\n  - environment: staging\n    prometheus:\n"
+        "      query: 'errors'\n      max: 0.01\n      for: 10m\n",
+        "payments",
+    )
+    candidate = _candidate(branch="master", artifact_id="master-1", promoted_from="staging")
+    soaking = Facts(
+        now=NOW,
+        environments=DEFAULT_ENVIRONMENTS,
+        previous_rollout=RolloutState.SUCCEEDED,
+        previous_succeeded_at=NOW - timedelta(minutes=10),
+        measured=Measurement("staging", True, "errors 0.001 <= 0.01"),
+    )
+    verdict = evaluate(candidate, policy, soaking)
+    assert verdict.outcome is Outcome.WAIT_FOR_ROLLOUT
+    found = {c.policy: c for c in checks(candidate, policy, soaking, verdict)}
+    assert found["promotion-chain"].verdict is CheckVerdict.PASSED
+    assert found["soak"].verdict is CheckVerdict.WAITING
+    assert "soaks in staging until" in found["soak"].message
+    assert found["soak"].message == verdict.detail
+
+    soaked = dataclasses.replace(
+        soaking,
+        previous_succeeded_at=NOW - timedelta(hours=1),
+        measured=Measurement("staging", False, "errors 0.2 > 0.01", 0.2),
+    )
+    verdict = evaluate(candidate, policy, soaked)
+    assert verdict.outcome is Outcome.REJECT
+    found = {c.policy: c for c in checks(candidate, policy, soaked, verdict)}
+    assert (found["soak"].verdict, found["verification"].verdict) == (
+        CheckVerdict.PASSED,
+        CheckVerdict.FAILED,
+    )
+    assert found["verification"].message == "errors 0.2 > 0.01"
+    assert found["soak"].message == "the artifact ran in staging for 30 min first"

@@ -27,6 +27,7 @@ from ferry_promotion.domain.decision import (
 from ferry_promotion.domain.environments import Environments
 from ferry_promotion.domain.policies import Policy
 from ferry_promotion.domain.safety import HALTED, REJECTED_ARTIFACT
+from ferry_promotion.domain.verification import gate
 
 #: The release id a preview stamps with: a release gets its id when it is requested.
 PREVIEW_RELEASE_ID: Final = "<new-release-id>"
@@ -112,9 +113,10 @@ class Check:
 
 
 def _applicable(
-    intent: Intent, environment: str, policy: Policy, environments: Environments
+    candidate: Candidate, policy: Policy, environments: Environments
 ) -> list[tuple[str, str]]:
-    """The policies that apply to a request for ``environment``, each with what it checks."""
+    """The policies that apply to ``candidate``, each with what it checks."""
+    intent, environment = candidate.intent, candidate.environment
     found = [("environment", f"{environment} is one of the environments (environments.yaml)")]
     if intent is not Intent.ROLLBACK:  # a rollback goes through a halt and past a mark
         found += [
@@ -133,6 +135,19 @@ def _applicable(
     previous = environments.previous(environment)
     if intent is not Intent.ROLLBACK and policy.chained(environment) and previous is not None:
         found.append(("promotion-chain", f"the artifact rolled out in {previous.name} first"))
+        soak = policy.soak(environment)
+        if soak is not None:
+            minutes = f"{soak.total_seconds() / 60:g} min"
+            found.append(("soak", f"the artifact ran in {previous.name} for {minutes} first"))
+    check = gate(
+        policy,
+        environments,
+        environment=environment,
+        intent=intent,
+        promoted_from=candidate.promoted_from,
+    )
+    if check is not None:
+        found.append(("verification", f"the verification of {check.environment} passes"))
     found += [
         ("freeze-window", f"not inside the freeze window {window.describe()}")
         for window in policy.freezes(environment)
@@ -159,12 +174,18 @@ def checks(candidate: Candidate, policy: Policy, facts: Facts, verdict: Verdict)
         return [Check(ALREADY_RUNNING, CheckVerdict.FAILED, m) for m in violations[ALREADY_RUNNING]]
     environment = candidate.environment
     out: list[Check] = []
-    for name, what in _applicable(candidate.intent, environment, policy, facts.environments):
+    waits = verdict.outcome is Outcome.WAIT_FOR_ROLLOUT
+    for name, what in _applicable(candidate, policy, facts.environments):
         if name in violations:
             out += [Check(name, CheckVerdict.FAILED, m) for m in violations.pop(name)]
+        elif name == "soak" and waits and verdict.due_at is not None:
+            out.append(Check(name, CheckVerdict.WAITING, verdict.detail))
+        elif name == "verification" and facts.measured is not None:
+            out.append(Check(name, CheckVerdict.PASSED, facts.measured.message))
+        elif name == "verification":  # not measured: the decision stopped before it
+            out.append(Check(name, CheckVerdict.WAITING, f"{what}, measured once nothing fails"))
         elif name == "promotion-chain" and (
-            verdict.outcome is Outcome.WAIT_FOR_ROLLOUT
-            or facts.previous_rollout is RolloutState.IN_PROGRESS
+            (waits and verdict.due_at is None) or facts.previous_rollout is RolloutState.IN_PROGRESS
         ):
             previous = facts.environments.previous(environment)
             out.append(

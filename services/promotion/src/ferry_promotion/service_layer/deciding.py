@@ -54,6 +54,7 @@ from ferry_runtime.logging import get_logger
 
 log = get_logger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class DryRun:
     """What :meth:`Decider.dry_run` found: the target, what it was judged on, and the verdict."""
