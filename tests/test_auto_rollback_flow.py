@@ -16,7 +16,7 @@ from ferry_events import CloudEvent, RolloutFailed, RolloutSucceeded, Workload
 from ferry_testing import BrokerNamespace, EventTap, git, log_subjects, show
 
 from .test_promotion_flow import Flow, artifact, flow
-from .test_safety_flow import _committed, _until
+from .test_safety_flow import _until
 
 pytestmark = pytest.mark.amqp
 
@@ -74,11 +74,11 @@ async def test_a_crash_looping_prod_rollout_is_rolled_back_in_git_then_a_second_
             await f.store(artifact(artifact_id))
 
         # A rolled out in prod; B was released but never reported; C crash-loops
-        good = await _committed(f, environment="prod", intent="release", artifactId=A)
+        good = await f.committed(environment="prod", intent="release", artifactId=A)
         await f.ns.publish(_fact(f, RolloutSucceeded, good), source="ferry/cluster-watcher")
         await f.wait(good["releaseId"], "rolled-out")
-        await _committed(f, environment="prod", intent="release", artifactId=B)
-        crashing = await _committed(f, environment="prod", intent="release", artifactId=C)
+        await f.committed(environment="prod", intent="release", artifactId=B)
+        crashing = await f.committed(environment="prod", intent="release", artifactId=C)
         failed = CloudEvent.new(_fact(f, RolloutFailed, crashing), source="ferry/cluster-watcher")
         await f.ns.publish(failed)
         await f.ns.publish(failed)  # two watchers report the same failure under the same id

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -50,21 +49,6 @@ def _artifact(artifact_id: str) -> CloudEvent:
     return CloudEvent.new(
         ArtifactPublished(artifact=artifact, manifests=manifests), source="ferry/ci"
     )
-
-
-async def _logged(process: ServiceProcess, text: str, *, timeout: float = 120.0) -> None:
-    async with asyncio.timeout(timeout):
-        while text not in process.logs():
-            if process.proc is not None and process.proc.poll() is not None:
-                raise AssertionError(f"{process.module} exited:\n{process.logs()[-3000:]}")
-            await asyncio.sleep(0.1)
-
-
-def _stop(process: ServiceProcess) -> None:
-    try:
-        process.terminate(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def _starting_settings(process: ServiceProcess) -> dict[str, object]:
@@ -139,7 +123,7 @@ async def test_a_token_in_each_url_setting_is_absent_from_every_log_line(
                     module, env, tmp_path / f"{service}.log"
                 ).start()
             for process in processes.values():
-                await _logged(process, '"event": "ready"')
+                await process.logged('"event": "ready"')
 
             # the remotes with tokens work: a build is stored through the forge
             first = await broker_ns.publish(_artifact("master-1111111111-2222222222"))
@@ -152,12 +136,12 @@ async def test_a_token_in_each_url_setting_is_absent_from_every_log_line(
             # the forge now refuses, echoing each remote with its token
             forge.refuse(f"access denied for {writer_remote} and {promotion_remote}")
             await broker_ns.publish(_artifact("master-3333333333-4444444444"))
-            await _logged(processes["git-writer"], "remote error: access denied")
-            await _logged(processes["promotion"], "remote error: access denied")
+            await processes["git-writer"].logged("remote error: access denied")
+            await processes["promotion"].logged("remote error: access denied")
             forge.refuse(None)
         finally:
             # in threads: the loopback servers of this loop must keep answering meanwhile
-            await asyncio.gather(*(asyncio.to_thread(_stop, p) for p in processes.values()))
+            await asyncio.gather(*(asyncio.to_thread(p.stop) for p in processes.values()))
 
     lines = {service: p.logs().splitlines() for service, p in processes.items()}
     for service, service_lines in lines.items():

@@ -3,20 +3,18 @@ intent from an API call to a commit in the remote and a ``committed`` status."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from ferry_events import ArtifactAccepted, ArtifactSpec, CloudEvent
+from ferry_events import CloudEvent
 from ferry_gitwriter.bootstrap import build as build_git_writer
 from ferry_gitwriter.settings import GitWriterSettings
 from ferry_promotion.adapters.tokens import hash_token
@@ -24,6 +22,7 @@ from ferry_promotion.bootstrap import PromotionService
 from ferry_promotion.bootstrap import build as build_promotion
 from ferry_promotion.settings import PromotionSettings
 from ferry_testing import BrokerNamespace, EventTap, log_subjects, running, show, trailer_values
+from ferry_testing.releases import ReleaseApi, accepted_build
 
 pytestmark = pytest.mark.amqp
 
@@ -36,56 +35,12 @@ ROLES = {
 
 
 def artifact(artifact_id: str, branch: str = "master") -> CloudEvent:
-    raw = json.loads((EXAMPLES / "artifact.json").read_text())
-    raw["id"] = artifact_id
-    raw["application"]["branch"] = branch
-    manifests = {
-        env.name: {f.name: f.read_text() for f in sorted(env.iterdir()) if f.is_file()}
-        for env in sorted((EXAMPLES / "manifests").iterdir())
-        if env.is_dir()
-    }
-    spec = ArtifactSpec.model_validate(raw)
-    return CloudEvent.new(
-        ArtifactAccepted(artifact=spec, manifests=manifests), source="ferry/artifact-ingest"
-    )
+    return accepted_build(EXAMPLES, artifact_id, branch=branch)
 
 
 @dataclass
-class Flow:
+class Flow(ReleaseApi):
     promotion: PromotionService
-    client: httpx.AsyncClient
-    tokens: dict[str, str]
-    tap: EventTap
-    ns: BrokerNamespace
-    remote: Path
-    service: str
-
-    def auth(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[who]}"}
-
-    async def store(self, event: CloudEvent) -> None:
-        await self.ns.publish(event)
-        await self.tap.wait_one(
-            "ferry.artifact.stored.v1", lambda e: e.causationid == event.id, timeout=20
-        )
-
-    async def request(self, who: str = "jane", **body: Any) -> str:
-        response = await self.client.post(
-            "/v1/releases", json={"service": self.service, **body}, headers=self.auth(who)
-        )
-        assert response.status_code == 202, response.text
-        return str(response.json()["releaseId"])
-
-    async def wait(self, release_id: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                response = await self.client.get(
-                    f"/v1/releases/{release_id}", headers=self.auth("jane")
-                )
-                if response.status_code == 200 and response.json()["status"] in statuses:
-                    found: dict[str, Any] = response.json()
-                    return found
-                await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -132,7 +87,7 @@ async def flow(
         ) as client,
     ):
         service = json.loads((EXAMPLES / "artifact.json").read_text())["service"]
-        yield Flow(promotion, client, tokens, tap, ns, remote, service)
+        yield Flow(client, tokens, tap, ns, remote, service, promotion)
 
 
 async def test_release_promote_rollback_end_to_end(

@@ -37,20 +37,14 @@ async def _until(f: Flow, path: str, found: Any, timeout: float = 20) -> dict[st
             await asyncio.sleep(0.1)
 
 
-async def _committed(f: Flow, **body: Any) -> dict[str, Any]:
-    done = await f.wait(await f.request(**body), "committed", "rejected", "failed")
-    assert done["status"] == "committed", done
-    return done
-
-
 async def test_a_halt_refuses_a_release_lets_a_rollback_through_then_a_resume(
     broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
 ) -> None:
     async with flow(broker_ns, event_tap, bare_remote, tmp_path) as f:
         await f.store(artifact(A))
         await f.store(artifact(B))
-        await _committed(f, environment="prod", intent="release", artifactId=A)
-        await _committed(f, environment="prod", intent="release", artifactId=B)
+        await f.committed(environment="prod", intent="release", artifactId=A)
+        await f.committed(environment="prod", intent="release", artifactId=B)
 
         # bad input: a specific problem+json each, and nothing is asked of git-writer
         for who, body, status, says in (
@@ -94,8 +88,8 @@ async def test_a_halt_refuses_a_release_lets_a_rollback_through_then_a_resume(
         assert violation["policy"] == "halted"
         assert "incident 4711" in violation["message"]
         # staging is not halted
-        await _committed(f, environment="staging", intent="release", artifactId=A)
-        back = await _committed(f, environment="prod", intent="rollback")
+        await f.committed(environment="staging", intent="release", artifactId=A)
+        back = await f.committed(environment="prod", intent="rollback")
         assert back["artifactId"] == A
 
         resumed = await f.client.delete("/v1/halts/prod", headers=f.auth("root"))
@@ -107,7 +101,7 @@ async def test_a_halt_refuses_a_release_lets_a_rollback_through_then_a_resume(
         )
         assert yaml.safe_load(show(f.remote, "halts.yaml"))["halts"] == []
         await _until(f, "/v1/halts", lambda b: b["halts"] == [])
-        again = await _committed(f, environment="prod", intent="release", artifactId=B)
+        again = await f.committed(environment="prod", intent="release", artifactId=B)
         assert again["artifactId"] == B
 
 
@@ -116,7 +110,7 @@ async def test_a_marked_artifact_is_refused_everywhere_until_the_mark_is_lifted(
 ) -> None:
     async with flow(broker_ns, event_tap, bare_remote, tmp_path) as f:
         await f.store(artifact(A))
-        await _committed(f, environment="dev", intent="release", artifactId=A)
+        await f.committed(environment="dev", intent="release", artifactId=A)
         path = f"/v1/services/{f.service}/artifacts/{A}/reject"
 
         empty = await f.client.post(path, json={"reason": ""}, headers=f.auth("jane"))
@@ -169,7 +163,7 @@ async def test_a_marked_artifact_is_refused_everywhere_until_the_mark_is_lifted(
             f"/v1/services/{f.service}/artifacts",
             lambda b: not any(a.get("rejected") for a in b["artifacts"]),
         )
-        promoted = await _committed(f, environment="staging", intent="promote")
+        promoted = await f.committed(environment="staging", intent="promote")
         assert promoted["artifactId"] == A
 
 
@@ -250,7 +244,7 @@ async def test_a_failed_rollout_marks_the_artifact_under_reject_on_failed_rollou
         assert "rejectOnFailedRollout" in bad.text
 
         await f.store(artifact(A))
-        dev = await _committed(f, environment="dev", intent="release", artifactId=A)
+        dev = await f.committed(environment="dev", intent="release", artifactId=A)
         failed = RolloutFailed(
             cluster="local",
             environment="dev",

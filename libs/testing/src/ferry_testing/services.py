@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,13 @@ async def running(
 
 
 class ServiceProcess:
-    """A service started as its own OS process (``python -m <module>``), for kill tests."""
+    """A service started as its own OS process (``python -m <module> [args]``), for kill tests."""
 
-    def __init__(self, module: str, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self, module: str, env: Mapping[str, str], log_path: Path, args: Sequence[str] = ()
+    ) -> None:
         self.module = module
+        self.args = tuple(args)
         self._env = {**os.environ, **env}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -55,7 +58,7 @@ class ServiceProcess:
         # The child keeps its own copy of the descriptor; the parent's is closed at once.
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module],
+                [sys.executable, "-m", self.module, *self.args],
                 env=self._env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -77,6 +80,22 @@ class ServiceProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, and SIGKILL when it has not stopped within ``timeout`` seconds."""
+        try:
+            self.terminate(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    async def logged(self, text: str, *, timeout: float = 120.0) -> None:
+        """Wait until its log holds ``text``; an ``AssertionError`` with the log's end when
+        the process exits first."""
+        async with asyncio.timeout(timeout):
+            while text not in self.logs():
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise AssertionError(f"{self.module} exited:\n{self.logs()[-3000:]}")
+                await asyncio.sleep(0.1)
 
 
 async def wait_until(
