@@ -19,7 +19,7 @@ from ferry_testing import BrokerNamespace, EventTap, git, show
 from ferry_testing.prometheus import Prometheus, prometheus
 
 from .test_promotion_flow import Flow, artifact, flow
-from .test_safety_flow import _committed, _until
+from .test_safety_flow import _until
 
 pytestmark = pytest.mark.amqp
 
@@ -111,7 +111,7 @@ async def test_a_soak_ends_in_a_decision_and_prometheus_lets_one_promotion_out_n
             await f.store(artifact(artifact_id))
 
         # A rolls out in staging; its promotion to prod soaks 3 s, then the check passes
-        staged = await _committed(f, environment="staging", intent="release", artifactId=A)
+        staged = await f.committed(environment="staging", intent="release", artifactId=A)
         await _rolled_out(f, staged)
         promoted = await f.request(environment="prod", intent="promote")
         soaking = await _soaking(f, promoted)
@@ -129,7 +129,7 @@ async def test_a_soak_ends_in_a_decision_and_prometheus_lets_one_promotion_out_n
         # staging's error rate goes up: B soaks, then the check refuses it with the value
         prom.set(0.5)
         await prom.until(0.5)
-        staged = await _committed(f, environment="staging", intent="release", artifactId=B)
+        staged = await f.committed(environment="staging", intent="release", artifactId=B)
         await _rolled_out(f, staged)
         refused = await f.wait(
             await f.request(environment="prod", intent="promote"), "rejected", timeout=30
@@ -140,7 +140,7 @@ async def test_a_soak_ends_in_a_decision_and_prometheus_lets_one_promotion_out_n
         assert _running_in_prod(f) == A
 
         # C crashes in staging during its soak: the waiting promotion is refused at once
-        staged = await _committed(f, environment="staging", intent="release", artifactId=C)
+        staged = await f.committed(environment="staging", intent="release", artifactId=C)
         await _rolled_out(f, staged)
         waiting = await f.request(environment="prod", intent="release", artifactId=C)
         await _soaking(f, waiting)
