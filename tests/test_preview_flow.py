@@ -16,7 +16,6 @@ from ferry_promotion.domain.preview import folder_diff, unified_diff
 from ferry_testing import BrokerNamespace, EventTap, git
 
 from .test_promotion_flow import EXAMPLES, Flow, artifact, flow
-from .test_safety_flow import _committed
 
 pytestmark = pytest.mark.amqp
 
@@ -70,7 +69,7 @@ async def test_the_preview_is_what_the_release_then_commits_and_decides(
         await f.store(artifact(A))
         await f.store(_changed(B, namespace="money"))
         await f.store(artifact(C, branch="feature"))
-        await _committed(f, environment="prod", intent="release", artifactId=A)
+        await f.committed(environment="prod", intent="release", artifactId=A)
 
         # B moves payments to namespace money in prod and changes its replicas
         seen = await _preview(f, environment="prod", artifactId=B)
@@ -82,7 +81,7 @@ async def test_the_preview_is_what_the_release_then_commits_and_decides(
         head = git("--git-dir", str(bare_remote), "rev-parse", "main").strip()
         assert seen["configCommit"] == head
 
-        done = await _committed(f, environment="prod", intent="release", artifactId=B)
+        done = await f.committed(environment="prod", intent="release", artifactId=B)
         commit = done["commitSha"]
         assert git("--git-dir", str(bare_remote), "rev-parse", f"{commit}^").strip() == head
         before = _tree(bare_remote, head, "environments/prod")
@@ -112,7 +111,7 @@ async def test_the_preview_is_what_the_release_then_commits_and_decides(
         # a rollback previewed, then done: back to A in namespace payments
         back = await _preview(f, environment="prod", intent="rollback")
         assert (back["artifactId"], back["outcome"]) == (A, "approve")
-        rolled = await _committed(f, environment="prod", intent="rollback")
+        rolled = await f.committed(environment="prod", intent="rollback")
         after_back = _tree(bare_remote, rolled["commitSha"], "environments/prod")
         assert back["diff"].replace(back["releaseIdPlaceholder"], rolled["releaseId"]) == (
             unified_diff(folder_diff(after, after_back))
