@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from aiohttp import web
 
 from ferry_events import CloudEvent, ReleaseApproved, RolloutFailed, RolloutSucceeded, Workload
 from ferry_promotion.adapters.db import Store, outbox
@@ -27,7 +28,7 @@ from ferry_promotion.domain.verification import judge
 from ferry_promotion.service_layer.deciding import Decider
 from ferry_promotion.service_layer.resolving import Resolver
 from ferry_promotion.service_layer.soaking import Soaks
-from ferry_testing.net import free_port
+from ferry_testing.net import free_port, serve_app
 from ferry_testing.prometheus import Prometheus, prometheus
 
 from .memory import FakeConfig, FakeIdentities
@@ -346,3 +347,51 @@ async def test_a_promotion_out_of_staging_is_decided_by_what_prometheus_measured
     assert refused.status == Status.REJECTED
     assert [v["policy"] for v in refused.violations] == ["verification"]
     assert "no Prometheus is configured (FERRY_PROMETHEUS_URL)" in refused.violations[0]["message"]
+
+
+async def test_answers_that_are_large_slow_or_no_matrix_are_read_whole_or_refused() -> None:
+    """A loopback server speaking the query_range API: an answer of many chunks is read
+    whole, one over the size cap, one later than the timeout and one that is no range of
+    samples are each a clear failure, never a pass."""
+    points = [[1_700_000_000 + i, "0.001"] for i in range(20_000)]  # about 500 KB
+    answers: dict[str, object] = {
+        "big": {
+            "status": "success",
+            "data": {"resultType": "matrix", "result": [{"metric": {}, "values": points}]},
+        },
+        "vector": {"status": "success", "data": {"resultType": "vector", "result": []}},
+    }
+
+    async def query_range(request: web.Request) -> web.StreamResponse:
+        kind = request.query["query"]
+        if kind == "slow":
+            await asyncio.sleep(2.5)
+        if kind == "huge":
+            response = web.StreamResponse()
+            await response.prepare(request)
+            for _ in range(10):
+                await response.write(b" " * (1024 * 1024))
+            return response
+        return web.json_response(answers[kind])
+
+    app = web.Application()
+    app.router.add_get("/api/v1/query_range", query_range)
+    runner, port = await serve_app(app)
+    try:
+        metrics = PrometheusMetrics(f"http://127.0.0.1:{port}/", timeout=1)
+        for kind, words in (
+            ("huge", "more than 8388608 bytes"),
+            ("slow", "did not answer within 1s"),
+            ("vector", "no range of samples"),
+        ):
+            rule = _check(CHECK.replace("ferry_test_value", kind))
+            measured = judge(rule, await metrics.samples(rule.prometheus, datetime.now(UTC)))
+            assert not measured.passed
+            assert words in measured.message, measured.message
+        big = await metrics.samples(
+            _check(CHECK.replace("ferry_test_value", "big")).prometheus, datetime.now(UTC)
+        )
+        assert big.error == ""
+        assert len(big.values) == 20_000
+    finally:
+        await runner.cleanup()

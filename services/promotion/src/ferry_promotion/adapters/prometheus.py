@@ -83,9 +83,11 @@ class PrometheusMetrics:
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as http,
                 http.get(url, params=params, allow_redirects=False) as response,
             ):
-                raw = await response.content.read(MAX_BYTES + 1)
-                if len(raw) > MAX_BYTES:
-                    return Samples(error=f"Prometheus answered more than {MAX_BYTES} bytes")
+                raw = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    raw += chunk
+                    if len(raw) > MAX_BYTES:
+                        return Samples(error=f"Prometheus answered more than {MAX_BYTES} bytes")
                 try:
                     body = json.loads(raw)
                 except ValueError:
