@@ -14,7 +14,10 @@ times, logged in as an admin:
 Goal: p95 under 100 ms for each page and the DORA query.
 
     uv run python bench/insights.py [--services 100] [--releases 10000] [--requests 50]
-                                    [--database-url postgresql+asyncpg://...]
+                                    [--postgres | --database-url postgresql+asyncpg://...]
+
+``--postgres`` runs on a new, empty PostgreSQL database (dropped after), and reports as
+``insights-postgres``; the default is SQLite in a temporary folder.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import re
 import statistics
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -57,6 +61,7 @@ from ferry_insights.entrypoints.dashboard import routes
 from ferry_insights.entrypoints.gauges import DoraGauges
 from ferry_insights.entrypoints.web import Web
 from ferry_runtime import HttpServer, Readiness, configure_logging, health_routes
+from ferry_testing.database import postgres_database
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 TOKEN = "bench-admin-token"
@@ -194,11 +199,18 @@ async def main() -> None:
     parser.add_argument("--releases", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--postgres", action="store_true", help="on a new PostgreSQL database (dropped after)"
+    )
     args = parser.parse_args()
     configure_logging("insights-bench", level="WARNING", fmt="console")
 
-    with tempfile.TemporaryDirectory() as tmp:
+    async with AsyncExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
         url = args.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'insights.db'}"
+        if args.postgres:
+            url = await stack.enter_async_context(postgres_database())
+        print(f"database: {url.split(':', 1)[0]}")
         store = Store(url)
         await store.create_schema()
         now = utcnow()
@@ -265,7 +277,7 @@ async def main() -> None:
         )
     slow = [n for n, v in results.items() if pct(v, 0.95) >= 100]
     print("goal p95 < 100 ms: " + ("met" if not slow else f"missed by {', '.join(slow)}"))
-    report = Report("insights")
+    report = Report("insights-postgres" if args.postgres else "insights")
     for name, values in results.items():
         if name.startswith("GET /healthz"):
             continue
