@@ -11,14 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ferry_insights.adapters.tables import at, change_of_row, changes, inbox, sessions
-from ferry_insights.domain.board import (
-    APPROVAL_GRANTED,
-    APPROVAL_REQUESTED,
-    COMMITTED,
-    ROLLOUTS,
-    SETTLING,
-)
+from ferry_insights.adapters.places import cell_records
+from ferry_insights.adapters.tables import at, cells, change_of_row, changes, inbox, sessions
+from ferry_insights.domain.board import APPROVAL_GRANTED, APPROVAL_REQUESTED, SETTLING
 from ferry_insights.domain.facts import Change, EventRecord
 
 
@@ -69,40 +64,31 @@ class BoardReads:
     async def matrix_inputs(
         self,
     ) -> tuple[list[EventRecord], list[EventRecord], dict[tuple[str, str], Change]]:
-        """The latest commit per service and environment, its artifact's rollout facts there,
-        and the changes of those artifacts."""
-        # the newest commit per service and environment: one pass over an index for the times,
-        # then an index lookup each (ties keep every commit of that moment)
-        newest = (
-            sa.select(inbox.c.service, inbox.c.environment, sa.func.max(inbox.c.time))
-            .where(inbox.c.event_type == COMMITTED)
-            .group_by(inbox.c.service, inbox.c.environment)
-        )
-
-        def latest(*columns: Any) -> sa.Select[Any]:
-            return sa.select(*columns).where(
-                inbox.c.event_type == COMMITTED,
-                sa.tuple_(inbox.c.service, inbox.c.environment, inbox.c.time).in_(newest),
+        """Per service and environment the commit that runs there and its artifact's newest
+        rollout fact there (the ``cells`` the store keeps), and the changes of those
+        artifacts: one row per place, whatever the length of the history."""
+        c = changes
+        query = (
+            sa.select(cells, *(col.label(f"c_{col.name}") for col in c.columns))
+            .select_from(
+                cells.outerjoin(
+                    c, (c.c.service == cells.c.service) & (c.c.artifact_id == cells.c.artifact_id)
+                )
             )
-
-        # the rollout facts of those artifacts there, found by artifact (``ix_inbox_artifact``)
-        now = latest(inbox.c.service, inbox.c.environment, inbox.c.artifact_id).subquery()
-        fact = inbox.alias("fact")
-        facts = (
-            sa.select(fact)
-            .join(
-                now,
-                (fact.c.artifact_id == now.c.artifact_id)
-                & (fact.c.service == now.c.service)
-                & (fact.c.environment == now.c.environment),
-            )
-            .where(fact.c.event_type.in_(ROLLOUTS))
+            .where(cells.c.commit_event_id.is_not(None))
         )
+        committed: list[EventRecord] = []
+        rollouts: list[EventRecord] = []
+        known: dict[tuple[str, str], Change] = {}
         async with self._engine.connect() as conn:
-            committed = [_record(row) for row in (await conn.execute(latest(inbox))).mappings()]
-            rollouts = [_record(row) for row in (await conn.execute(facts)).mappings()]
-            places = {(r.service, r.environment, r.artifact_id) for r in committed}
-            known = await self._changes(conn, {(s, a) for s, _, a in places})
+            for row in (await conn.execute(query)).mappings():
+                commit, fact = cell_records(row)
+                assert commit is not None
+                committed.append(commit)
+                if fact is not None:
+                    rollouts.append(fact)
+                if row["c_service"] is not None:
+                    known[(row["c_service"], row["c_artifact_id"])] = change_of_row(row)
         return committed, rollouts, known
 
     async def service_records(

@@ -6,13 +6,19 @@ Tables:
   about; the timeline of the dashboard reads it;
 - ``changes``: per (service, artifact id) the change it was built from (``artifact.*``);
 - ``rollout_results``: every ``rollout.succeeded`` / ``rollout.failed``, by event id;
-- ``deployments``: per (environment, service, artifact id) the first rollout result;
-- ``rollbacks``: every rollback request, by event id.
+- ``deployments``: per (environment, service, artifact id) the first rollout result, with
+  the DORA columns kept at write time (``adapters/dora_projection.py``);
+- ``rollbacks``: every rollback request, by event id;
+- ``cells``: per service and environment what runs there (``adapters/places.py``), whose row
+  is also the place's lock.
 
 One event is one transaction: its inbox row first (``ON CONFLICT DO NOTHING``: a redelivered
-event, on this replica or another, finds its row and writes nothing more), then its
-projection rows. The ``deployments`` row keeps the earliest result whatever the arrival
-order: it is inserted if missing, else locked (``FOR UPDATE``) and merged.
+event, on this replica or another, finds its row and writes nothing more), then its change,
+then the lock of the place it is about (when it is about one), then its projection rows. The
+``deployments`` row keeps the earliest result whatever the arrival order: it is inserted if
+missing, else locked (``FOR UPDATE``) and merged; then the DORA columns its facts may change
+are computed again, in SQL, from the stored facts. Reads aggregate in SQL
+(``adapters/dora_reads.py``) and read the cells as they are (``adapters/board.py``).
 
 Migrations: the schema is migrated on start with Alembic (``adapters/migrations``, under an
 advisory lock on PostgreSQL so that replicas starting together take turns; how migrations
@@ -34,7 +40,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ferry_insights.adapters.dora_reads import DoraInputs, DoraReads
+from ferry_insights.adapters import dora_projection, places
+from ferry_insights.adapters.dora_reads import DoraReads
 from ferry_insights.adapters.tables import (
     changes,
     deployment_of,
@@ -42,6 +49,8 @@ from ferry_insights.adapters.tables import (
     deployments,
     inbox,
     metadata,
+    micros,
+    micros_or_none,
     rollbacks,
     rollout_results,
 )
@@ -49,6 +58,8 @@ from ferry_insights.domain.facts import (
     Change,
     Deployment,
     Facts,
+    Outcome,
+    RollbackRequest,
     RolloutResult,
     first_result,
 )
@@ -198,24 +209,23 @@ class Store(DoraReads):
                 ),
                 made,
             )
+        touched = set().union(*(places.places_of(f) for f in new))
+        locked = await places.lock(conn, touched)
         backs = [f.rollback for f in new if f.rollback is not None]
         if backs:
-            await conn.execute(
-                rollbacks.insert(),
-                [
-                    {
-                        "event_id": b.event_id,
-                        "environment": b.environment,
-                        "service": b.service,
-                        "release_id": b.release_id,
-                        "requested_at": b.requested_at,
-                    }
-                    for b in backs
-                ],
-            )
+            await conn.execute(rollbacks.insert(), [_rollback_values(b) for b in backs])
         results = [f.rollout for f in new if f.rollout is not None]
         if results:
             await self._save_results(conn, results)
+        # every DORA column of the places this batch wrote facts of, computed again
+        dora = sorted(
+            {(r.environment, r.service) for r in results}
+            | {(b.environment, b.service) for b in backs}
+        )
+        for chunk in _chunks(sorted(dora)):
+            for statement in dora_projection.everything(chunk):
+                await conn.execute(statement)
+        await places.update_cells(conn, locked, [f.record for f in new])
         return len(new)
 
     async def _save_results(self, conn: AsyncConnection, results: list[RolloutResult]) -> None:
@@ -257,6 +267,8 @@ class Store(DoraReads):
                     failed_rollout=sa.bindparam("k_failed_rollout"),
                     event_id=sa.bindparam("k_event_id"),
                     succeeded_at=sa.bindparam("k_succeeded_at"),
+                    at_us=sa.bindparam("k_at_us"),
+                    succeeded_us=sa.bindparam("k_succeeded_us"),
                 ),
                 changed,
             )
@@ -282,19 +294,18 @@ class Store(DoraReads):
             return False
         if facts.change is not None:
             await self._save_change(conn, facts.change)
+        locked = await places.lock(conn, places.places_of(facts))
         if facts.rollout is not None:
             await self._save_result(conn, facts.rollout)
         if facts.rollback is not None:
             b = facts.rollback
-            await conn.execute(
-                rollbacks.insert().values(
-                    event_id=b.event_id,
-                    environment=b.environment,
-                    service=b.service,
-                    release_id=b.release_id,
-                    requested_at=b.requested_at,
-                )
-            )
+            await conn.execute(rollbacks.insert().values(**_rollback_values(b)))
+            moment = micros(b.requested_at)
+            for statement in dora_projection.since_rollback(
+                b.environment, b.service, moment, moment
+            ):
+                await conn.execute(statement)
+        await places.update_cells(conn, locked, [r])
         return True
 
     async def _save_change(self, conn: AsyncConnection, change: Change) -> None:
@@ -308,6 +319,7 @@ class Store(DoraReads):
             "committed_at": change.committed_at,
             "ci_start": change.ci_start,
             "ci_job_url": change.ci_job_url,
+            "changed_us": micros_or_none(change.changed_at),
         }
         statement = self._insert(conn, changes).values(
             service=change.service, artifact_id=change.artifact_id, **values
@@ -317,17 +329,23 @@ class Store(DoraReads):
         )
 
     async def _save_result(self, conn: AsyncConnection, result: RolloutResult) -> None:
-        await conn.execute(
-            rollout_results.insert().values(
-                event_id=result.event_id,
-                environment=result.environment,
-                service=result.service,
-                artifact_id=result.artifact_id,
-                outcome=result.outcome.value,
-                observed_at=result.observed_at,
-                release_id=result.release_id,
-            )
-        )
+        await conn.execute(rollout_results.insert().values(**_result_values(result)))
+        moved = await self._merge_deployment(conn, result)
+        env, service = result.environment, result.service
+        if moved is not None:
+            low, high = (micros(moment) for moment in moved)
+            where = dora_projection.around(env, service, low, high)
+            for statement in dora_projection.refresh(where):
+                await conn.execute(statement)
+        if result.outcome is Outcome.SUCCEEDED:
+            moment = micros(result.observed_at)
+            await conn.execute(dora_projection.restored_only(env, service, moment, moment))
+
+    async def _merge_deployment(
+        self, conn: AsyncConnection, result: RolloutResult
+    ) -> tuple[datetime, datetime] | None:
+        """Keep the deployment's earliest result; the moments between which its row changed
+        (earliest first), or None when it did not change."""
         fresh = first_result(None, result)
         created = await conn.execute(
             self._insert(conn, deployments)
@@ -335,7 +353,7 @@ class Store(DoraReads):
             .on_conflict_do_nothing(index_elements=["environment", "service", "artifact_id"])
         )
         if created.rowcount:
-            return
+            return (fresh.at, fresh.at)
         key = (
             (deployments.c.environment == result.environment)
             & (deployments.c.service == result.service)
@@ -346,8 +364,12 @@ class Store(DoraReads):
             .mappings()
             .one()
         )
-        merged = first_result(deployment_of(row), result)
+        known = deployment_of(row)
+        merged = first_result(known, result)
+        if merged == known and row["at_us"] is not None:
+            return None
         await conn.execute(deployments.update().where(key).values(**deployment_values(merged)))
+        return (min(known.at, merged.at), max(known.at, merged.at))
 
 
 _CHANGE_KEY = ("service", "artifact_id")
@@ -371,6 +393,18 @@ def _change_values(change: Change) -> dict[str, Any]:
         "committed_at": change.committed_at,
         "ci_start": change.ci_start,
         "ci_job_url": change.ci_job_url,
+        "changed_us": micros_or_none(change.changed_at),
+    }
+
+
+def _rollback_values(rollback: RollbackRequest) -> dict[str, Any]:
+    return {
+        "event_id": rollback.event_id,
+        "environment": rollback.environment,
+        "service": rollback.service,
+        "release_id": rollback.release_id,
+        "requested_at": rollback.requested_at,
+        "requested_us": micros(rollback.requested_at),
     }
 
 
@@ -383,6 +417,7 @@ def _result_values(result: RolloutResult) -> dict[str, Any]:
         "outcome": result.outcome.value,
         "observed_at": result.observed_at,
         "release_id": result.release_id,
+        "observed_us": micros(result.observed_at),
     }
 
 
@@ -394,4 +429,4 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
-__all__: Sequence[str] = ("DoraInputs", "Store", "metadata")
+__all__: Sequence[str] = ("Store", "metadata")

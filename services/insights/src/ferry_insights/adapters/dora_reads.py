@@ -1,43 +1,93 @@
-"""The reads of insights' projections: the facts a DORA answer is computed from, the
-environments seen, and row counts."""
+"""The reads of insights' projections: the DORA keys of a window, computed in SQL from the
+columns ``adapters/dora_projection.py`` keeps; the environments seen; row counts.
+
+One answer is two statements over the deployments of the window (found by
+``ix_deployments_env_at_us``, each joined to its change by primary key):
+
+- per 7-day bucket: how many deployments, how many failed, how many were restored;
+- per bucket and for the whole window: the values at the ranks a median (the middle one, or
+  the middle two) and the nearest-rank p90 need, by ``ROW_NUMBER()`` over the lead times and
+  the times to restore in order. The same SQL runs on SQLite and PostgreSQL, and it sends back
+  at most three values per bucket and key, whatever the number of deployments.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ferry_insights.adapters.tables import (
-    at,
-    changes,
-    deployments,
-    metadata,
-    rollbacks,
-    rollout_results,
-    utc,
-)
-from ferry_insights.domain.dora import Window
-from ferry_insights.domain.facts import (
-    Change,
-    Deployment,
-    Outcome,
-    RollbackRequest,
-    RolloutResult,
-)
+from ferry_insights.adapters.tables import changes, deployments, metadata, micros
+from ferry_insights.domain.dora import Keys, Report, Window
 
-__all__ = ["DoraInputs", "DoraReads"]
+__all__ = ["DoraReads"]
+
+_WEEK_US = 7 * 86_400 * 1_000_000
+_ALL = -1  # the bucket of the whole window
 
 
-@dataclass(frozen=True, slots=True)
-class DoraInputs:
-    """The facts one DORA answer is computed from."""
+def _dora_rows(environment: str, window: Window, service: str | None, squad: str | None) -> sa.CTE:
+    d, c = deployments, changes
+    start, end = micros(window.start), micros(window.end)
+    lead = sa.case(
+        (
+            (d.c.succeeded_us < end) & (c.c.changed_us <= d.c.succeeded_us),
+            d.c.succeeded_us - c.c.changed_us,
+        ),
+        else_=sa.null(),
+    )
+    failed = d.c.failed_us < end  # NULL (not failed) when no failure is known
+    restore = sa.case(
+        (failed & (d.c.restored_us < end), d.c.restored_us - d.c.failed_us), else_=sa.null()
+    )
+    query = (
+        sa.select(
+            ((d.c.at_us - start) // _WEEK_US).label("week"),
+            lead.label("lead"),
+            sa.case((failed, 1), else_=0).label("failed"),
+            restore.label("restore"),
+        )
+        .select_from(
+            d.outerjoin(c, (c.c.service == d.c.service) & (c.c.artifact_id == d.c.artifact_id))
+        )
+        .where(d.c.environment == environment, d.c.at_us >= start, d.c.at_us < end)
+    )
+    if service:
+        query = query.where(d.c.service == service)
+    if squad:
+        query = query.where(c.c.squad == squad)
+    return query.cte("window_rows")
 
-    deployments: list[Deployment]
-    changes: dict[tuple[str, str], Change]
-    rollbacks: list[RollbackRequest]
-    successes: list[RolloutResult]
+
+def _ranked(rows: sa.CTE) -> sa.Select[Any]:
+    """The values a median and a nearest-rank p90 need, per (key, bucket)."""
+    values = sa.union_all(
+        *(
+            sa.select(sa.literal(key).label("key"), week, getattr(rows.c, key).label("x")).where(
+                getattr(rows.c, key).is_not(None)
+            )
+            for key in ("lead", "restore")
+            for week in (rows.c.week, sa.literal(_ALL))
+        )
+    ).subquery("dora_values")
+    by = (values.c.key, values.c.week)
+    ranked = sa.select(
+        values.c.key,
+        values.c.week.label("week"),
+        values.c.x,
+        sa.func.row_number().over(partition_by=by, order_by=values.c.x).label("rank"),
+        sa.func.count().over(partition_by=by).label("n"),
+    ).subquery("dora_ranked")
+    n = ranked.c.n
+    return sa.select(ranked.c.key, ranked.c.week, ranked.c.rank, ranked.c.n, ranked.c.x).where(
+        sa.or_(
+            ranked.c.rank == (n + 1) // 2,  # the middle, or the lower of the middle two
+            ranked.c.rank == n // 2 + 1,  # the middle, or the upper of the middle two
+            ranked.c.rank == (9 * n + 9) // 10,  # ceil(0.9 n)
+        )
+    )
 
 
 class DoraReads:
@@ -45,132 +95,56 @@ class DoraReads:
 
     engine: AsyncEngine
 
-    async def dora_inputs(
+    async def dora_report(
         self, environment: str, window: Window, *, service: str | None, squad: str | None
-    ) -> DoraInputs:
-        """Only the columns the DORA keys use (the dashboard's DORA page asks for every
-        environment at once, so each row read and converted counts)."""
-        d, c = deployments, changes
-        query = (
-            sa.select(
-                d.c.service,
-                d.c.artifact_id,
-                d.c.at,
-                d.c.failed_rollout,
-                d.c.event_id,
-                d.c.succeeded_at,
-                c.c.service.label("known"),
-                c.c.committed_at,
-                c.c.ci_start,
-            )
-            .select_from(
-                d.outerjoin(c, (c.c.service == d.c.service) & (c.c.artifact_id == d.c.artifact_id))
-            )
-            .where(d.c.environment == environment, d.c.at >= window.start, d.c.at < window.end)
-        )
-        if service:
-            query = query.where(d.c.service == service)
-        if squad:
-            query = query.where(c.c.squad == squad)
-        found: list[Deployment] = []
-        known: dict[tuple[str, str], Change] = {}
+    ) -> Report:
+        """The four keys of one environment over ``window``, and its weekly series."""
+        rows = _dora_rows(environment, window, service, squad)
+        counted = sa.select(
+            rows.c.week,
+            sa.func.count(),
+            sa.func.sum(rows.c.failed),
+            sa.func.count(rows.c.restore),
+        ).group_by(rows.c.week)
+        counts: dict[int, tuple[int, int, int]] = {}
+        picks: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)
+        sizes: dict[tuple[str, int], int] = {}
         async with self.engine.connect() as conn:
-            for (
-                name,
-                artifact_id,
-                when,
-                failed,
-                event_id,
-                succeeded,
-                seen,
-                committed,
-                ci,
-            ) in await conn.execute(query):
-                found.append(
-                    Deployment(
-                        environment=environment,
-                        service=name,
-                        artifact_id=artifact_id,
-                        at=at(when),
-                        failed_rollout=bool(failed),
-                        event_id=event_id,
-                        succeeded_at=utc(succeeded),
-                    )
-                )
-                if seen is not None:
-                    known[(name, artifact_id)] = Change(
-                        service=name,
-                        artifact_id=artifact_id,
-                        committed_at=utc(committed),
-                        ci_start=utc(ci),
-                    )
-            backs = await self._rollbacks(conn, environment, window, {x.service for x in found})
-            # successes matter only to time the restore of a failure: read those of the
-            # services that had a failed rollout or a rollback in the window
-            failing = {x.service for x in found if x.failed_rollout} | {b.service for b in backs}
-            wins = await self._successes(conn, environment, window, failing)
-        return DoraInputs(found, known, backs, wins)
+            for week, count, failed, restored in await conn.execute(counted):
+                counts[int(week)] = (int(count), int(failed or 0), int(restored))
+            for key, week, rank, n, x in await conn.execute(_ranked(rows)):
+                picks[(key, int(week))][int(rank)] = int(x)
+                sizes[(key, int(week))] = int(n)
 
-    def _of_services(self, column: sa.ColumnElement[str], services: set[str]) -> Any:
-        """``column IN (...)``, or nothing when the query asks for most services anyway."""
-        return column.in_(sorted(services)) if len(services) <= 20 else sa.true()
+        def keys(week: int, days: float) -> Keys:
+            if week == _ALL:
+                count, failed, restored = (sum(v[i] for v in counts.values()) for i in range(3))
+            else:
+                count, failed, restored = counts.get(week, (0, 0, 0))
 
-    async def _rollbacks(
-        self, conn: AsyncConnection, environment: str, window: Window, services: set[str]
-    ) -> list[RollbackRequest]:
-        if not services:
-            return []
-        b = rollbacks
-        rows = await conn.execute(
-            sa.select(b.c.event_id, b.c.service, b.c.release_id, b.c.requested_at).where(
-                b.c.environment == environment,
-                b.c.requested_at >= window.start,
-                b.c.requested_at < window.end,
-                self._of_services(b.c.service, services),
-            )
-        )
-        return [
-            RollbackRequest(
-                event_id=event_id,
-                environment=environment,
-                service=name,
-                release_id=release_id,
-                requested_at=at(requested_at),
-            )
-            for event_id, name, release_id, requested_at in rows
-            if name in services
-        ]
+            def median(key: str) -> float | None:
+                n = sizes.get((key, week))
+                if not n:
+                    return None
+                at = picks[(key, week)]
+                return (at[(n + 1) // 2] + at[n // 2 + 1]) / 2 / 1e6
 
-    async def _successes(
-        self, conn: AsyncConnection, environment: str, window: Window, services: set[str]
-    ) -> list[RolloutResult]:
-        if not services:
-            return []
-        r = rollout_results
-        rows = await conn.execute(
-            sa.select(
-                r.c.event_id, r.c.service, r.c.artifact_id, r.c.observed_at, r.c.release_id
-            ).where(
-                r.c.environment == environment,
-                r.c.outcome == Outcome.SUCCEEDED.value,
-                r.c.observed_at >= window.start,
-                r.c.observed_at < window.end,
-                self._of_services(r.c.service, services),
+            n_lead = sizes.get(("lead", week))
+            return Keys(
+                deployments=count,
+                deployments_per_day=count / days if days > 0 else None,
+                lead_time_median=median("lead"),
+                lead_time_p90=(
+                    picks[("lead", week)][(9 * n_lead + 9) // 10] / 1e6 if n_lead else None
+                ),
+                change_failure_rate=failed / count if count else None,
+                time_to_restore_median=median("restore"),
+                failed=failed,
+                unrestored=failed - restored,
             )
-        )
-        return [
-            RolloutResult(
-                event_id=event_id,
-                environment=environment,
-                service=name,
-                artifact_id=artifact_id,
-                outcome=Outcome.SUCCEEDED,
-                observed_at=at(observed_at),
-                release_id=release_id,
-            )
-            for event_id, name, artifact_id, observed_at, release_id in rows
-            if name in services
-        ]
+
+        weeks = [(w, keys(i, w.days)) for i, w in enumerate(window.weeks())]
+        return Report(window=window, keys=keys(_ALL, window.days), weeks=weeks)
 
     async def environments(self) -> list[str]:
         """Every environment a deployment was seen in."""

@@ -1,8 +1,13 @@
-"""Insights' tables (see :mod:`ferry_insights.adapters.db`), and rows to domain values."""
+"""Insights' tables (see :mod:`ferry_insights.adapters.db`), and rows to domain values.
+
+Columns ending in ``_us`` hold a moment as whole microseconds since the Unix epoch (UTC):
+SQL compares, subtracts and buckets them as plain integers on SQLite and PostgreSQL alike,
+which ``DateTime`` columns do not allow portably.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,6 +16,7 @@ from ferry_insights.domain.facts import Change, Deployment
 
 metadata = sa.MetaData()
 _TS = sa.DateTime(timezone=True)
+_US = sa.BigInteger
 
 inbox = sa.Table(
     "inbox",
@@ -46,6 +52,8 @@ changes = sa.Table(
     sa.Column("committed_at", _TS),
     sa.Column("ci_start", _TS),
     sa.Column("ci_job_url", sa.Text, nullable=False, default=""),
+    #: the change's time (``committed_at``, else ``ci_start``), for the lead time in SQL
+    sa.Column("changed_us", _US),
     sa.Index("ix_changes_squad", "squad"),
 )
 
@@ -59,7 +67,10 @@ rollout_results = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("observed_at", _TS, nullable=False),
     sa.Column("release_id", sa.String(128), nullable=False, default=""),
+    sa.Column("observed_us", _US),
     sa.Index("ix_results_env_outcome_at", "environment", "outcome", "observed_at"),
+    # the first success after a failure (time to restore)
+    sa.Index("ix_results_place_outcome_us", "environment", "service", "outcome", "observed_us"),
 )
 
 deployments = sa.Table(
@@ -72,7 +83,19 @@ deployments = sa.Table(
     sa.Column("failed_rollout", sa.Boolean, nullable=False),
     sa.Column("event_id", sa.String(128), nullable=False),
     sa.Column("succeeded_at", _TS),
+    # The DORA columns, kept at write time (``adapters/dora_projection.py``): ``at`` and
+    # ``succeeded_at`` in microseconds, the next deployment of the service there, the first
+    # rollback between this one and that next one, the failure's moment, the first success
+    # after it. A read only filters, buckets and aggregates them.
+    sa.Column("at_us", _US),
+    sa.Column("succeeded_us", _US),
+    sa.Column("next_us", _US),
+    sa.Column("rolled_back_us", _US),
+    sa.Column("failed_us", _US),
+    sa.Column("restored_us", _US),
     sa.Index("ix_deployments_env_at", "environment", "at"),
+    sa.Index("ix_deployments_env_at_us", "environment", "at_us"),
+    sa.Index("ix_deployments_place_at_us", "environment", "service", "at_us"),
 )
 
 rollbacks = sa.Table(
@@ -83,7 +106,30 @@ rollbacks = sa.Table(
     sa.Column("service", sa.String(63), nullable=False),
     sa.Column("release_id", sa.String(128), nullable=False, default=""),
     sa.Column("requested_at", _TS, nullable=False),
+    sa.Column("requested_us", _US),
     sa.Index("ix_rollbacks_env_at", "environment", "requested_at"),
+    sa.Index("ix_rollbacks_place_us", "environment", "service", "requested_us"),
+)
+
+#: What runs where, one row per service and environment, kept at write time: the newest
+#: ``release.committed`` there (by its ``time``, then event id) and the newest rollout fact of
+#: that artifact there (by ``observedAt``, then event id). The matrix reads these rows and
+#: nothing else; writers lock a place's row (``FOR UPDATE``) before anything of that place
+#: changes, so replicas take turns per place.
+cells = sa.Table(
+    "cells",
+    metadata,
+    sa.Column("service", sa.String(63), primary_key=True),
+    sa.Column("environment", sa.String(63), primary_key=True),
+    sa.Column("commit_event_id", sa.String(128)),
+    sa.Column("commit_time", _TS),
+    sa.Column("release_id", sa.String(128)),
+    sa.Column("artifact_id", sa.String(128)),
+    sa.Column("commit_data", sa.JSON),
+    sa.Column("fact_event_id", sa.String(128)),
+    sa.Column("fact_event_type", sa.String(128)),
+    sa.Column("fact_time", _TS),
+    sa.Column("fact_data", sa.JSON),
 )
 
 
@@ -102,6 +148,21 @@ sessions = sa.Table(
     sa.Column("expires_at", _TS, nullable=False),
     sa.Index("ix_sessions_expires", "expires_at"),
 )
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(value: datetime) -> int:
+    """``value`` (aware, or naive UTC) in whole microseconds since the epoch, exactly."""
+    found = utc(value)
+    assert found is not None
+    return (found - EPOCH) // _MICROSECOND
+
+
+def micros_or_none(value: datetime | None) -> int | None:
+    return None if value is None else micros(value)
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -126,6 +187,8 @@ def deployment_values(deployment: Deployment) -> dict[str, Any]:
         "failed_rollout": deployment.failed_rollout,
         "event_id": deployment.event_id,
         "succeeded_at": deployment.succeeded_at,
+        "at_us": micros(deployment.at),
+        "succeeded_us": micros_or_none(deployment.succeeded_at),
     }
 
 

@@ -1,8 +1,9 @@
 """What the dashboard shows, from recorded events (plain data, no I/O).
 
 - :func:`matrix`: what runs where: per service and environment the latest committed release
-  (by its event's ``time``) and the latest rollout fact of that artifact there (by
-  ``observedAt``), whatever order the events arrived in;
+  (by its event's ``time``: :func:`commit_rank`) and the latest rollout fact of that artifact
+  there (by ``observedAt``: :func:`fact_rank`), whatever order the events arrived in (the
+  store keeps one of each per place as they arrive, with the same ranks);
 - :func:`stories`: a service's timeline, one story per release, its steps in time order;
 - :func:`waiting`: approvals that are still open, and :func:`may_approve`, who may act on one
   (promotion decides for real: the dashboard only hides buttons that would be refused).
@@ -76,6 +77,16 @@ def _observed(record: EventRecord) -> str:
     return str(record.data.get("observedAt") or record.time.isoformat())
 
 
+def commit_rank(record: EventRecord) -> tuple[datetime, str]:
+    """Of two commits of a place, the one with the greater rank runs there."""
+    return (record.time, record.event_id)
+
+
+def fact_rank(record: EventRecord) -> tuple[str, str]:
+    """Of two rollout facts of an artifact in a place, the one with the greater rank counts."""
+    return (_observed(record), record.event_id)
+
+
 def matrix(
     committed: Iterable[EventRecord],
     rollouts: Iterable[EventRecord],
@@ -84,19 +95,13 @@ def matrix(
     latest: dict[tuple[str, str], EventRecord] = {}
     for record in committed:
         key = (record.service, record.environment)
-        if key not in latest or (record.time, record.event_id) > (
-            latest[key].time,
-            latest[key].event_id,
-        ):
+        if key not in latest or commit_rank(record) > commit_rank(latest[key]):
             latest[key] = record
     facts: dict[tuple[str, str, str], EventRecord] = {}
     for record in rollouts:
         key3 = (record.service, record.environment, record.artifact_id)
         known = facts.get(key3)
-        if known is None or (_observed(record), record.event_id) > (
-            _observed(known),
-            known.event_id,
-        ):
+        if known is None or fact_rank(record) > fact_rank(known):
             facts[key3] = record
     cells: dict[tuple[str, str], Cell] = {}
     for (service, env), record in latest.items():

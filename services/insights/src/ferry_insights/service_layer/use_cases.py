@@ -6,36 +6,22 @@ from datetime import datetime
 from typing import Protocol
 
 from ferry_events import CloudEvent, EventData
-from ferry_insights.domain.dora import Report, Window, report
-from ferry_insights.domain.facts import (
-    Change,
-    Deployment,
-    Facts,
-    RollbackRequest,
-    RolloutResult,
-    facts_of,
-)
-
-
-class Inputs(Protocol):
-    @property
-    def deployments(self) -> list[Deployment]: ...
-    @property
-    def changes(self) -> dict[tuple[str, str], Change]: ...
-    @property
-    def rollbacks(self) -> list[RollbackRequest]: ...
-    @property
-    def successes(self) -> list[RolloutResult]: ...
+from ferry_insights.domain.dora import Report, Window
+from ferry_insights.domain.facts import Facts, facts_of
 
 
 class Projections(Protocol):
-    """Where facts are kept: one event, one transaction, dropped when its id is known."""
+    """Where facts are kept: one event, one transaction, dropped when its id is known.
+
+    The DORA report is the one :func:`ferry_insights.domain.dora.report` gives for the
+    environment's facts (the projection keeps what it needs as facts arrive, so that a read
+    aggregates a window, not the whole history)."""
 
     async def record(self, facts: Facts, *, received_at: datetime) -> bool: ...
 
-    async def dora_inputs(
+    async def dora_report(
         self, environment: str, window: Window, *, service: str | None, squad: str | None
-    ) -> Inputs: ...
+    ) -> Report: ...
 
     async def environments(self) -> list[str]: ...
 
@@ -56,5 +42,4 @@ async def dora(
     squad: str | None = None,
 ) -> Report:
     """The DORA keys of one environment over one window, optionally for a service or squad."""
-    found = await store.dora_inputs(environment, window, service=service, squad=squad)
-    return report(found.deployments, found.changes, found.rollbacks, found.successes, window)
+    return await store.dora_report(environment, window, service=service, squad=squad)
