@@ -684,3 +684,35 @@ def test_the_alerts_fire_on_the_failures_they_describe(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------------- the dashboard's address
+
+
+@pytest.mark.parametrize(
+    ("target", "url"),
+    [
+        ("base/core", ""),
+        ("overlays/local", "http://localhost:8085"),
+        ("overlays/production", "https://ferry.example.com"),
+    ],
+)
+def test_the_notifier_links_to_the_dashboard_at_the_address_of_the_overlay(
+    target: str, url: str
+) -> None:
+    """``FERRY_DASHBOARD_URL`` comes from the ``ferry-dashboard`` ConfigMap (the base leaves it
+    empty: no links; each overlay sets where people reach insights), and its value is one
+    the notifier's setting accepts."""
+    from ferry_notifier.settings import NotifierSettings
+
+    objects = render(target)
+    [notifier] = containers(by_name(objects, "Deployment")["notifier"])
+    [env] = [e for e in notifier["env"] if e["name"] == "FERRY_DASHBOARD_URL"]
+    ref = env["valueFrom"]["configMapKeyRef"]
+    maps = by_name(objects, "ConfigMap")
+    assert ref["name"] in maps
+    assert ref["name"].startswith("ferry-dashboard-")
+    value = maps[ref["name"]]["data"][ref["key"]]
+    assert value == url
+    pattern = NotifierSettings.model_fields["dashboard_url"].metadata
+    assert any(re.fullmatch(m.pattern, value) for m in pattern if hasattr(m, "pattern"))

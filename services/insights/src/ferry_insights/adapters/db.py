@@ -222,8 +222,10 @@ class Store(DoraReads):
             {(r.environment, r.service) for r in results}
             | {(b.environment, b.service) for b in backs}
         )
+        moments = [micros(r.observed_at) for r in results]
+        moments += [micros(b.requested_at) for b in backs]
         for chunk in _chunks(sorted(dora)):
-            for statement in dora_projection.everything(chunk):
+            for statement in dora_projection.after_batch(chunk, min(moments)):
                 await conn.execute(statement)
         await places.update_cells(conn, locked, [f.record for f in new])
         return len(new)

@@ -18,7 +18,8 @@ again is harmless: a write refreshes every row whose value it may change.
 - a deployment that is new, or whose first result moved from ``t_old`` to ``t``: the rows of
   the place from the deployment before ``min(t, t_old)`` to ``max(t, t_old)``, every column;
 - a rollback at ``r``: the rows before ``r`` whose next deployment is not before ``r``;
-- a success at ``s``: the failures before ``s`` not restored before ``s``.
+- a success at ``s``: the failures before ``s`` not restored before ``s``;
+- a batch: both of the above from its earliest fact on (:func:`after_batch`).
 
 The writer holds the place's lock (the ``cells`` row, ``FOR UPDATE``) while it writes a
 fact of that place and refreshes, so two replicas never refresh from each other's half.
@@ -34,7 +35,7 @@ import sqlalchemy as sa
 from ferry_insights.adapters.tables import deployments, rollbacks, rollout_results
 from ferry_insights.domain.facts import Outcome
 
-__all__ = ["everything", "refresh", "restored_only", "since_rollback"]
+__all__ = ["after_batch", "refresh", "restored_only", "since_rollback"]
 
 _d = deployments
 _later = deployments.alias("later")
@@ -131,7 +132,18 @@ def restored_only(environment: str, service: str, first: int, last: int) -> sa.U
     return _d.update().where(where).values(restored_us=_RESTORED)
 
 
-def everything(places: Sequence[tuple[str, str]]) -> list[sa.Update]:
-    """Every row of these places (a batch, a back-fill)."""
-    where = sa.tuple_(_d.c.environment, _d.c.service).in_(list(places))
+def after_batch(places: Sequence[tuple[str, str]], since: int) -> list[sa.Update]:
+    """After a batch of facts of these places, none before ``since``: the rows from the
+    deployment before ``since`` on, and the older failures not restored before ``since``
+    (a success of the batch may restore them). Every other row keeps its values: its next
+    deployment, and so its rollbacks, are before ``since``."""
+    before = (
+        sa.select(sa.func.max(_later.c.at_us))
+        .where(_place(_later), _later.c.at_us < since)
+        .scalar_subquery()
+    )
+    where = sa.tuple_(_d.c.environment, _d.c.service).in_(list(places)) & sa.or_(
+        _d.c.at_us >= sa.func.coalesce(before, since),
+        _d.c.failed_us.is_not(None) & sa.or_(_d.c.restored_us.is_(None), _d.c.restored_us > since),
+    )
     return refresh(where)

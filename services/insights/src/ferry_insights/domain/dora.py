@@ -15,6 +15,8 @@ The definitions (docs/insights.md says the same for people):
   the rollback request's ``time`` when it was rolled back after a successful rollout) to the
   next ``rollout.succeeded`` of the service in that environment. Unrestored: none.
 - The answer is what was known at the window's end: no fact observed later counts.
+- A filter (a service, a squad) chooses the deployments counted; the other deployments of the
+  environment still count as "another deployment" for a rollback.
 - Medians of an even count are the mean of the middle two; ``p90`` is the nearest-rank
   percentile (the ``ceil(0.9 n)``-th smallest value).
 - The weekly series splits the window into 7-day buckets from its start (the last one may be
@@ -27,7 +29,7 @@ import math
 import statistics
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -212,8 +214,15 @@ def report(
     rollbacks: Iterable[RollbackRequest],
     successes: Iterable[RolloutResult],
     window: Window,
+    *,
+    counted: Callable[[Deployment], bool] | None = None,
 ) -> Report:
+    """The keys over the deployments ``counted`` chooses (a service, a squad: every one when
+    None). Whether a deployment failed is decided among every deployment of the environment:
+    a filter never changes it."""
     classified = classify(deployments, changes, rollbacks, successes, window)
+    if counted is not None:
+        classified = [c for c in classified if counted(c.deployment)]
     weeks = []
     for week in window.weeks():
         inside = [c for c in classified if week.start <= c.deployment.at < week.end]
