@@ -1,8 +1,8 @@
 """The reads of insights' projections: the DORA keys of a window, computed in SQL from the
 columns ``adapters/dora_projection.py`` keeps; the environments seen; row counts.
 
-One answer is two statements over the deployments of the window (found by
-``ix_deployments_env_at_us``, each joined to its change by primary key):
+One answer is one statement over the deployments of the window (found by
+``ix_deployments_env_at_us``, each joined to its change by primary key), which sends back:
 
 - per 7-day bucket: how many deployments, how many failed, how many were restored;
 - per bucket and for the whole window: the values at the ranks a median (the middle one, or
@@ -14,7 +14,6 @@ One answer is two statements over the deployments of the window (found by
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -61,13 +60,19 @@ def _dora_rows(environment: str, window: Window, service: str | None, squad: str
     return query.cte("window_rows")
 
 
-def _ranked(rows: sa.CTE) -> sa.Select[Any]:
-    """The values a median and a nearest-rank p90 need, per (key, bucket)."""
+def _answer(rows: sa.CTE) -> sa.CompoundSelect[str, int, int, int, int]:
+    """One statement, rows of ``(key, week, a, b, c)``:
+
+    - ``("count", week, deployments, failed, restored)`` per bucket;
+    - ``("lead" | "restore", week, rank, n, value)``: of the ``n`` values of that key in that
+      bucket (``week`` -1: the whole window) in order, those at the ranks a median (the middle
+      one, or the two middle ones) and the nearest-rank p90 (``ceil(0.9 n)``) need.
+    """
     values = sa.union_all(
         *(
-            sa.select(sa.literal(key).label("key"), week, getattr(rows.c, key).label("x")).where(
-                getattr(rows.c, key).is_not(None)
-            )
+            sa.select(
+                sa.literal(key).label("key"), week.label("week"), getattr(rows.c, key).label("x")
+            ).where(getattr(rows.c, key).is_not(None))
             for key in ("lead", "restore")
             for week in (rows.c.week, sa.literal(_ALL))
         )
@@ -75,19 +80,27 @@ def _ranked(rows: sa.CTE) -> sa.Select[Any]:
     by = (values.c.key, values.c.week)
     ranked = sa.select(
         values.c.key,
-        values.c.week.label("week"),
-        values.c.x,
-        sa.func.row_number().over(partition_by=by, order_by=values.c.x).label("rank"),
-        sa.func.count().over(partition_by=by).label("n"),
+        values.c.week,
+        sa.func.row_number().over(partition_by=by, order_by=values.c.x).label("a"),
+        sa.func.count().over(partition_by=by).label("b"),
+        values.c.x.label("c"),
     ).subquery("dora_ranked")
-    n = ranked.c.n
-    return sa.select(ranked.c.key, ranked.c.week, ranked.c.rank, ranked.c.n, ranked.c.x).where(
+    n = ranked.c.b
+    picked = sa.select(ranked).where(
         sa.or_(
-            ranked.c.rank == (n + 1) // 2,  # the middle, or the lower of the middle two
-            ranked.c.rank == n // 2 + 1,  # the middle, or the upper of the middle two
-            ranked.c.rank == (9 * n + 9) // 10,  # ceil(0.9 n)
+            ranked.c.a == (n + 1) // 2,  # the middle, or the lower of the middle two
+            ranked.c.a == n // 2 + 1,  # the middle, or the upper of the middle two
+            ranked.c.a == (9 * n + 9) // 10,  # ceil(0.9 n)
         )
     )
+    counted = sa.select(
+        sa.literal("count").label("key"),
+        rows.c.week,
+        sa.func.count().label("a"),
+        sa.func.sum(rows.c.failed).label("b"),
+        sa.func.count(rows.c.restore).label("c"),
+    ).group_by(rows.c.week)
+    return sa.union_all(counted, picked)
 
 
 class DoraReads:
@@ -99,22 +112,17 @@ class DoraReads:
         self, environment: str, window: Window, *, service: str | None, squad: str | None
     ) -> Report:
         """The four keys of one environment over ``window``, and its weekly series."""
-        rows = _dora_rows(environment, window, service, squad)
-        counted = sa.select(
-            rows.c.week,
-            sa.func.count(),
-            sa.func.sum(rows.c.failed),
-            sa.func.count(rows.c.restore),
-        ).group_by(rows.c.week)
         counts: dict[int, tuple[int, int, int]] = {}
         picks: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)
         sizes: dict[tuple[str, int], int] = {}
+        statement = _answer(_dora_rows(environment, window, service, squad))
         async with self.engine.connect() as conn:
-            for week, count, failed, restored in await conn.execute(counted):
-                counts[int(week)] = (int(count), int(failed or 0), int(restored))
-            for key, week, rank, n, x in await conn.execute(_ranked(rows)):
-                picks[(key, int(week))][int(rank)] = int(x)
-                sizes[(key, int(week))] = int(n)
+            for key, week, a, b, c in await conn.execute(statement):
+                if key == "count":
+                    counts[int(week)] = (int(a), int(b or 0), int(c))
+                else:
+                    picks[(key, int(week))][int(a)] = int(c)
+                    sizes[(key, int(week))] = int(b)
 
         def keys(week: int, days: float) -> Keys:
             if week == _ALL:
