@@ -142,6 +142,14 @@ class MemoryReleases:
         ]
         return max(found, key=lambda r: r.requested_at).release_id if found else None
 
+    async def claim_scheduled(self, now: datetime) -> Release | None:
+        due = [
+            r
+            for r in self.s.releases.values()
+            if r.status == Status.SCHEDULED and r.scheduled_at and r.scheduled_at <= now
+        ]
+        return min(due, key=lambda r: (r.scheduled_at, r.release_id)) if due else None
+
 
 class MemoryApprovals:
     def __init__(self, state: MemoryState) -> None:

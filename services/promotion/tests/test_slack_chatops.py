@@ -420,8 +420,8 @@ async def test_who_is_asking_unknown_users_and_missing_roles(chat):
     prod = await chat.say("UALICE", "promote payments to prod")
     assert "promoting to prod needs the role releaser:prod or admin; alice has developer" in prod
 
-    usage = await chat.say("UALICE", "promote payments prod")
-    assert usage.endswith("Usage: `/ferry promote <service> to <env>`")
+    usage = await chat.say("UALICE", "promote payments into prod")
+    assert usage.endswith("Usage: `/ferry promote <service> [to] <env> [at HH:MM]`")
     assert "/ferry release <service>" in await chat.say("UNOBODY", "help")
 
     # frank has no slackUserId: found by users.info and his email, once (then cached)

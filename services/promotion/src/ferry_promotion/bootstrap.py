@@ -38,7 +38,7 @@ from ferry_promotion.entrypoints.consumers import Consumers
 from ferry_promotion.entrypoints.http.api import ApiDeps, create_app
 from ferry_promotion.entrypoints.slack import ChatOps
 from ferry_promotion.entrypoints.slack.backend import PromotionReleases, TokenPeople
-from ferry_promotion.entrypoints.timers import housekeeping
+from ferry_promotion.entrypoints.timers import every, housekeeping
 from ferry_promotion.service_layer.deciding import Decider
 from ferry_promotion.service_layer.expiring import Expiry
 from ferry_promotion.service_layer.housekeeping import purge
@@ -48,6 +48,7 @@ from ferry_promotion.service_layer.requesting import Requests
 from ferry_promotion.service_layer.resolving import Resolver
 from ferry_promotion.service_layer.results import Results
 from ferry_promotion.service_layer.safety import Safety
+from ferry_promotion.service_layer.scheduling import Schedule
 from ferry_promotion.service_layer.soaking import Soaks
 from ferry_promotion.service_layer.unit_of_work import UnitOfWork
 from ferry_promotion.service_layer.views import Views
@@ -74,6 +75,7 @@ class PromotionService:
     decider: Decider
     expiry: Expiry
     soaks: Soaks
+    schedule: Schedule
     consumers: Consumers
     relay: OutboxRelay
     chatops: ChatOps
@@ -106,6 +108,14 @@ class PromotionService:
         self.chatops.start()
         interval = self.settings.expiry_check_interval
         self._spawn(housekeeping(interval, self._on_clock, self._purge), "expiry")
+        self._spawn(
+            every(
+                self.settings.schedule_check_interval,
+                self.schedule.release_due,
+                "publishing due scheduled releases",
+            ),
+            "schedule",
+        )
         self._spawn(self.reader.keep_fresh(), "config-refresh")
         self._spawn(self.tokens.keep_fresh(), "tokens-refresh")
 
@@ -187,6 +197,7 @@ async def build(
     views = Views(read, reader)
     policies = Policies(uow, reader)
     safety = Safety(uow, reader, clock=clock)
+    schedule = Schedule(uow, reader, read, clock=clock)
     consumers = Consumers(requests, decider, Results(uow, decider), policies, safety)
     soaks = Soaks(uow, decider, clock=clock, ordered=consumers.ordered)
 
@@ -195,9 +206,8 @@ async def build(
 
     relay = OutboxRelay(store, publish)
     previews = Previews(reader, read, decider)
-    chatops = _chatops(
-        settings, store, tokens, PromotionReleases(requests, views, safety, previews)
-    )
+    backend = PromotionReleases(requests, views, safety, previews, schedule)
+    chatops = _chatops(settings, store, tokens, backend)
     service = PromotionService(
         settings,
         runtime,
@@ -210,6 +220,7 @@ async def build(
         decider,
         expiry,
         soaks,
+        schedule,
         consumers,
         relay,
         chatops,
@@ -229,6 +240,7 @@ async def build(
         safety=safety,
         tokens=tokens,
         previews=previews,
+        schedule=schedule,
     )
     runtime.serve(create_app(deps, chatops, runtime.routes()))
     runtime.on_start(service.start)

@@ -38,6 +38,8 @@ class PromotionSettings(RuntimeSettings):
     prometheus_url: str = ""
     #: Seconds a Prometheus query may take in all before the check fails.
     prometheus_timeout: float = Field(default=10.0, gt=0, le=120)
+    #: How often scheduled releases are checked for being due (seconds).
+    schedule_check_interval: float = Field(default=1.0, gt=0)
     #: Days relayed outbox rows are kept (for inspection), and processed event ids (dedup).
     outbox_retention_days: float = Field(default=7.0, gt=0)
     inbox_retention_days: float = Field(default=30.0, gt=0)

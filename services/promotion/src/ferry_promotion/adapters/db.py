@@ -69,9 +69,11 @@ releases = sa.Table(
     sa.Column("superseded_by", sa.String(128)),
     sa.Column("config_commit", sa.String(64)),
     sa.Column("sequence", sa.Integer),
+    sa.Column("scheduled_at", _TS),
     sa.Index("ix_releases_service_env", "service", "environment", "status"),
     sa.Index("ix_releases_status", "status"),
     sa.Index("ix_releases_due", "due_at"),
+    sa.Index("ix_releases_scheduled", "status", "scheduled_at"),
 )
 
 timeline = sa.Table(

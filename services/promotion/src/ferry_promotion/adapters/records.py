@@ -44,6 +44,7 @@ def release_of(row: RowMapping) -> Release:
         superseded_by=row["superseded_by"],
         config_commit=row["config_commit"],
         sequence=row["sequence"],
+        scheduled_at=utc(row["scheduled_at"]),
     )
 
 

@@ -165,6 +165,25 @@ class SqlReleases:
         ).first()
         return str(row[0]) if row is not None else None
 
+    async def claim_scheduled(self, now: datetime) -> Release | None:
+        """On PostgreSQL ``FOR UPDATE SKIP LOCKED``: replicas claiming together each take a
+        different release, and a release one of them took is not due to the others once it
+        commits (its status is no longer scheduled). SQLite has one writer: the unit of work
+        holds it."""
+        query = (
+            sa.select(releases)
+            .where(
+                releases.c.status == Status.SCHEDULED.value,
+                releases.c.scheduled_at <= now,
+            )
+            .order_by(releases.c.scheduled_at, releases.c.release_id)
+            .limit(1)
+        )
+        if self.conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        row = (await self.conn.execute(query)).mappings().first()
+        return release_of(row) if row is not None else None
+
 
 class SqlApprovals:
     def __init__(self, conn: AsyncConnection) -> None:

@@ -21,8 +21,10 @@ from ferry_promotion.domain.verification import Measurement, gate
 
 
 class Status(StrEnum):
-    """The life of a release request."""
+    """The life of a release request (``scheduled`` until its time, when one was given)."""
 
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
     REQUESTED = "requested"
     AWAITING_APPROVAL = "awaiting-approval"
     APPROVED = "approved"

@@ -17,16 +17,19 @@ from ferry_promotion.domain.decision import Person, Status
 
 #: A later status is never overwritten by an earlier one arriving late.
 RANK: dict[str, int] = {
+    Status.SCHEDULED.value: -1,
     Status.REQUESTED.value: 0,
     Status.AWAITING_APPROVAL.value: 1,
     Status.APPROVED.value: 2,
     Status.REJECTED.value: 3,
+    Status.CANCELLED.value: 3,
     Status.COMMITTED.value: 3,
     Status.FAILED.value: 4,
     Status.ROLLED_OUT.value: 4,
 }
 
-#: A release in one of these statuses has not been decided yet.
+#: A release in one of these statuses has not been decided yet (a scheduled one is not open:
+#: nothing decides it, and no newer commit supersedes it, before its time).
 OPEN_STATUSES = frozenset({Status.REQUESTED.value, Status.AWAITING_APPROVAL.value})
 
 
@@ -80,6 +83,8 @@ class Release:
     config_commit: str | None = None
     #: Its number among the requests for its service and environment (given when recorded).
     sequence: int | None = None
+    #: When a scheduled release falls due (it is ``scheduled`` until then; numbered then).
+    scheduled_at: datetime | None = None
 
     @classmethod
     def requested(

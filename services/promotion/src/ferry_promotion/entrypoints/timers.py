@@ -1,7 +1,8 @@
 """The timer entrypoint: what promotion does on a clock rather than on a message.
 
 Every ``interval`` seconds it expires overdue approvals and promotion-chain
-waits; about once an hour it purges relayed outbox rows and old inbox ids. A
+waits; about once an hour it purges relayed outbox rows and old inbox ids; every
+second or so it publishes the scheduled releases that fell due (:func:`every`). A
 failed round is logged and the next one runs as planned.
 """
 
@@ -34,3 +35,13 @@ async def housekeeping(
                 purged = asyncio.get_running_loop().time()
         except Exception:
             log.exception("approval expiry check failed; retrying")
+
+
+async def every(interval: float, job: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run ``job`` every ``interval`` seconds until cancelled (a failed round is logged)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await job()
+        except Exception:
+            log.exception("timer job failed; retrying", job=what)

@@ -32,6 +32,7 @@ from ferry_promotion.domain.environments import Environment
 from ferry_promotion.domain.policies import ApprovalRule
 from ferry_promotion.domain.records import ReleaseDetail
 from ferry_promotion.domain.release import Release
+from ferry_promotion.domain.schedule import check_at
 from ferry_promotion.errors import Conflict, FieldError, Forbidden, Invalid
 from ferry_promotion.service_layer.deciding import Decider
 from ferry_promotion.service_layer.lookups import check_service, environment_named, no_release
@@ -77,8 +78,11 @@ class Requests:
         from_environment: str | None = None,
         reason: str = "",
         override_freeze: bool = False,
+        at: datetime | None = None,
     ) -> Release:
-        """Record a release/promote/rollback request and publish it for the decision."""
+        """Record a release/promote/rollback request and publish it for the decision; with
+        ``at``, record it ``scheduled`` (:mod:`~ferry_promotion.service_layer.scheduling`
+        publishes it when it falls due, and it is decided then)."""
         check_service(service)
         if intent not in USER_INTENTS:
             raise Invalid.field(
@@ -95,7 +99,10 @@ class Requests:
                 raise Invalid.field("reason", "overriding a freeze window needs a reason")
         release_id = str(uuid.uuid4())
         requested_at = self.clock()
-        config_commit = await self._accepted_at()
+        if at is not None:
+            at = check_at(at, requested_at)
+        # a scheduled request takes the config commit (and its number) when it falls due
+        config_commit = await accepted_at(self.config) if at is None else None
         request = ReleaseRequested(
             release_id=release_id,
             service=service,
@@ -113,21 +120,13 @@ class Requests:
         event = CloudEvent.new(request, source=SOURCE, correlation_id=release_id)
         release = Release.requested(event, request, updated_at=requested_at)
         async with self.uow() as uow:
-            release = await _record(uow, event, release)
-            await uow.outbox.put(event)
+            if at is None:
+                release = await _record(uow, event, release)
+                await uow.outbox.put(event)
+            else:
+                release = await _schedule(uow, release, at)
             await uow.commit()
         return release
-
-    async def _accepted_at(self) -> str | None:
-        """The config commit this request is accepted at: the remote's head now, which is at
-        or after every commit any replica has shown (a shown policy was pushed before it was
-        shown), else, with the remote unreachable, the commit this replica has."""
-        try:
-            return await self.config.remote_head()
-        except TemporaryError as exc:
-            log.warning("config repo unreachable; the request keeps this replica's commit",
-                        error=str(exc))  # fmt: skip
-            return self.config.snapshot.commit
 
     async def _check_intent_fields(
         self,
@@ -313,6 +312,33 @@ class Requests:
                 )
             await uow.commit()
         return await self._shown(release_id)
+
+
+async def accepted_at(config: ConfigReader) -> str | None:
+    """The config commit a request is accepted at: the remote's head now, which is at or after
+    every commit any replica has shown (a shown policy was pushed before it was shown), else,
+    with the remote unreachable, the commit this replica has."""
+    try:
+        return await config.remote_head()
+    except TemporaryError as exc:
+        log.warning("config repo unreachable; the request keeps this replica's commit",
+                    error=str(exc))  # fmt: skip
+        return config.snapshot.commit
+
+
+async def _schedule(uow: UnitOfWork, release: Release, at: datetime) -> Release:
+    """Add the release, scheduled for ``at``: not numbered and not published until then."""
+    release = dataclasses.replace(
+        release, status=Status.SCHEDULED.value, scheduled_at=at, request_event_id=None
+    )
+    await uow.releases.add(release)
+    await uow.releases.note(
+        release.release_id,
+        Status.SCHEDULED,
+        "",
+        f"{release.intent} scheduled for {at:%Y-%m-%d %H:%M:%S} UTC by {release.actor.display()}",
+    )
+    return release
 
 
 async def _record(uow: UnitOfWork, event: CloudEvent, release: Release) -> Release:

@@ -68,6 +68,12 @@ class Releases(Protocol):
         """The id of the newest release of the artifact to the environment in ``statuses``."""
         ...
 
+    async def claim_scheduled(self, now: datetime) -> Release | None:
+        """A scheduled release due at ``now`` (the earliest), held until the unit of work ends
+        and skipped by every other unit of work meanwhile (where the engine can); None when
+        none is due."""
+        ...
+
 
 class Approvals(Protocol):
     async def add(

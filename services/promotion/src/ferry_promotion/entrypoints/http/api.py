@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute
 from ferry_events import Intent
 from ferry_promotion.domain.access import Identity
 from ferry_promotion.domain.preview import PREVIEW_RELEASE_ID
+from ferry_promotion.domain.schedule import parse_at
 from ferry_promotion.entrypoints.http import problems, views
 from ferry_promotion.entrypoints.http.previews import PreviewView, preview_view
 from ferry_promotion.entrypoints.http.views import (
@@ -34,6 +35,7 @@ from ferry_promotion.service_layer.policies import Policies
 from ferry_promotion.service_layer.previewing import Previews
 from ferry_promotion.service_layer.requesting import Requests
 from ferry_promotion.service_layer.safety import Safety
+from ferry_promotion.service_layer.scheduling import Schedule
 from ferry_promotion.service_layer.views import Views
 
 NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -56,6 +58,7 @@ class ApiDeps:
     views: Views
     policies: Policies
     safety: Safety
+    schedule: Schedule
     tokens: Tokens
     previews: Previews
 
@@ -75,6 +78,8 @@ class ReleaseRequestBody(_Body):
     from_environment: str | None = Field(default=None, max_length=63, pattern=NAME)
     reason: str = Field(default="", max_length=2000)
     override_freeze: bool = False
+    #: RFC 3339 with an offset: the release is ``scheduled`` until then, and decided then.
+    at: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class ApproveBody(_Body):
@@ -82,6 +87,10 @@ class ApproveBody(_Body):
 
 
 class RejectBody(_Body):
+    reason: str = Field(default="", max_length=2000)
+
+
+class CancelBody(_Body):
     reason: str = Field(default="", max_length=2000)
 
 
@@ -139,6 +148,20 @@ async def current_identity(
 Who = Annotated[Identity, Depends(current_identity)]
 
 
+def _scheduling_routes(api: APIRouter, deps: ApiDeps) -> None:
+    """The routes of scheduled releases (asked for with ``at`` in ``POST /v1/releases``)."""
+
+    @api.post(
+        "/releases/{release_id}/cancel", response_model=ReleaseView, response_model_by_alias=True
+    )
+    async def cancel(
+        release_id: ReleaseId, who: Who, body: Annotated[CancelBody | None, Body()] = None
+    ) -> ReleaseView:
+        """Cancel a scheduled release before its time (its requester, or a releaser there)."""
+        reason = (body or CancelBody()).reason
+        return views.release_view(await deps.schedule.cancel(who, release_id, reason))
+
+
 def create_app(
     deps: ApiDeps, chatops: ChatOps, operational_routes: Sequence[BaseRoute] = ()
 ) -> FastAPI:
@@ -162,7 +185,7 @@ def create_app(
 
     @api.post("/releases", status_code=202, response_model=Accepted, response_model_by_alias=True)
     async def request_release(body: ReleaseRequestBody, who: Who, response: Response) -> Accepted:
-        """Ask to release (artifactId or branch), promote or roll back."""
+        """Ask to release (artifactId or branch), promote or roll back; now, or ``at`` a time."""
         release = await requests.request_release(
             who,
             service=body.service,
@@ -173,6 +196,7 @@ def create_app(
             from_environment=body.from_environment,
             reason=body.reason,
             override_freeze=body.override_freeze,
+            at=parse_at(body.at) if body.at is not None else None,
         )
         response.headers["Location"] = f"/v1/releases/{release.release_id}"
         return views.accepted(release)
@@ -229,6 +253,8 @@ def create_app(
         """Reject a release awaiting approval."""
         reason = (body or RejectBody()).reason
         return views.release_view(await requests.reject(who, release_id, reason))
+
+    _scheduling_routes(api, deps)
 
     @api.get("/services", response_model=ServicesView, response_model_by_alias=True)
     async def services(who: Who) -> ServicesView:

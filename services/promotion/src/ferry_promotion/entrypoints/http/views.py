@@ -73,6 +73,8 @@ class ReleaseView(View):
     waiting_since: datetime | None = None
     #: When a request waiting for a soak is decided again (the soak's end); None otherwise.
     due_at: datetime | None = None
+    #: When a release asked for at a time falls (or fell) due; None for one asked for now.
+    scheduled_at: datetime | None = None
     author_email: str = ""
     violations: list[ViolationView] = Field(default_factory=list)
     approvals: ApprovalsView = Field(default_factory=ApprovalsView)
@@ -82,6 +84,8 @@ class ReleaseView(View):
 class Accepted(View):
     release_id: str
     status: str
+    #: When it falls due, for a scheduled release.
+    scheduled_at: datetime | None = None
 
 
 class MarkView(View):
@@ -189,7 +193,9 @@ def halts_view(halts: list[Halt]) -> HaltsView:
 
 
 def accepted(release: Release) -> Accepted:
-    return Accepted(release_id=release.release_id, status=release.status)
+    return Accepted(
+        release_id=release.release_id, status=release.status, scheduled_at=release.scheduled_at
+    )
 
 
 def _approver(vote: records.Vote) -> ApproverView:
@@ -220,6 +226,7 @@ def release_view(detail: records.ReleaseDetail) -> ReleaseView:
         sequence=r.sequence,
         waiting_since=r.waiting_since,
         due_at=r.due_at,
+        scheduled_at=r.scheduled_at,
         author_email=r.author_email,
         violations=[ViolationView(policy=v["policy"], message=v["message"]) for v in r.violations],
         approvals=ApprovalsView(

@@ -9,6 +9,7 @@ document.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -32,6 +33,7 @@ from ferry_promotion.service_layer.lookups import environment_named
 from ferry_promotion.service_layer.previewing import Previews
 from ferry_promotion.service_layer.requesting import Requests
 from ferry_promotion.service_layer.safety import Safety
+from ferry_promotion.service_layer.scheduling import Schedule
 from ferry_promotion.service_layer.views import Views
 
 __all__ = ["PromotionReleases", "TokenPeople"]
@@ -79,12 +81,18 @@ class PromotionReleases:
     """The promotion use cases, as chat-ops calls them."""
 
     def __init__(
-        self, requests: Requests, reads: Views, safety: Safety, previews: Previews
+        self,
+        requests: Requests,
+        reads: Views,
+        safety: Safety,
+        previews: Previews,
+        schedule: Schedule,
     ) -> None:
         self._requests = requests
         self._reads = reads
         self._safety = safety
         self._previews = previews
+        self._schedule = schedule
 
     async def request(
         self,
@@ -96,6 +104,7 @@ class PromotionReleases:
         artifact_id: str | None = None,
         branch: str | None = None,
         reason: str = "",
+        at: datetime | None = None,
     ) -> Mapping[str, Any]:
         release = await _refusing(
             self._requests.request_release(
@@ -106,9 +115,14 @@ class PromotionReleases:
                 artifact_id=artifact_id,
                 branch=branch,
                 reason=reason,
+                at=at,
             )
         )
         return {**_json(views.accepted(release)), "service": service, "environment": environment}
+
+    async def cancel(self, actor: Identity, release_id: str, reason: str = "") -> Mapping[str, Any]:
+        detail = await _refusing(self._schedule.cancel(actor, release_id, reason))
+        return _json(views.release_view(detail))
 
     async def approve(
         self, actor: Identity, release_id: str, comment: str = ""

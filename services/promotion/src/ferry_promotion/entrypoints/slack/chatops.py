@@ -27,9 +27,11 @@ from ferry_promotion.adapters.slack.verification import (
     RequestRefused,
     SlackRequestVerifier,
 )
+from ferry_promotion.domain.schedule import next_wall_clock, parse_at, wall_clock, zone_named
 from ferry_promotion.entrypoints.slack import messages
 from ferry_promotion.entrypoints.slack.commands import (
     ApproveCommand,
+    CancelCommand,
     Command,
     CommandError,
     HaltCommand,
@@ -262,7 +264,8 @@ class ChatOps:
     ) -> dict[str, Any]:
         via = f"via Slack: /ferry {form.get('text', '').strip()}"
         match command:
-            case ReleaseCommand(service=service, target=target, environment=env):
+            case ReleaseCommand(service=service, target=target, environment=env, at=at):
+                when = await self._when(at, form)
                 is_artifact = await self._releases.is_artifact(actor, service, target)
                 release = await self._releases.request(
                     actor,
@@ -272,21 +275,30 @@ class ChatOps:
                     artifact_id=target if is_artifact else None,
                     branch=None if is_artifact else target,
                     reason=via,
+                    at=when[0] if when else None,
                 )
-                return await self._requested(actor, release, "release", form)
-            case PromoteCommand(service=service, environment=env):
-                preview = await self._releases.promotion_preview(
-                    actor, service=service, environment=env
-                )
-                if preview is not None:  # a protected environment: confirm first
-                    return messages.promotion_confirmation(
-                        preview, self._confirmation(preview), PROMOTE_ACTION
+                return await self._requested(actor, release, "release", form, when)
+            case PromoteCommand(service=service, environment=env, at=at):
+                when = await self._when(at, form)
+                if when is None:
+                    preview = await self._releases.promotion_preview(
+                        actor, service=service, environment=env
                     )
+                    if preview is not None:  # a protected environment: confirm first
+                        return messages.promotion_confirmation(
+                            preview, self._confirmation(preview), PROMOTE_ACTION
+                        )
                 release = await self._releases.request(
-                    actor, service=service, environment=env, intent="promote", reason=via
+                    actor,
+                    service=service,
+                    environment=env,
+                    intent="promote",
+                    reason=via,
+                    at=when[0] if when else None,
                 )
-                return await self._requested(actor, release, "promotion", form)
-            case RollbackCommand(service=service, environment=env, artifact_id=artifact):
+                return await self._requested(actor, release, "promotion", form, when)
+            case RollbackCommand(service=service, environment=env, artifact_id=artifact, at=at):
+                when = await self._when(at, form)
                 release = await self._releases.request(
                     actor,
                     service=service,
@@ -294,8 +306,12 @@ class ChatOps:
                     intent="rollback",
                     artifact_id=artifact,
                     reason=via,
+                    at=when[0] if when else None,
                 )
-                return await self._requested(actor, release, "rollback", form)
+                return await self._requested(actor, release, "rollback", form, when)
+            case CancelCommand(release_id=rid, reason=reason):
+                release = await self._releases.cancel(actor, rid, reason)
+                return messages.ephemeral(messages.cancelled_text(release))
             case StatusCommand(service=service):
                 view = await self._releases.service(actor, service)
                 return messages.status_table(view)
@@ -368,10 +384,57 @@ class ChatOps:
             )
         return {**messages.release_acknowledged(release, "promotion"), "replace_original": True}
 
+    async def _when(self, at: str | None, form: Mapping[str, str]) -> tuple[datetime, str] | None:
+        """The moment ``at`` names and how to say it: ``HH:MM`` is the next such time in the
+        requester's Slack time zone when Slack tells it, else in UTC; None for now."""
+        if at is None:
+            return None
+        hour_minute = wall_clock(at)
+        if hour_minute is None:
+            moment = parse_at(at)
+            return moment, f"{moment:%Y-%m-%d %H:%M} UTC"
+        tz_name, why = await self._zone_of(form.get("user_id", ""))
+        zone, label = zone_named(tz_name)
+        if tz_name and label != tz_name:
+            why = f"your Slack time zone {tz_name} is not known here"
+        hour, minute = hour_minute
+        moment = next_wall_clock(hour, minute, zone, self._clock())
+        if label == "UTC":
+            said = f"{moment:%Y-%m-%d %H:%M} UTC " + (
+                f"(UTC, as {why})" if why else "(your Slack time zone)"
+            )
+        else:
+            local = moment.astimezone(zone)
+            said = (
+                f"{local:%Y-%m-%d %H:%M} {label} (your Slack time zone; "
+                f"{moment:%Y-%m-%d %H:%M} UTC)"
+            )
+        return moment, said
+
+    async def _zone_of(self, user_id: str) -> tuple[str | None, str]:
+        """The requester's Slack time zone, or None and why UTC is used instead."""
+        if self._users is None:
+            return None, "Ferry has no Slack bot token to read your time zone"
+        try:
+            tz_name = await self._users.tz_of(user_id)
+        except SlackUnavailable as exc:
+            log.warning("slack time zone lookup failed", user=user_id, error=str(exc))
+            return None, "Slack did not tell your time zone just now"
+        return (tz_name, "") if tz_name else (None, "Slack shows no time zone for you")
+
     async def _requested(
-        self, actor: Any, release: Mapping[str, Any], intent: str, form: Mapping[str, str]
+        self,
+        actor: Any,
+        release: Mapping[str, Any],
+        intent: str,
+        form: Mapping[str, str],
+        when: tuple[datetime, str] | None = None,
     ) -> dict[str, Any]:
         rid = str(release.get("releaseId", ""))
+        if when is not None:
+            # nothing happens before its time (perhaps hours away, past what a response_url
+            # allows): the release thread tells when it is decided
+            return messages.scheduled_acknowledged(release, intent, when[1])
         url = form.get("response_url", "")
         if rid and url:
             await self._following.follow(

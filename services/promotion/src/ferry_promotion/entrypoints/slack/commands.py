@@ -5,9 +5,10 @@ command that was meant, so the person sees how to write it right.
 
 Grammar (words are separated by spaces; ``[...]`` is optional)::
 
-    /ferry release <service> <artifact|branch> to <env>
-    /ferry promote <service> to <env>
-    /ferry rollback <service> in <env> [to <artifact>]
+    /ferry release <service> <artifact|branch> to <env> [at <time>]
+    /ferry promote <service> [to] <env> [at <time>]
+    /ferry rollback <service> in <env> [to <artifact>] [at <time>]
+    /ferry cancel <release> [reason...]
     /ferry status <service>
     /ferry history <service> [env]
     /ferry approve <release>
@@ -15,6 +16,9 @@ Grammar (words are separated by spaces; ``[...]`` is optional)::
     /ferry halt <env|*> <reason...>
     /ferry resume <env|*>
     /ferry help [command]
+
+``<time>`` is a 24-hour ``HH:MM`` (the next such time in the requester's Slack time zone) or
+an RFC 3339 time with an offset.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ from typing import Final
 from urllib.parse import parse_qs
 
 from ferry_events import DNS_LABEL, is_safe_segment
+from ferry_promotion.domain.schedule import parse_at, wall_clock
+from ferry_promotion.errors import Invalid
 
 __all__ = [
     "USAGE",
     "ApproveCommand",
+    "CancelCommand",
     "Command",
     "CommandError",
     "HaltCommand",
@@ -47,9 +54,10 @@ __all__ = [
 ]
 
 USAGE: Final[dict[str, str]] = {
-    "release": "/ferry release <service> <artifact|branch> to <env>",
-    "promote": "/ferry promote <service> to <env>",
-    "rollback": "/ferry rollback <service> in <env> [to <artifact>]",
+    "release": "/ferry release <service> <artifact|branch> to <env> [at HH:MM]",
+    "promote": "/ferry promote <service> [to] <env> [at HH:MM]",
+    "rollback": "/ferry rollback <service> in <env> [to <artifact>] [at HH:MM]",
+    "cancel": "/ferry cancel <release> [reason]",
     "status": "/ferry status <service>",
     "history": "/ferry history <service> [env]",
     "approve": "/ferry approve <release>",
@@ -63,6 +71,7 @@ _EXPLAIN: Final[dict[str, str]] = {
     "release": "release an artifact by id, or the latest artifact of a branch",
     "promote": "promote what runs in the environment before <env> to <env>",
     "rollback": "roll back to the previous release in <env>, or to a named artifact",
+    "cancel": "cancel a scheduled release (one asked for `at` a time) before its time",
     "status": "what runs where: artifact, commit and rollout per environment",
     "history": "the latest releases of a service, optionally of one environment",
     "approve": "approve a release that waits for approval",
@@ -85,17 +94,23 @@ _TYPOGRAPHY: Final = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"',
 
 @dataclass(frozen=True)
 class ReleaseCommand:
-    """Release ``target`` to ``environment``: an artifact id or a branch (the caller decides)."""
+    """Release ``target`` to ``environment``: an artifact id or a branch (the caller decides).
+
+    ``at`` (on release, promote and rollback): when, as written (``02:00`` or RFC 3339);
+    None for now.
+    """
 
     service: str
     target: str
     environment: str
+    at: str | None = None
 
 
 @dataclass(frozen=True)
 class PromoteCommand:
     service: str
     environment: str
+    at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,13 @@ class RollbackCommand:
     service: str
     environment: str
     artifact_id: str | None = None
+    at: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelCommand:
+    release_id: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,6 +167,7 @@ Command = (
     ReleaseCommand
     | PromoteCommand
     | RollbackCommand
+    | CancelCommand
     | StatusCommand
     | HistoryCommand
     | ApproveCommand
@@ -229,25 +252,50 @@ def _count(words: list[str], allowed: tuple[int, ...], command: str) -> None:
         )
 
 
+def _when(words: list[str], command: str, sizes: tuple[int, ...]) -> tuple[list[str], str | None]:
+    """``words`` without a trailing ``at <time>``, and the time (checked, as written); a
+    trailing ``at`` is a time only where the words before it make the whole command."""
+    if len(words) < 3 or words[-2].lower() != "at" or len(words) - 2 not in sizes:
+        return words, None
+    at = words[-1]
+    if wall_clock(at) is None:
+        try:
+            parse_at(at)
+        except Invalid:
+            raise CommandError(
+                f"`{at}` is not a time: write a 24-hour HH:MM such as `02:00` (in your Slack "
+                "time zone), or an RFC 3339 time with an offset such as `2026-12-24T02:00:00Z`.",
+                command,
+            ) from None
+    return words[:-2], at
+
+
 def _parse_release(words: list[str]) -> ReleaseCommand:
+    words, at = _when(words, "release", (5,))
     _count(words, (5,), "release")
     _expect(words, 3, "to", "release")
     return ReleaseCommand(
         service=_service(words[1], "release"),
         target=_artifact_or_branch(words[2], "release"),
         environment=_environment(words[4], "release"),
+        at=at,
     )
 
 
 def _parse_promote(words: list[str]) -> PromoteCommand:
-    _count(words, (4,), "promote")
-    _expect(words, 2, "to", "promote")
+    words, at = _when(words, "promote", (3, 4))
+    _count(words, (3, 4), "promote")
+    if len(words) == 4:
+        _expect(words, 2, "to", "promote")
+    elif words[2].lower() == "to":
+        raise CommandError("Expected an environment after `to`, found nothing.", "promote")
     return PromoteCommand(
-        service=_service(words[1], "promote"), environment=_environment(words[3], "promote")
+        service=_service(words[1], "promote"), environment=_environment(words[-1], "promote"), at=at
     )
 
 
 def _parse_rollback(words: list[str]) -> RollbackCommand:
+    words, at = _when(words, "rollback", (4, 6))
     _count(words, (4, 6), "rollback")
     _expect(words, 2, "in", "rollback")
     artifact = None
@@ -258,7 +306,15 @@ def _parse_rollback(words: list[str]) -> RollbackCommand:
         service=_service(words[1], "rollback"),
         environment=_environment(words[3], "rollback"),
         artifact_id=artifact,
+        at=at,
     )
+
+
+def _parse_cancel(words: list[str]) -> CancelCommand:
+    if len(words) < 2:
+        raise CommandError("`cancel` needs the id of a scheduled release.", "cancel")
+    reason = " ".join(words[2:]).strip().strip("\"'").strip()
+    return CancelCommand(release_id=_release_id(words[1], "cancel"), reason=reason)
 
 
 def _parse_status(words: list[str]) -> StatusCommand:
@@ -313,6 +369,7 @@ _PARSERS: Final[dict[str, Callable[[list[str]], Command]]] = {
     "release": _parse_release,
     "promote": _parse_promote,
     "rollback": _parse_rollback,
+    "cancel": _parse_cancel,
     "status": _parse_status,
     "history": _parse_history,
     "approve": _parse_approve,

@@ -14,6 +14,7 @@ from typing import Any, Final
 __all__ = [
     "TERMINAL_STATUSES",
     "already_decided",
+    "cancelled_text",
     "decided_message",
     "decided_text",
     "ephemeral",
@@ -22,6 +23,7 @@ __all__ = [
     "preview_summary",
     "promotion_confirmation",
     "release_acknowledged",
+    "scheduled_acknowledged",
     "status_table",
 ]
 
@@ -77,6 +79,24 @@ def release_acknowledged(release: Mapping[str, Any], intent: str) -> dict[str, A
         f"{_ICONS.get(status, '')} {intent.capitalize()} requested, id `{rid}` "
         f"({release.get('service', '?')} to {release.get('environment', '?')}). "
         "I will post the outcome here; the release thread follows it too."
+    )
+
+
+def scheduled_acknowledged(release: Mapping[str, Any], intent: str, when: str) -> dict[str, Any]:
+    """The immediate, ephemeral answer to a release, promote or rollback ``at`` a time."""
+    rid = release.get("releaseId", "?")
+    return ephemeral(
+        f":alarm_clock: {intent.capitalize()} of {release.get('service', '?')} to "
+        f"{release.get('environment', '?')} scheduled for {when}, id `{rid}`. Its policies "
+        f"are checked then. Cancel it before then with `/ferry cancel {rid}`."
+    )
+
+
+def cancelled_text(release: Mapping[str, Any]) -> str:
+    """The answer to ``/ferry cancel``."""
+    return (
+        f":no_entry_sign: Release `{release.get('releaseId', '?')}` of {_what(release)} is "
+        "cancelled; it will not be released."
     )
 
 

@@ -10,6 +10,7 @@ promotion service's application layer; every refusal comes back as a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 __all__ = ["People", "Person", "Refusal", "RefusalKind", "Releases"]
@@ -58,8 +59,12 @@ class Releases(Protocol):
         artifact_id: str | None = None,
         branch: str | None = None,
         reason: str = "",
+        at: datetime | None = None,
     ) -> Mapping[str, Any]:
-        """Ask for a release (``POST /v1/releases``); the release as ``GET`` shows it."""
+        """Ask for a release (``POST /v1/releases``, scheduled ``at`` a time when given)."""
+
+    async def cancel(self, actor: Any, release_id: str, reason: str = "") -> Mapping[str, Any]:
+        """Cancel a scheduled release; :class:`Refusal` ``conflict`` when it is not scheduled."""
 
     async def approve(self, actor: Any, release_id: str, comment: str = "") -> Mapping[str, Any]:
         """Approve; :class:`Refusal` ``conflict`` when not awaiting approval any more."""
