@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -746,3 +747,43 @@ def test_an_undecided_release_prints_the_receipt_after_the_wait(fake_api) -> Non
     assert result.exit_code == 0, result.output
     assert "is requested (not decided within 0.4 s)" in result.stdout
     assert "ferry watch rel-1" in result.stdout
+
+
+def test_at_schedules_release_promote_and_rollback_and_cancel_cancels(fake_api) -> None:
+    scheduled = {"releaseId": "rel-3", "status": "scheduled", "scheduledAt": "2026-12-24T02:00:00Z"}
+    fake_api.on("POST", "/v1/releases", (202, scheduled))
+    server = ("--server", fake_api.url)
+    released = ferry(
+        "release", "payments", "-a", "m-1", "--to", "dev", "--at", "2026-12-24T02:00:00Z", *server
+    )
+    promoted = ferry("promote", "payments", "--to", "prod", "--at", "02:00", *server)
+    rolled = ferry("rollback", "payments", "--in", "prod", "--at", "23:59", "--no-pick", *server)
+    assert (released.exit_code, promoted.exit_code, rolled.exit_code) == (0, 0, 0)
+    # scheduled: the receipt says when and how to cancel, and nothing waits for a decision
+    assert "is scheduled for 2026-12-24T02:00:00Z" in released.stdout
+    assert "ferry cancel rel-3" in released.stdout
+    bodies = [r.json() for r in fake_api.requests]
+    assert len(bodies) == 3
+    assert bodies[0]["at"] == "2026-12-24T02:00:00Z"
+    for body, clock in ((bodies[1], "02:00:00"), (bodies[2], "23:59:00")):
+        # HH:MM is the next such time here, sent with this machine's offset
+        sent = datetime.fromisoformat(body["at"])
+        assert sent.tzinfo is not None
+        assert body["at"][11:19] == clock
+        assert timedelta(0) < sent - datetime.now(UTC) <= timedelta(days=1)
+
+    fake_api.on(
+        "POST", "/v1/releases/rel-3/cancel", (200, release_doc("cancelled", releaseId="rel-3"))
+    )
+    cancelled = ferry("cancel", "rel-3", "--reason", "not tonight", *server)
+    assert cancelled.exit_code == 0, cancelled.output
+    assert "cancelled release rel-3; it is now cancelled" in cancelled.stdout
+    assert fake_api.requests[-1].json() == {"reason": "not tonight"}
+    fake_api.on(
+        "POST",
+        "/v1/releases/rel-3/cancel",
+        problem(409, "Conflict", "release rel-3 is not scheduled, so it cannot be cancelled"),
+    )
+    again = ferry("cancel", "rel-3", *server)
+    assert again.exit_code != 0
+    assert "cannot be cancelled" in again.output

@@ -195,6 +195,7 @@ class ApiClient:
         from_environment: str | None = None,
         reason: str = "",
         override_freeze: bool = False,
+        at: str | None = None,
     ) -> Json:
         body: Json = {
             "service": service,
@@ -206,6 +207,8 @@ class ApiClient:
             "reason": reason,
             "overrideFreeze": override_freeze,
         }
+        if at is not None:
+            body["at"] = at
         return self._document("POST", "/v1/releases", json=body)
 
     def preview(
@@ -241,6 +244,11 @@ class ApiClient:
     def reject(self, release_id: str, reason: str) -> Json:
         return self._document(
             "POST", f"/v1/releases/{_segment(release_id)}/reject", json={"reason": reason}
+        )
+
+    def cancel(self, release_id: str, reason: str) -> Json:
+        return self._document(
+            "POST", f"/v1/releases/{_segment(release_id)}/cancel", json={"reason": reason}
         )
 
     # ------------------------------------------------------------------ services

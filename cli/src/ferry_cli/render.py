@@ -12,6 +12,8 @@ from rich.text import Text
 Json = dict[str, Any]
 
 STATUS_STYLE = {
+    "scheduled": "magenta",
+    "cancelled": "dim",
     "requested": "cyan",
     "awaiting-approval": "yellow",
     "approved": "blue",
@@ -59,6 +61,8 @@ def release_view(release: Json) -> RenderableType:
     )
     if release.get("promotedFrom"):
         head.add_row("from", escape(_s(release.get("promotedFrom"))))
+    if release.get("scheduledAt"):
+        head.add_row("scheduled", escape(_s(release.get("scheduledAt"))))
     head.add_row("status", styled_status(release.get("status")))
     head.add_row("by", escape(_actor(release.get("actor"))))
     if release.get("reason"):

@@ -1,9 +1,11 @@
-"""release, promote, rollback, get, approve, reject and watch."""
+"""release, promote, rollback, get, approve, reject, cancel and watch."""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -49,6 +51,36 @@ DryRun = Annotated[
         "now (exit 1 when it would be rejected).",
     ),
 ]
+At = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        metavar="TIME",
+        help="Schedule it: an RFC 3339 time with an offset (2026-12-24T02:00:00Z), or HH:MM, "
+        "the next such time on this machine's clock. Its policies are checked then; "
+        "ferry cancel ID cancels it before.",
+    ),
+]
+_WALL_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def when(value: str | None, now: datetime | None = None) -> str | None:
+    """``--at`` as the API takes it: RFC 3339 is sent as given (the server checks it);
+    ``HH:MM`` becomes the next such time in this machine's time zone, with its offset."""
+    if value is None:
+        return None
+    found = _WALL_CLOCK.fullmatch(value.strip())
+    if found is None:
+        return value.strip()
+    # naive local wall-clock arithmetic; astimezone() then applies that day's offset
+    local = (now or datetime.now(UTC)).astimezone().replace(tzinfo=None)
+    moment = local.replace(hour=int(found.group(1)), minute=int(found.group(2)), second=0)
+    moment = moment.replace(microsecond=0)
+    if moment <= local:
+        moment += timedelta(days=1)
+    return moment.astimezone().isoformat()
+
+
 Override = Annotated[
     bool,
     typer.Option(
@@ -84,6 +116,9 @@ def _submitted(s: Session, created: Json, watch: bool, wait: float) -> None:
     """After a request was accepted: follow it (``--watch``), wait for its decision (the
     default, up to ``wait`` seconds), or print the receipt (``--no-wait``, ``wait == 0``)."""
     release_id = str(created.get("releaseId", ""))
+    if created.get("status") == "scheduled":
+        _show_scheduled(s, created, watch)
+        return
     if watch:
         follow(s, release_id, until="rolled-out", timeout=600.0, interval=1.0)
         return
@@ -101,6 +136,30 @@ def _submitted(s: Session, created: Json, watch: bool, wait: float) -> None:
     console().print(
         f"release [bold]{escape(release_id)}[/] is {escape(str(created.get('status')))}"
         f"{escape(pending)}\n[dim]follow it with:[/] ferry watch {escape(release_id)}"
+    )
+
+
+def _show_scheduled(s: Session, created: Json, watch: bool) -> None:
+    """A scheduled release: nothing is decided before its time; ``--watch`` waits for it."""
+    release_id = str(created.get("releaseId", ""))
+    at = str(created.get("scheduledAt") or "")
+    if watch:
+        due = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else datetime.now(UTC)
+        left = max((due - datetime.now(UTC)).total_seconds(), 0.0)
+        if not s.json:
+            from rich.markup import escape
+
+            console().print(f"release [bold]{escape(release_id)}[/] is scheduled for {at}")
+        follow(s, release_id, until="rolled-out", timeout=left + 600.0, interval=1.0)
+        return
+    if s.json:
+        print_json(created)
+        return
+    from rich.markup import escape
+
+    console().print(
+        f"release [bold]{escape(release_id)}[/] is scheduled for {escape(at)}; its policies "
+        f"are checked then\n[dim]cancel it before with:[/] ferry cancel {escape(release_id)}"
     )
 
 
@@ -156,6 +215,22 @@ def _show_decided(s: Session, release: Json) -> None:
     console().print(f"{line}\n[dim]follow it with:[/] {escape(hint)}")
 
 
+def _register_cancel(app: typer.Typer) -> None:
+    @command(app, "cancel")
+    def cancel(
+        ctx: typer.Context,
+        release_id: ReleaseId,
+        *,
+        reason: Reason = "",
+        output: OutputOpt = None,
+        server: ServerOpt = None,
+        token: TokenOpt = None,
+    ) -> None:
+        """Cancel a scheduled release (one asked for --at a time) before its time."""
+        s = session(ctx, output, server, token)
+        _show_decision(s, s.client().cancel(release_id, reason), "cancelled")
+
+
 def register(app: typer.Typer) -> None:
     @command(app, "release")
     def release(
@@ -177,6 +252,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         reason: Reason = "",
         override_freeze: Override = False,
+        at: At = None,
         watch: Watch = False,
         no_wait: NoWait = False,
         wait_timeout: WaitFor = WAIT_SECONDS,
@@ -204,6 +280,7 @@ def register(app: typer.Typer) -> None:
             branch=branch,
             reason=reason,
             override_freeze=override_freeze,
+            at=when(at),
         )
         _submitted(s, created, watch, 0.0 if no_wait else wait_timeout)
 
@@ -234,6 +311,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         reason: Reason = "",
         override_freeze: Override = False,
+        at: At = None,
         watch: Watch = False,
         no_wait: NoWait = False,
         wait_timeout: WaitFor = WAIT_SECONDS,
@@ -265,6 +343,7 @@ def register(app: typer.Typer) -> None:
             from_environment=from_env,
             reason=reason,
             override_freeze=override_freeze,
+            at=when(at),
         )
         _submitted(s, created, watch, 0.0 if no_wait else wait_timeout)
 
@@ -296,6 +375,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         reason: Reason = "",
         override_freeze: Override = False,
+        at: At = None,
         watch: Watch = False,
         no_wait: NoWait = False,
         wait_timeout: WaitFor = WAIT_SECONDS,
@@ -329,6 +409,7 @@ def register(app: typer.Typer) -> None:
             artifact_id=artifact,
             reason=reason,
             override_freeze=override_freeze,
+            at=when(at),
         )
         _submitted(s, created, watch, 0.0 if no_wait else wait_timeout)
 
@@ -378,6 +459,8 @@ def register(app: typer.Typer) -> None:
         s = session(ctx, output, server, token)
         decided = s.client().reject(release_id, reason)
         _show_decision(s, decided, "rejected")
+
+    _register_cancel(app)
 
     @command(app, "watch")
     def watch(
