@@ -11,8 +11,10 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -620,3 +622,53 @@ async def test_a_promotion_to_prod_shows_its_preview_and_is_requested_once_confi
     )
     await asyncio.sleep(0.3)
     assert len(chat.tap.of_type("ferry.release.requested.v1")) == 1
+
+
+async def _row(chat: Chat, release_id: str) -> Any:
+    carol = chat.service.tokens.by_subject("carol")
+    assert carol is not None
+    return (await chat.service.views.status(carol, release_id)).release
+
+
+async def test_at_hh_mm_schedules_in_the_slack_time_zone_else_utc_and_cancel(chat: Chat) -> None:
+    copenhagen = ZoneInfo("Europe/Copenhagen")
+    chat.slack.add_user("alice@example.com", "UALICE", tz="Europe/Copenhagen")
+    before = datetime.now(UTC)
+    answer = await chat.say("UALICE", "promote payments staging at 02:00")
+    assert answer.startswith(":alarm_clock: Promotion of payments to staging scheduled for ")
+    assert "Europe/Copenhagen (your Slack time zone;" in answer
+    promoted = release_id_in(answer)
+    assert f"`/ferry cancel {promoted}`" in answer
+    row = await _row(chat, promoted)
+    assert row.status == "scheduled"
+    assert row.scheduled_at is not None
+    local = row.scheduled_at.astimezone(copenhagen)
+    assert (local.hour, local.minute) == (2, 0)
+    assert timedelta(0) < row.scheduled_at - before <= timedelta(days=1)
+    assert chat.slack.calls_to("users.info")  # the time zone came from Slack
+
+    # frank's Slack profile has no time zone: UTC, and the answer says why
+    answer = await chat.say("UFRANK", "release payments master-1 to dev at 2:30")
+    assert "UTC (UTC, as Slack shows no time zone for you)" in answer
+    released = release_id_in(answer)
+    row = await _row(chat, released)
+    assert row.scheduled_at is not None
+    assert (row.scheduled_at.hour, row.scheduled_at.minute) == (2, 30)
+
+    # an RFC 3339 time is taken as it is
+    tomorrow = (before + timedelta(days=1)).replace(microsecond=0)
+    stamp = tomorrow.isoformat().replace("+00:00", "Z")
+    answer = await chat.say("UALICE", f"rollback payments in dev at {stamp}")
+    assert f"scheduled for {tomorrow:%Y-%m-%d %H:%M} UTC" in answer
+
+    assert "cannot be cancelled" not in (cancel := await chat.say("UALICE", f"cancel {promoted}"))
+    assert cancel.startswith(f":no_entry_sign: Release `{promoted}` of payments to staging")
+    again = await chat.say("UALICE", f"cancel {promoted} changed my mind")
+    assert again == (
+        f":warning: release {promoted} is not scheduled, so it cannot be cancelled: "
+        "it was cancelled already"
+    )
+    refused = await chat.say("UALICE", "release payments master-1 to dev at 24:00")
+    assert "`24:00` is not a time" in refused
+    # nothing of this was published: a scheduled release waits for its time
+    assert chat.tap.of_type("ferry.release.requested.v1") == []

@@ -77,6 +77,8 @@ class SlackApi:
     def __init__(self) -> None:
         self.calls: list[SlackCall] = []
         self.users: dict[str, str] = {}
+        #: The IANA time zone ``users.info`` gives per user id (none: no ``tz`` field).
+        self.zones: dict[str, str] = {}
         self.messages: dict[tuple[str, str], Message] = {}
         #: JSON bodies posted to each ``response_url`` (see :meth:`response_url`), in order.
         self.responses: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -97,8 +99,11 @@ class SlackApi:
 
     # ------------------------------------------------------------------ programming
 
-    def add_user(self, email: str, user_id: str) -> None:
+    def add_user(self, email: str, user_id: str, tz: str | None = None) -> None:
+        """A Slack user; ``tz`` is the time zone ``users.info`` says they set (IANA name)."""
         self.users[email.lower()] = user_id
+        if tz is not None:
+            self.zones[user_id] = tz
 
     def ratelimit(self, method: str, retry_after: float = 1.0, times: int = 1) -> None:
         """The next ``times`` calls of ``method`` get 429 ``ratelimited`` with Retry-After."""
@@ -332,7 +337,10 @@ class SlackApi:
         user_id = str(params.get("user", ""))
         for email, known in self.users.items():
             if known == user_id:
-                return {"ok": True, "user": {"id": user_id, "profile": {"email": email}}}
+                user: dict[str, Any] = {"id": user_id, "profile": {"email": email}}
+                if user_id in self.zones:
+                    user["tz"] = self.zones[user_id]
+                return {"ok": True, "user": user}
         return {"ok": False, "error": "user_not_found"}
 
     async def _respond(self, request: web.Request) -> web.Response:
