@@ -21,7 +21,8 @@ pytestmark = pytest.mark.amqp
 
 A = "master-aaaaaaaaaa-1111111111"
 B = "master-bbbbbbbbbb-2222222222"
-#: How far ahead the releases are scheduled: room for what the test does before their time.
+#: How far ahead the releases are scheduled: room for what the test does before their time
+#: (a cancel and one release committed, a second or two on a loaded machine).
 AHEAD = timedelta(seconds=8)
 
 
@@ -36,28 +37,22 @@ async def test_a_scheduled_release_commits_at_its_time_and_a_cancelled_one_never
         await f.store(artifact(A))
         await f.store(artifact(B))
         server = {"FERRY_SERVER": str(f.client.base_url), "FERRY_TOKEN": f.tokens["jane"]}
-        at = datetime.now(UTC) + AHEAD
-        scheduled = await f.request(
-            environment="dev", intent="release", artifactId=A, at=_rfc3339(at)
-        )
-        into_prod = await f.request(
-            environment="prod", intent="release", artifactId=A, at=_rfc3339(at)
-        )
 
-        # through the CLI: one scheduled, then cancelled
+        # through the CLI: one scheduled an hour ahead, then cancelled
         code, out, err = await ferry(
-            "release", f.service, "-a", B, "--to", "staging", "--at", _rfc3339(at),
-            "-o", "json", env=server,
+            "release", f.service, "-a", B, "--to", "staging",
+            "--at", _rfc3339(datetime.now(UTC) + timedelta(hours=1)), "-o", "json", env=server,
         )  # fmt: skip
         assert code == 0, (out, err)
         receipt = json.loads(out)
         assert receipt["status"] == "scheduled"
-        cancelled = receipt["releaseId"]
-        code, out, err = await ferry("cancel", cancelled, "--reason", "not today", env=server)
+        code, out, err = await ferry(
+            "cancel", receipt["releaseId"], "--reason", "not today", env=server
+        )
         assert code == 0, (out, err)
-        assert f"cancelled release {cancelled}; it is now cancelled" in out
+        assert f"cancelled release {receipt['releaseId']}; it is now cancelled" in out
 
-        # a halt of prod lands before the prod release's time
+        # a halt of prod, set before the prod release below falls due
         halted = await f.client.post(
             "/v1/halts",
             json={"environment": "prod", "reason": "change freeze"},
@@ -69,6 +64,24 @@ async def test_a_scheduled_release_commits_at_its_time_and_a_cancelled_one_never
             lambda e: e.data["requestId"] == halted.json()["requestId"],
             timeout=20,
         )
+
+        at = (datetime.now(UTC) + AHEAD).replace(microsecond=0)
+        scheduled = await f.request(
+            environment="dev", intent="release", artifactId=A, at=_rfc3339(at)
+        )
+        into_prod = await f.request(
+            environment="prod", intent="release", artifactId=A, at=_rfc3339(at)
+        )
+        cancelled = await f.request(
+            environment="staging", intent="release", artifactId=B, at=_rfc3339(at)
+        )
+        stopped = await f.client.post(
+            f"/v1/releases/{cancelled}/cancel",
+            json={"reason": "not today"},
+            headers=f.auth("bob"),  # may release there, though not the requester
+        )
+        assert stopped.status_code == 200, stopped.text
+        assert stopped.json()["status"] == "cancelled"
 
         # a release asked for now commits while the scheduled one waits, unsuperseded
         now = await f.wait(
@@ -99,12 +112,13 @@ async def test_a_scheduled_release_commits_at_its_time_and_a_cancelled_one_never
 
         # the cancelled one, due at the same time: still cancelled, never published or committed
         gone = await f.wait(cancelled, "cancelled", timeout=1)
-        assert gone["timeline"][-1]["detail"] == "cancelled by jane@example.com: not today"
+        assert gone["timeline"][-1]["detail"] == "cancelled by bob@example.com: not today"
         late = await f.client.post(f"/v1/releases/{cancelled}/cancel", headers=f.auth("jane"))
         assert late.status_code == 409
         requested = {e.data["releaseId"] for e in f.tap.of_type("ferry.release.requested.v1")}
         assert scheduled in requested
         assert into_prod in requested
         assert cancelled not in requested
+        assert receipt["releaseId"] not in requested
         assert cancelled not in trailer_values(f.remote, "Ferry-Release-Id")
         assert not any(s.startswith("[staging/") for s in log_subjects(f.remote))
