@@ -655,6 +655,11 @@ async def test_at_hh_mm_schedules_in_the_slack_time_zone_else_utc_and_cancel(cha
     assert row.scheduled_at is not None
     assert (row.scheduled_at.hour, row.scheduled_at.minute) == (2, 30)
 
+    # a scheduled promotion to a protected environment is not previewed now: it is decided then
+    answer = await chat.say("UBOB", "promote payments prod at 02:00")
+    assert answer.startswith(":alarm_clock: Promotion of payments to prod scheduled for ")
+    assert (await _row(chat, release_id_in(answer))).status == "scheduled"
+
     # an RFC 3339 time is taken as it is
     tomorrow = (before + timedelta(days=1)).replace(microsecond=0)
     stamp = tomorrow.isoformat().replace("+00:00", "Z")
