@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 
 from ferry_insights.adapters.db import DATABASE_ERRORS
@@ -13,6 +14,12 @@ from ferry_runtime import BrokerUnavailable, configure_logging, get_logger, mask
 
 async def _run(settings: InsightsSettings) -> None:
     service = await build(settings)
+    # What start-up made (imported modules, the app, its templates) lives as long as the
+    # process: frozen, a full garbage collection walks only what requests make. Without it,
+    # every full collection during a page walked every import (pauses of ~100 ms; the
+    # matrix page, which makes many objects, triggered them: docs/insights.md, "Speed").
+    gc.collect()
+    gc.freeze()
     await service.runtime.run()
 
 
