@@ -6,13 +6,15 @@ insights' queue into the projections and serves the API on ``FERRY_HTTP_PORT`` (
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ferry_events import utcnow
 from ferry_insights.adapters.board import BoardReads
-from ferry_insights.adapters.db import Store
+from ferry_insights.adapters.db import DATABASE_ERRORS, Store
 from ferry_insights.adapters.promotion import PromotionApi
 from ferry_insights.adapters.tokens import TokenStore
 from ferry_insights.entrypoints.api import ApiDeps, create_app
@@ -75,10 +77,32 @@ async def build(
     runtime.serve(app)
     runtime.readiness.add("database", store.ping)
 
+    repairing: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        repairing.append(asyncio.create_task(keep_repaired(store, settings.repair_interval)))
+
     async def stop() -> None:
+        for task in repairing:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         web.closing.set()  # live pages end their event streams, so the HTTP server can stop
         await promotion.close()
         await store.close()
 
+    runtime.on_start(start)
     runtime.on_stop(stop)
     return InsightsService(settings, runtime, store, tokens, web)
+
+
+async def keep_repaired(store: Store, interval: float) -> None:
+    """Every ``interval`` seconds, project what a replica of the release before wrote
+    (``Store.repair``), until nothing is left; a database error waits for the next turn."""
+    while True:
+        try:
+            while await store.repair():
+                pass
+        except DATABASE_ERRORS as exc:
+            log.warning("repairing older replicas' facts failed", reason=str(exc)[:300])
+        await asyncio.sleep(interval)

@@ -25,6 +25,10 @@ class InsightsSettings(RuntimeSettings):
     #: The window of the DORA gauges on ``/metrics``, in days.
     metrics_window_days: int = Field(default=30, ge=1, le=365)
 
+    #: How often each replica looks for facts a replica of the release before wrote during a
+    #: rolling upgrade, and projects their places (seconds; docs/insights.md, "Upgrades").
+    repair_interval: float = Field(default=5.0, gt=0, le=3600)
+
     #: Promotion's API: the dashboard's Approve and Reject act through it, as the person.
     promotion_url: str = "http://127.0.0.1:8080"
     #: How long a dashboard login lasts (hours).

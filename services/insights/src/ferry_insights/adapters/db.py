@@ -20,6 +20,10 @@ missing, else locked (``FOR UPDATE``) and merged; then the DORA columns its fact
 are computed again, in SQL, from the stored facts. Reads aggregate in SQL
 (``adapters/dora_reads.py``) and read the cells as they are (``adapters/board.py``).
 
+A replica of the release before 0003, running beside this one in a rolling upgrade, writes
+facts without the DORA columns and without the cells, and leaves ``inbox.projected`` NULL;
+:meth:`Store.repair` (every replica, on a timer) projects those places again.
+
 Migrations: the schema is migrated on start with Alembic (``adapters/migrations``, under an
 advisory lock on PostgreSQL so that replicas starting together take turns; how migrations
 are written: ``ferry_runtime.migrations``).
@@ -43,6 +47,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from ferry_insights.adapters import dora_projection, places
 from ferry_insights.adapters.dora_reads import DoraReads
 from ferry_insights.adapters.tables import (
+    PROJECTED,
+    at,
     changes,
     deployment_of,
     deployment_values,
@@ -53,10 +59,12 @@ from ferry_insights.adapters.tables import (
     micros_or_none,
     rollbacks,
     rollout_results,
+    utc,
 )
 from ferry_insights.domain.facts import (
     Change,
     Deployment,
+    EventRecord,
     Facts,
     Outcome,
     RollbackRequest,
@@ -128,6 +136,95 @@ class Store(DoraReads):
     def _insert(self, conn: AsyncConnection, table: sa.Table) -> Any:
         return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
 
+    # ------------------------------------------------------------------ repair
+
+    async def repair(self, *, places_at_once: int = 20) -> int:
+        """Project what a replica of the release before 0003 wrote (its inbox rows have no
+        ``projected``; a rolling upgrade runs it beside this one): the places of up to
+        ``places_at_once`` such rows are projected again under their locks, with the
+        statements of the write path, and the rows marked; the number of rows marked (0,
+        after one indexed look-up, when there is nothing to repair). Idempotent: replicas
+        repairing the same place at once take turns on its lock and compute the same values;
+        a fact written by the release before meanwhile stays unmarked for the next pass."""
+        unmarked = inbox.c.projected.is_(None)
+        async with self.engine.connect() as conn:
+            found = await conn.execute(
+                sa.select(inbox.c.service, inbox.c.environment).where(unmarked).limit(500)
+            )
+            wanted = sorted({(row[0], row[1]) for row in found})[:places_at_once]
+        if not wanted:
+            return 0
+        async with self._transaction() as conn:
+            return await self._repair(conn, wanted)
+
+    async def _repair(self, conn: AsyncConnection, wanted: list[places.Place]) -> int:
+        locked = await places.lock(conn, [(s, e) for s, e in wanted if e])
+        key = sa.tuple_(inbox.c.service, inbox.c.environment)
+        rows = (
+            (
+                await conn.execute(
+                    sa.select(inbox).where(inbox.c.projected.is_(None), key.in_(wanted))
+                )
+            )
+            .mappings()
+            .all()
+        )
+        if not rows:
+            return 0  # another replica repaired them first
+        records = [_record_of(row) for row in rows]
+        # changes: the release before upserted them without their moment
+        artifacts = sorted({(r.service, r.artifact_id) for r in records if r.artifact_id})
+        if artifacts:
+            c = changes
+            query = sa.select(c).where(sa.tuple_(c.c.service, c.c.artifact_id).in_(artifacts))
+            for row in (await conn.execute(query)).mappings().all():
+                moment = row["committed_at"] or row["ci_start"]
+                await conn.execute(
+                    c.update()
+                    .where(c.c.service == row["service"], c.c.artifact_id == row["artifact_id"])
+                    .values(changed_us=micros_or_none(moment))
+                )
+        for service, environment in sorted(locked):
+            await self._repair_place(conn, environment, service)
+        await places.update_cells(
+            conn, locked, [r for r in records if (r.service, r.environment) in locked]
+        )
+        ids = [row["event_id"] for row in rows]
+        for chunk in _chunks(ids):
+            await conn.execute(
+                inbox.update().where(inbox.c.event_id.in_(chunk)).values(projected=PROJECTED)
+            )
+        return len(ids)
+
+    async def _repair_place(self, conn: AsyncConnection, environment: str, service: str) -> None:
+        """Every moment of the place in microseconds (the release before wrote none and
+        moved ``at`` without ``at_us``), then every DORA column of the place again."""
+        for table, key, moments in (
+            (rollout_results, ("event_id",), {"observed_us": "observed_at"}),
+            (rollbacks, ("event_id",), {"requested_us": "requested_at"}),
+            (
+                deployments,
+                ("artifact_id",),
+                {"at_us": "at", "succeeded_us": "succeeded_at"},
+            ),
+        ):
+            place = (table.c.environment == environment) & (table.c.service == service)
+            if table is not deployments:  # inserted once: only the rows without it
+                place = place & table.c[next(iter(moments))].is_(None)
+            query = sa.select(*(table.c[k] for k in (*key, *moments, *moments.values())))
+            values = []
+            for row in (await conn.execute(query.where(place))).mappings().all():
+                fresh = {c: micros_or_none(utc(row[m])) for c, m in moments.items()}
+                if any(row[c] != v for c, v in fresh.items()):
+                    values.append({**{f"k_{k}": row[k] for k in key}, **fresh})
+            if values:
+                where = sa.and_(place, *(table.c[k] == sa.bindparam(f"k_{k}") for k in key))
+                update = table.update().where(where)
+                await conn.execute(update.values({c: sa.bindparam(c) for c in moments}), values)
+        of_place = (deployments.c.environment == environment) & (deployments.c.service == service)
+        for statement in dora_projection.refresh(of_place):
+            await conn.execute(statement)
+
     # ------------------------------------------------------------------ writes
 
     async def record(self, facts: Facts, *, received_at: datetime) -> bool:
@@ -188,6 +285,7 @@ class Store(DoraReads):
                     "artifact_id": f.record.artifact_id,
                     "data": f.record.data,
                     "received_at": received_at,
+                    "projected": PROJECTED,
                 }
                 for f in new
             ],
@@ -289,6 +387,7 @@ class Store(DoraReads):
                 artifact_id=r.artifact_id,
                 data=r.data,
                 received_at=received_at,
+                projected=PROJECTED,
             )
             .on_conflict_do_nothing(index_elements=["event_id"])
         )
@@ -375,6 +474,19 @@ class Store(DoraReads):
 
 
 _CHANGE_KEY = ("service", "artifact_id")
+
+
+def _record_of(row: sa.RowMapping) -> EventRecord:
+    return EventRecord(
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        time=at(row["time"]),
+        service=row["service"],
+        environment=row["environment"],
+        release_id=row["release_id"],
+        artifact_id=row["artifact_id"],
+        data=dict(row["data"] or {}),
+    )
 
 
 def _chunks(values: Sequence[Any], size: int = 400) -> list[Sequence[Any]]:

@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from ferry_insights.domain.facts import Change, Deployment
 
 metadata = sa.MetaData()
+#: The ``inbox.projected`` of an event whose projections this release kept as it wrote them
+PROJECTED = 1
 _TS = sa.DateTime(timezone=True)
 _US = sa.BigInteger
 
@@ -30,7 +32,12 @@ inbox = sa.Table(
     sa.Column("artifact_id", sa.String(128), nullable=False, default=""),
     sa.Column("data", sa.JSON, nullable=False),
     sa.Column("received_at", _TS, nullable=False),
+    #: Set (to :data:`PROJECTED`) by a writer of this release, which keeps the DORA columns
+    #: and the cells as it writes; left NULL by a replica of the release before 0003 (a
+    #: rolling upgrade), whose facts a repair projects later (``Store.repair``).
+    sa.Column("projected", sa.SmallInteger),
     sa.Index("ix_inbox_service_time", "service", "time"),
+    sa.Index("ix_inbox_projected", "projected"),
     sa.Index("ix_inbox_release", "release_id"),
     sa.Index("ix_inbox_type_place_time", "event_type", "service", "environment", "time"),
     sa.Index("ix_inbox_received", "received_at"),
