@@ -130,6 +130,48 @@ async def test_the_cluster_rolls_out_fails_on_request_and_prunes(
         await cluster.stop()
 
 
+async def test_a_faults_file_fails_the_next_rollout_of_a_workload_that_did_not_ask(
+    bare_remote: Path, tmp_path: Path, kube: KubeApiServer
+) -> None:
+    work = work_tree(bare_remote, tmp_path)
+    write_workload(work, "dev", "payments")
+    push(work, "payments")
+    faults = tmp_path / "faults.json"
+    cluster = LocalCluster(
+        kube, config_repo=str(bare_remote), poll_interval=0.1, step=0.02, faults=faults
+    )
+    await cluster.start()
+    try:
+
+        async def waiting(reason: str) -> bool:
+            pods = [
+                p
+                for p in kube.objects("Pod", "dev-shop")
+                if p["metadata"]["name"].startswith("payments-")
+            ]
+            return any(
+                s["state"].get("waiting", {}).get("reason") == reason
+                for p in pods
+                for s in p["status"]["containerStatuses"]
+            )
+
+        async def available() -> bool:
+            objs = kube.objects("Deployment", "dev-shop")
+            return any((o.get("status") or {}).get("availableReplicas") == 2 for o in objs)
+
+        await eventually(available)  # no file yet: no fault
+        faults.write_text('{"dev-shop/payments": "crashloop", "dev-shop/other": "melt"}')
+        path = work / "environments/dev/shop/payments/deployment.yaml"
+        deployment = next(yaml.safe_load_all(path.read_text()))
+        deployment["spec"]["template"]["metadata"].setdefault("labels", {})["v"] = "2"
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "payments"}}
+        path.write_text(yaml.safe_dump_all([deployment, service]))
+        push(work, "payments, a new template")
+        await eventually(lambda: waiting("CrashLoopBackOff"))
+    finally:
+        await cluster.stop()
+
+
 async def test_python_m_ferry_kube_sim_serves_a_kubeconfig_and_stops_on_sigterm(
     bare_remote: Path, tmp_path: Path
 ) -> None:

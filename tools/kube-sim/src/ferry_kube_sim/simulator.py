@@ -17,6 +17,10 @@ and plays two parts against it:
   ImagePullBackOff), ``oom`` (OOMKilled), ``config-error``
   (CreateContainerConfigError) or ``progress-deadline`` (the Deployment's
   ProgressDeadlineExceeded; a Job fails instead).
+  With ``--faults FILE`` the cluster itself can break a workload that does not
+  ask for it: the file (JSON, ``{"<namespace>/<name>": "<mode>"}`` with the
+  simulator's namespace ``<env>-<ns>``) is read as each rollout starts, and a
+  workload it names fails that rollout in that mode; no file, no fault.
 
 Run it with::
 
@@ -133,6 +137,7 @@ class LocalCluster:
     step: float = 0.3
     environments: list[str] | None = None
     workdir: Path | None = None
+    faults: Path | None = None
     _applied: set[Key] = field(default_factory=set)
     _rollouts: dict[Key, _Rollout] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -288,7 +293,7 @@ class LocalCluster:
     async def _run_rollout(self, key: Key) -> None:
         kind, namespace, name = key
         obj = self.server.get(kind, namespace, name)
-        mode = _mode(obj)
+        mode = _mode(obj) or self._fault(namespace, name)
         want = k.desired(obj)
         revision = k.template_hash(obj)
         owner_uid = obj["metadata"]["uid"]
@@ -375,6 +380,23 @@ class LocalCluster:
                 )
         self._set_status(key, k.complete_status(obj))
         log.info("simulator (kubelet): rolled out", kind=kind, namespace=namespace, name=name)
+
+    def _fault(self, namespace: str, name: str) -> str:
+        """The failure mode ``--faults`` gives the workload now, or ``""``."""
+        if self.faults is None:
+            return ""
+        try:
+            faults = json.loads(self.faults.read_text())
+        except FileNotFoundError:
+            return ""
+        except (OSError, ValueError) as exc:
+            log.warning("simulator: faults file unreadable; no fault", error=str(exc))
+            return ""
+        mode = faults.get(f"{namespace}/{name}", "") if isinstance(faults, dict) else ""
+        if mode and mode not in MODES:
+            log.warning("simulator: unknown fault; rolling out normally", value=mode, known=MODES)
+            return ""
+        return str(mode)
 
     async def _fail(
         self,
@@ -547,6 +569,7 @@ async def run(args: argparse.Namespace) -> None:
         poll_interval=args.poll_interval,
         step=args.step,
         environments=[e for e in args.environments.split(",") if e] or None,
+        faults=Path(args.faults) if args.faults else None,
     )
     await cluster.start()
     log.info(
@@ -580,6 +603,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--poll-interval", type=float, default=2.0, help="seconds between fetches")
     parser.add_argument("--step", type=float, default=0.3, help="seconds per rollout step")
     parser.add_argument("--environments", default="", help="comma list; empty: every folder")
+    parser.add_argument(
+        "--faults",
+        default="",
+        help='JSON file {"<namespace>/<name>": "<mode>"} read as each rollout starts: '
+        "those workloads fail in that mode",
+    )
     parser.add_argument(
         "--log-format",
         default=os.environ.get("FERRY_LOG_FORMAT", "auto"),
