@@ -11,8 +11,6 @@ is released next: ``in_progress`` then ``failure``. The token is in no service's
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -20,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 
@@ -28,8 +25,8 @@ from ferry_events import CloudEvent
 from ferry_testing import BrokerNamespace, EventTap, ServiceProcess, make_bare_remote, wait_until
 from ferry_testing.database import postgres_answers, postgres_database
 from ferry_testing.github_api import Deployment, GitHubApi
-from ferry_testing.net import free_port
 from ferry_testing.releases import ReleaseApi, accepted_build
+from ferry_testing.system import release_system
 
 pytestmark = [
     pytest.mark.amqp,
@@ -52,12 +49,6 @@ routes:
     match: {events: [release.committed, release.failed, "rollout.*"]}
     to: [github]
 """
-MODULES = {
-    "git-writer": "ferry_gitwriter",
-    "promotion": "ferry_promotion",
-    "cluster-watcher": "ferry_watcher",
-    "notifier": "ferry_notifier",
-}
 
 
 @dataclass
@@ -101,16 +92,6 @@ class System:
         assert starting["settings"]["github_token"] == "***"
 
 
-def _tokens(path: Path) -> dict[str, str]:
-    token = secrets.token_urlsafe(16)
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    path.write_text(
-        "tokens:\n  - subject: jane\n    email: jane@example.com\n"
-        f'    roles: ["developer"]\n    sha256: {digest}\n'
-    )
-    return {"jane": token}
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def system(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
     """One system for every test of this module: its processes are the slow part."""
@@ -119,48 +100,17 @@ async def system(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
     tmp = tmp_path_factory.mktemp("github-deployments")
     ns = BrokerNamespace(amqp_url)
     remote = make_bare_remote(tmp / "config-remote.git")
-    tokens = _tokens(tmp / "tokens.yaml")
     (tmp / "routes.yaml").write_text(ROUTES)
-    kubeconfig = tmp / "kubeconfig"
-    port = free_port()
-    simulator = ServiceProcess(
-        "ferry_kube_sim",
-        {"FERRY_LOG_FORMAT": "json"},
-        tmp / "kube-sim.log",
-        args=[
-            "--config-repo", str(remote), "--port", str(free_port()),
-            "--kubeconfig-out", str(kubeconfig), "--environments", "dev",
-            "--poll-interval", "0.2", "--step", "0.1",
-        ],
-    )  # fmt: skip
-    processes: dict[str, ServiceProcess] = {}
     try:
         async with (
             postgres_database() as promotion_db,
             postgres_database() as notifier_db,
             GitHubApi(token=TOKEN) as github,
             EventTap(ns) as tap,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
         ):
             github.add_repository(REPOSITORY, commits=list(SHA.values()))
-            common = ns.env(
-                FERRY_LOG_FORMAT="json",
-                FERRY_LOG_LEVEL="DEBUG",
-                FERRY_RETRY_DELAYS="[0.2, 0.5, 1.0]",
-                FERRY_HTTP_PORT="0",
-                FERRY_CONFIG_REPO_URL=str(remote),
-            )
-            extra = {
-                "promotion": {
-                    "FERRY_HTTP_PORT": str(port),
-                    "FERRY_DATABASE_URL": promotion_db,
-                    "FERRY_API_TOKENS_FILE": str(tmp / "tokens.yaml"),
-                    "FERRY_CONFIG_MAX_AGE": "0.5",
-                },
-                "cluster-watcher": {
-                    "KUBECONFIG": str(kubeconfig),
-                    "FERRY_CLUSTER_ENVIRONMENTS": "dev",
-                },
+            env = {
+                "promotion": {"FERRY_DATABASE_URL": promotion_db},
                 "notifier": {
                     "FERRY_DATABASE_URL": notifier_db,
                     "FERRY_ROUTES_FILE": str(tmp / "routes.yaml"),
@@ -175,29 +125,21 @@ async def system(amqp_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
                     "FERRY_CONCURRENCY": "1",
                 },
             }
-            try:
-                simulator.start()
-                for service, module in MODULES.items():
-                    env = {**common, "FERRY_DATA_DIR": str(tmp / service), **extra.get(service, {})}
-                    processes[service] = ServiceProcess(module, env, tmp / f"{service}.log")
-                    if service != "cluster-watcher":
-                        processes[service].start()
-                # the watcher reads the kubeconfig that the simulator writes once it serves
-                await simulator.logged("LOCAL CLUSTER SIMULATOR ready", timeout=60)
-                processes["cluster-watcher"].start()
-                for process in processes.values():
-                    await process.logged('"event": "ready"')
-                service = json.loads((EXAMPLES / "artifact.json").read_text())["service"]
-                api = ReleaseApi(client, tokens, tap, ns, remote, service)
-                system = System(api, github, {**processes, "simulator": simulator})
+            async with release_system(
+                ns,
+                tap,
+                tmp,
+                remote,
+                examples=EXAMPLES,
+                environments=["dev"],
+                roles={"jane": ["developer"]},
+                services={"notifier": "ferry_notifier"},
+                env=env,
+            ) as running:
+                system = System(running.api, github, running.processes)
                 yield system
-                await asyncio.gather(*(asyncio.to_thread(p.stop) for p in processes.values()))
+                await running.stop()
                 system.assert_no_token_logged()  # what they logged on the way out too
-            finally:
-                # in threads: the loopback GitHub of this loop must keep answering meanwhile
-                await asyncio.gather(
-                    *(asyncio.to_thread(p.stop) for p in (*processes.values(), simulator))
-                )
     finally:
         await ns.cleanup()
 
