@@ -1,49 +1,36 @@
-"""Issue 14, item 3, end to end: a crash-looping prod rollout (reported on the real broker as
-the cluster-watcher reports it) is rolled back in git by git-writer to the last release that
-rolled out successfully there, and the failure of that rollback halts prod in halts.yaml."""
+"""Issue 14, item 3, end to end: a crash-looping prod rollout is rolled back in git by
+git-writer to the last release that rolled out successfully there, and the failure of that
+rollback halts prod in halts.yaml.
+
+git-writer, promotion and the cluster-watcher run as their own processes on the real broker
+and a bare remote; the cluster is the API-compatible Kubernetes test server, with the
+simulator playing Flux and the kubelet for prod, so every rollout fact is the watcher's: a
+build whose manifests ask for ``crashloop`` crash-loops, and once the cluster breaks the
+workload (a fault the simulator injects) the rollback crash-loops too."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from ferry_events import CloudEvent, RolloutFailed, RolloutSucceeded, Workload
-from ferry_testing import BrokerNamespace, EventTap, git, log_subjects, show
+from ferry_testing import BrokerNamespace, EventTap, git, log_subjects, show, wait_until
+from ferry_testing.releases import ReleaseApi, accepted_build
+from ferry_testing.system import release_system
 
-from .test_promotion_flow import Flow, artifact, flow
-from .test_safety_flow import _until
+pytestmark = [pytest.mark.amqp, pytest.mark.slow, pytest.mark.timeout(300)]
 
-pytestmark = pytest.mark.amqp
-
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROLES = {"jane": ["developer", "releaser:prod"], "root": ["admin"]}
 A = "master-aaaaaaaaaa-1111111111"
 B = "master-bbbbbbbbbb-2222222222"
 C = "master-cccccccccc-3333333333"
 
 
-def _fact(f: Flow, kind: type[RolloutFailed] | type[RolloutSucceeded], done: dict[str, Any]) -> Any:
-    """What the cluster-watcher reports about the rollout of the release ``done``."""
-    extra: dict[str, Any] = {}
-    if kind is RolloutFailed:
-        extra = {"reason": "CrashLoopBackOff", "message": "payments keeps crashing"}
-    return kind(
-        cluster="local",
-        environment=done["environment"],
-        namespace=f.service,
-        service=f.service,
-        artifact_id=done["artifactId"],
-        release_id=done["releaseId"],
-        workload=Workload(kind="Deployment", name=f.service, uid="u1"),
-        observed_at=datetime.now(UTC),
-        **extra,
-    )
-
-
-def _auto_rollbacks(f: Flow) -> list[Any]:
+def _auto_rollbacks(f: ReleaseApi) -> list[Any]:
     return [
         e
         for e in f.tap.events
@@ -52,10 +39,35 @@ def _auto_rollbacks(f: Flow) -> list[Any]:
     ]
 
 
+async def _released(f: ReleaseApi, artifact_id: str, ends: str) -> dict[str, Any]:
+    """Release ``artifact_id`` to prod; the release once the cluster says ``ends``."""
+    done = await f.committed(environment="prod", intent="release", artifactId=artifact_id)
+    found = await f.wait(done["releaseId"], "rolled-out", "failed", timeout=60)
+    assert found["status"] == ends, found
+    return found
+
+
 async def test_a_crash_looping_prod_rollout_is_rolled_back_in_git_then_a_second_failure_halts(
     broker_ns: BrokerNamespace, event_tap: EventTap, bare_remote: Path, tmp_path: Path
 ) -> None:
-    async with flow(broker_ns, event_tap, bare_remote, tmp_path) as f:
+    async with release_system(
+        broker_ns,
+        event_tap,
+        tmp_path,
+        bare_remote,
+        examples=EXAMPLES,
+        environments=["prod"],
+        roles=ROLES,
+    ) as system:
+        f = system.api
+        for artifact_id in (A, B, C):
+            simulate = "" if artifact_id == A else "crashloop"
+            await f.store(accepted_build(EXAMPLES, artifact_id, simulate=simulate))
+        # A rolls out in prod; B crash-loops there before any auto-rollback policy: it never
+        # rolled out, so it is no rollback target
+        await _released(f, A, "rolled-out")
+        await _released(f, B, "failed")
+
         bad = await f.client.put(
             f"/v1/policies/{f.service}",
             json={"autoRollback": [{"environment": "Prod!"}]},
@@ -70,31 +82,29 @@ async def test_a_crash_looping_prod_rollout_is_rolled_back_in_git_then_a_second_
         )
         assert put.status_code == 202, put.text
         await f.tap.wait_one("ferry.policy.changed.v1", timeout=20)
-        for artifact_id in (A, B, C):
-            await f.store(artifact(artifact_id))
 
-        # A rolled out in prod; B was released but never reported; C crash-loops
-        good = await f.committed(environment="prod", intent="release", artifactId=A)
-        await f.ns.publish(_fact(f, RolloutSucceeded, good), source="ferry/cluster-watcher")
-        await f.wait(good["releaseId"], "rolled-out")
-        await f.committed(environment="prod", intent="release", artifactId=B)
+        # C crash-loops; from now on the cluster breaks payments in prod whatever runs
         crashing = await f.committed(environment="prod", intent="release", artifactId=C)
-        failed = CloudEvent.new(_fact(f, RolloutFailed, crashing), source="ferry/cluster-watcher")
-        await f.ns.publish(failed)
+        system.fail("prod", "crashloop")
+        failed = await f.tap.wait_one(
+            "ferry.rollout.failed.v1",
+            lambda e: e.data["releaseId"] == crashing["releaseId"],
+            timeout=60,
+        )
         await f.ns.publish(failed)  # two watchers report the same failure under the same id
 
         asked = await f.tap.wait_one(
             "ferry.release.requested.v1",
             lambda e: e.data["actor"]["subject"] == "ferry-auto-rollback",
-            timeout=20,
+            timeout=30,
         )
         assert (asked.data["intent"], asked.data["artifactId"]) == ("rollback", A)
         assert (
             f"{C} (release {crashing['releaseId']}) failed to roll out in prod"
             in (asked.data["reason"])
         )
-        back = await f.wait(asked.data["releaseId"], "committed", "rejected", timeout=30)
-        assert back["status"] == "committed", back
+        back = await f.wait(asked.data["releaseId"], "committed", "rejected", "failed", timeout=30)
+        assert back["status"] in ("committed", "failed"), back
         assert back["artifactId"] == A
         [path] = [
             p
@@ -114,17 +124,23 @@ async def test_a_crash_looping_prod_rollout_is_rolled_back_in_git_then_a_second_
         ), detail["timeline"]
 
         # the rollback's own rollout crash-loops too: prod is halted, nothing more rolled back
-        await f.ns.publish(_fact(f, RolloutFailed, back), source="ferry/cluster-watcher")
         changed = await f.tap.wait_one(
-            "ferry.halt.changed.v1", lambda e: e.data["environment"] == "prod", timeout=20
+            "ferry.halt.changed.v1", lambda e: e.data["environment"] == "prod", timeout=60
         )
         assert changed.data["halted"] is True
+        assert (await f.wait(back["releaseId"], "failed", timeout=30))["artifactId"] == A
         assert log_subjects(f.remote)[0] == "[halts] halt prod by ferry-auto-rollback"
         [entry] = yaml.safe_load(show(f.remote, "halts.yaml"))["halts"]
         assert entry["by"] == "ferry-auto-rollback"
         assert "the auto-rollback of" in entry["reason"]
         assert "nothing more is rolled back" in entry["reason"]
-        await _until(f, "/v1/halts", lambda b: b["halts"])
+
+        async def halts() -> Any:
+            response = await f.client.get("/v1/halts", headers=f.auth("jane"))
+            assert response.status_code == 200, response.text
+            return response.json()["halts"]
+
+        await wait_until(halts, timeout=20, what="promotion to list the halt")
         refused = await f.wait(
             await f.request(environment="prod", intent="release", artifactId=C), "rejected"
         )
