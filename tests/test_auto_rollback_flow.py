@@ -41,8 +41,8 @@ def _auto_rollbacks(f: ReleaseApi) -> list[Any]:
 
 async def _released(f: ReleaseApi, artifact_id: str, ends: str) -> dict[str, Any]:
     """Release ``artifact_id`` to prod; the release once the cluster says ``ends``."""
-    done = await f.committed(environment="prod", intent="release", artifactId=artifact_id)
-    found = await f.wait(done["releaseId"], "rolled-out", "failed", timeout=60)
+    release_id = await f.request(environment="prod", intent="release", artifactId=artifact_id)
+    found = await f.wait(release_id, "rolled-out", "failed", "rejected", timeout=60)
     assert found["status"] == ends, found
     return found
 
@@ -83,9 +83,9 @@ async def test_a_crash_looping_prod_rollout_is_rolled_back_in_git_then_a_second_
         assert put.status_code == 202, put.text
         await f.tap.wait_one("ferry.policy.changed.v1", timeout=20)
 
-        # C crash-loops; from now on the cluster breaks payments in prod whatever runs
-        crashing = await f.committed(environment="prod", intent="release", artifactId=C)
+        # from now on the cluster breaks payments in prod whatever runs; C crash-loops
         system.fail("prod", "crashloop")
+        crashing = await _released(f, C, "failed")
         failed = await f.tap.wait_one(
             "ferry.rollout.failed.v1",
             lambda e: e.data["releaseId"] == crashing["releaseId"],

@@ -49,8 +49,8 @@ async def prom(tmp_path: Path) -> AsyncIterator[Prometheus]:
 
 async def _staged(f: ReleaseApi, artifact_id: str, ends: str = "rolled-out") -> dict[str, Any]:
     """Release ``artifact_id`` to staging; the release once the cluster says ``ends``."""
-    done = await f.committed(environment="staging", intent="release", artifactId=artifact_id)
-    found = await f.wait(done["releaseId"], "rolled-out", "failed", timeout=60)
+    release_id = await f.request(environment="staging", intent="release", artifactId=artifact_id)
+    found = await f.wait(release_id, "rolled-out", "failed", "rejected", timeout=60)
     assert found["status"] == ends, found
     return found
 
