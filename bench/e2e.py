@@ -35,10 +35,8 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +53,7 @@ from report import Report
 
 from ferry_events import CloudEvent, decode
 from ferry_testing import BrokerNamespace, resolve_amqp_url
+from ferry_testing.net import free_base_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -129,19 +128,6 @@ class Tap:
     async def close(self) -> None:
         if self.connection is not None:
             await self.connection.close()
-
-
-def free_base_port() -> int:
-    for _ in range(50):
-        base = random.randrange(20000, 40000, 20)
-        try:
-            for port in (*range(base, base + 6), base + 10):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free block of ports")
 
 
 def write_build(target: Path, artifact_id: str) -> tuple[Path, Path]:

@@ -4,9 +4,7 @@ local Kubernetes simulator, and the walkthrough of issue 4 run to its last step.
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,24 +13,11 @@ from pathlib import Path
 import pytest
 
 from ferry_testing import BrokerNamespace
+from ferry_testing.net import free_base_port
 
 pytestmark = [pytest.mark.amqp, pytest.mark.slow, pytest.mark.timeout(400)]
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_base_port() -> int:
-    for _ in range(50):
-        base = random.randrange(20000, 40000, 20)
-        ports = [base + i for i in (0, 1, 2, 3, 4, 10)]
-        try:
-            for port in ports:
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free block of ports")
 
 
 def _wait_for_line(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -49,7 +34,7 @@ def _wait_for_line(log: Path, text: str, proc: subprocess.Popen[bytes], timeout:
 
 
 def test_make_run_then_the_demo_walkthrough(broker_ns: BrokerNamespace, tmp_path: Path) -> None:
-    base = _free_base_port()
+    base = free_base_port()
     env = {
         **os.environ,
         **broker_ns.env(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from typing import Any
 
@@ -19,6 +20,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def free_base_port(
+    offsets: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 10), host: str = "127.0.0.1"
+) -> int:
+    """A base port whose ``base + offset`` ports are all free right now: for ``make run``'s
+    script, which gives each service and the simulator a port at a fixed offset from one base."""
+    for _ in range(50):
+        base = random.randrange(20000, 40000, 20)
+        try:
+            for offset in offsets:
+                with socket.socket() as sock:
+                    sock.bind((host, base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free block of ports")
 
 
 async def serve_app(

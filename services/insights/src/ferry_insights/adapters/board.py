@@ -12,22 +12,17 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ferry_insights.adapters.places import cell_records
-from ferry_insights.adapters.tables import at, cells, change_of_row, changes, inbox, sessions
+from ferry_insights.adapters.tables import (
+    at,
+    cells,
+    change_of_row,
+    changes,
+    inbox,
+    record_of_row,
+    sessions,
+)
 from ferry_insights.domain.board import APPROVAL_GRANTED, APPROVAL_REQUESTED, SETTLING
 from ferry_insights.domain.facts import Change, EventRecord
-
-
-def _record(row: sa.RowMapping) -> EventRecord:
-    return EventRecord(
-        event_id=row["event_id"],
-        event_type=row["event_type"],
-        time=at(row["time"]),
-        service=row["service"],
-        environment=row["environment"],
-        release_id=row["release_id"],
-        artifact_id=row["artifact_id"],
-        data=dict(row["data"] or {}),
-    )
 
 
 def session_hash(value: str) -> str:
@@ -101,7 +96,7 @@ class BoardReads:
                 .order_by(inbox.c.time.desc())
                 .limit(limit)
             )
-            records = [_record(row) for row in rows.mappings()]
+            records = [record_of_row(row) for row in rows.mappings()]
             known = await self._changes(conn, {(service, r.artifact_id) for r in records})
         return records, known
 
@@ -113,7 +108,7 @@ class BoardReads:
             rows = await conn.execute(
                 sa.select(inbox).where(inbox.c.release_id == release_id).limit(500)
             )
-            records = [_record(row) for row in rows.mappings()]
+            records = [record_of_row(row) for row in rows.mappings()]
             known = await self._changes(conn, {(r.service, r.artifact_id) for r in records})
         return records, known
 
@@ -129,7 +124,7 @@ class BoardReads:
             rows = await conn.execute(
                 sa.select(inbox).where(inbox.c.event_type == APPROVAL_REQUESTED, ~done)
             )
-            requested = [_record(row) for row in rows.mappings()]
+            requested = [record_of_row(row) for row in rows.mappings()]
             granted: list[EventRecord] = []
             if requested:
                 rows = await conn.execute(
@@ -138,7 +133,7 @@ class BoardReads:
                         inbox.c.release_id.in_(sorted({r.release_id for r in requested})),
                     )
                 )
-                granted = [_record(row) for row in rows.mappings()]
+                granted = [record_of_row(row) for row in rows.mappings()]
         return requested, granted
 
     async def marker(self) -> tuple[int, str]:

@@ -48,7 +48,6 @@ from ferry_insights.adapters import dora_projection, places
 from ferry_insights.adapters.dora_reads import DoraReads
 from ferry_insights.adapters.tables import (
     PROJECTED,
-    at,
     changes,
     deployment_of,
     deployment_values,
@@ -57,6 +56,7 @@ from ferry_insights.adapters.tables import (
     metadata,
     micros,
     micros_or_none,
+    record_of_row,
     rollbacks,
     rollout_results,
     utc,
@@ -64,7 +64,6 @@ from ferry_insights.adapters.tables import (
 from ferry_insights.domain.facts import (
     Change,
     Deployment,
-    EventRecord,
     Facts,
     Outcome,
     RollbackRequest,
@@ -171,7 +170,7 @@ class Store(DoraReads):
         )
         if not rows:
             return 0  # another replica repaired them first
-        records = [_record_of(row) for row in rows]
+        records = [record_of_row(row) for row in rows]
         # changes: the release before upserted them without their moment
         artifacts = sorted({(r.service, r.artifact_id) for r in records if r.artifact_id})
         if artifacts:
@@ -474,19 +473,6 @@ class Store(DoraReads):
 
 
 _CHANGE_KEY = ("service", "artifact_id")
-
-
-def _record_of(row: sa.RowMapping) -> EventRecord:
-    return EventRecord(
-        event_id=row["event_id"],
-        event_type=row["event_type"],
-        time=at(row["time"]),
-        service=row["service"],
-        environment=row["environment"],
-        release_id=row["release_id"],
-        artifact_id=row["artifact_id"],
-        data=dict(row["data"] or {}),
-    )
 
 
 def _chunks(values: Sequence[Any], size: int = 400) -> list[Sequence[Any]]:

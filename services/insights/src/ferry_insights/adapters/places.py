@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ferry_insights.adapters.tables import at, cells, inbox
+from ferry_insights.adapters.tables import at, cells, inbox, record_of_row
 from ferry_insights.domain.board import COMMITTED, ROLLOUTS, commit_rank, fact_rank
 from ferry_insights.domain.facts import EventRecord, Facts
 
@@ -193,16 +193,7 @@ async def _newest_facts(
             sa.select(inbox).where(key.in_(list(chunk)), inbox.c.event_type.in_(ROLLOUTS))
         )
         for row in rows.mappings():
-            record = EventRecord(
-                event_id=row["event_id"],
-                event_type=row["event_type"],
-                time=at(row["time"]),
-                service=row["service"],
-                environment=row["environment"],
-                release_id=row["release_id"],
-                artifact_id=row["artifact_id"],
-                data=dict(row["data"] or {}),
-            )
+            record = record_of_row(row)
             place = (record.service, record.environment)
             if record.artifact_id != commits[place].artifact_id:
                 continue

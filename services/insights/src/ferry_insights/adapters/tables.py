@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ferry_insights.domain.facts import Change, Deployment
+from ferry_insights.domain.facts import Change, Deployment, EventRecord
 
 metadata = sa.MetaData()
 #: The ``inbox.projected`` of an event whose projections this release kept as it wrote them
@@ -208,6 +208,20 @@ def deployment_of(row: sa.RowMapping) -> Deployment:
         failed_rollout=bool(row["failed_rollout"]),
         event_id=row["event_id"],
         succeeded_at=utc(row["succeeded_at"]),
+    )
+
+
+def record_of_row(row: sa.RowMapping) -> EventRecord:
+    """An ``inbox`` row as the domain's record of that event."""
+    return EventRecord(
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        time=at(row["time"]),
+        service=row["service"],
+        environment=row["environment"],
+        release_id=row["release_id"],
+        artifact_id=row["artifact_id"],
+        data=dict(row["data"] or {}),
     )
 
 
