@@ -24,6 +24,7 @@ pytestmark = pytest.mark.amqp
 STARTED = "ferry.rollout.started.v1"
 SUCCEEDED = "ferry.rollout.succeeded.v1"
 FAILED = "ferry.rollout.failed.v1"
+DEGRADED = "ferry.workload.degraded.v1"
 
 
 def about(name: str):
@@ -369,8 +370,16 @@ async def test_two_replicas_report_the_same_facts_under_the_same_ids(
     for event in event_tap.events:
         by_type.setdefault(event.type, set()).add(event.id)
     assert len(event_tap.of_type(STARTED)) == 2
-    assert {t: len(v) for t, v in by_type.items() if t != FAILED} == {STARTED: 1, SUCCEEDED: 1}
-    assert len(by_type.get(FAILED, set())) <= 1  # if a replica saw the pod fail first, same id
+    # the pod's ErrImagePull and the Deployment's completion come on two watch streams, so
+    # each replica may see them in either order: seen before the completion it is a failed
+    # rollout, after it a degraded workload (docs/cluster-watcher.md); either fact, from
+    # whichever replicas saw it so, carries one id
+    assert {t: len(v) for t, v in by_type.items() if t not in (FAILED, DEGRADED)} == {
+        STARTED: 1,
+        SUCCEEDED: 1,
+    }
+    assert len(by_type.get(FAILED, set())) <= 1
+    assert len(by_type.get(DEGRADED, set())) <= 1
 
 
 async def test_workloads_without_ferry_annotations_and_other_namespaces_are_ignored(
