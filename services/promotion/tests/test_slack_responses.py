@@ -84,3 +84,44 @@ async def test_without_a_signing_secret_every_slack_request_is_refused():
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
     assert "FERRY_SLACK_SIGNING_SECRET is not set" in response.json()["detail"]
+
+
+class _Steps:
+    """A release that changes status each time it is read, until its last status."""
+
+    def __init__(self, statuses: list[str]) -> None:
+        self.statuses = statuses
+
+    async def get(self, actor: object, release_id: str) -> dict[str, object]:
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        return {"releaseId": release_id, "status": status, "service": "payments"}
+
+
+async def test_a_follow_up_counts_the_answer_already_posted_to_its_response_url():
+    from ferry_promotion.adapters.slack.state import MemoryFollowUps
+    from ferry_promotion.entrypoints.slack.following import Following
+
+    async def nobody(user: str) -> tuple[None, str]:
+        return None, "unknown"
+
+    # more changes than a response_url takes: the last post must still be the outcome
+    statuses = ["awaiting-approval", "approved", "awaiting-approval", "approved", "committed"]
+    async with SlackApi() as slack:
+        poster = ResponseUrlPoster([slack.base_url])
+        following = Following(
+            poster=poster,
+            releases=_Steps(list(statuses)),  # type: ignore[arg-type]
+            followups=MemoryFollowUps(),
+            identify=nobody,
+            interval=0.01,
+            max_interval=0.01,
+        )
+        url = slack.response_url("clicked")
+        answer = poster.open(url)
+        await answer.post({"text": "Promotion requested"})  # the click's own answer
+        await following.follow(object(), "r-1", url, slack_user="U1", status="requested", posts=1)
+        await following.drain(timeout=10)
+        posts = slack.responses["clicked"]
+        assert len(posts) == MAX_POSTS  # the answer and four follow-ups, not five
+        assert posts[0]["text"] == "Promotion requested"
+        assert "committed" in posts[-1]["text"]  # the one kept for the outcome

@@ -73,8 +73,10 @@ class FollowUps(Protocol):
         status: str,
         owner: str,
         lease: float,
+        posts: int = 0,
     ) -> FollowUp:
-        """Record a follow-up held by ``owner`` for ``lease`` seconds."""
+        """Record a follow-up held by ``owner`` for ``lease`` seconds; ``posts`` already made
+        to its ``response_url`` (they count against Slack's five)."""
         ...
 
     async def renew(
@@ -119,6 +121,7 @@ class SqlFollowUps:
         status: str,
         owner: str,
         lease: float,
+        posts: int = 0,
     ) -> FollowUp:
         moment = now()
         async with self._store.transaction() as conn:
@@ -130,7 +133,7 @@ class SqlFollowUps:
                         release_id=release_id,
                         slack_user=slack_user,
                         last_status=status,
-                        posts=0,
+                        posts=posts,
                         opened_at=moment,
                         owner=owner,
                         lease_until=moment + timedelta(seconds=lease),
@@ -138,7 +141,7 @@ class SqlFollowUps:
                     .returning(slack_followups.c.id)
                 )
             ).scalar_one()
-        return FollowUp(int(row_id), url, release_id, slack_user, status, 0, moment)
+        return FollowUp(int(row_id), url, release_id, slack_user, status, posts, moment)
 
     async def renew(
         self, follow_up: FollowUp, owner: str, lease: float, *, status: str, posts: int
@@ -201,8 +204,9 @@ class MemoryFollowUps:
         status: str,
         owner: str,
         lease: float,
+        posts: int = 0,
     ) -> FollowUp:
-        found = FollowUp(next(self._ids), url, release_id, slack_user, status, 0, now())
+        found = FollowUp(next(self._ids), url, release_id, slack_user, status, posts, now())
         self._rows[found.id] = (found, owner)
         return found
 

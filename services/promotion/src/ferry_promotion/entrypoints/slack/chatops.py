@@ -379,8 +379,9 @@ class ChatOps:
             return messages.ephemeral(f"{icon} {exc.message}", replace_original=False)
         rid = str(release.get("releaseId", ""))
         if rid and url:
+            # the answer to this click goes to the same response_url: one of Slack's five
             await self._following.follow(
-                actor, rid, url, slack_user=user_id, status=str(release.get("status", ""))
+                actor, rid, url, slack_user=user_id, status=str(release.get("status", "")), posts=1
             )
         return {**messages.release_acknowledged(release, "promotion"), "replace_original": True}
 

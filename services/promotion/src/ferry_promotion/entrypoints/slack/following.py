@@ -106,13 +106,21 @@ class Following:
                 await task
 
     async def follow(
-        self, actor: Any, release_id: str, url: str, *, slack_user: str, status: str
+        self,
+        actor: Any,
+        release_id: str,
+        url: str,
+        *,
+        slack_user: str,
+        status: str,
+        posts: int = 0,
     ) -> None:
-        """Follow ``release_id`` from here, posting to ``url`` (when its origin is allowed)."""
+        """Follow ``release_id`` from here, posting to ``url`` (when its origin is allowed);
+        ``posts``: those already made or about to be made to ``url`` for this answer."""
         if not self._poster.allows(url):
             log.warning("response_url origin not allowed; no follow-up", release_id=release_id)
             return
-        response = self._poster.open(url)
+        response = self._poster.open(url, posts=posts)
         row = await self._followups.open(
             url,
             release_id,
@@ -120,6 +128,7 @@ class Following:
             status=status,
             owner=self.replica,
             lease=self.lease,
+            posts=posts,
         )
         self.spawn(self._follow(actor, row, response), name=f"slack-follow-{release_id}")
 
